@@ -1,0 +1,107 @@
+/**
+ * Names that cross a boundary between infrastructure (CDK) and runtime code.
+ *
+ * Infra and runtime both import this module; nobody retypes these strings. It holds
+ * data only (no runtime imports) so that the CDK app can depend on it freely.
+ */
+
+/** File names inside a model artifact. */
+export const ARTIFACT = {
+  /** The tarball SageMaker writes and the rollout watches for. */
+  tarball: 'model.tar.gz',
+  /** The ONNX graph inside the tarball (required). */
+  onnx: 'model.onnx',
+  /** The Slipway manifest inside the tarball (optional for models brought from elsewhere). */
+  manifest: 'manifest.json',
+} as const;
+
+/** Environment variable keys read by the inference service, the Lambda and the CLI. */
+export const ENV = {
+  /** Which model the inference service serves: `s3://`, `file://`, or a prefix ending in `/`. */
+  modelUri: 'MODEL_URI',
+  /** Human-readable model version pinned by a rollout (informational; the URI is authoritative). */
+  modelVersion: 'MODEL_VERSION',
+  /** HTTP port of the inference service (default 8080). */
+  port: 'PORT',
+  /** SageMaker's port override; wins over PORT when set. */
+  sagemakerPort: 'SAGEMAKER_BIND_TO_PORT',
+  /** Number of inference workers (threads) in the pool. */
+  workers: 'SLIPWAY_WORKERS',
+  /** onnxruntime intra-op threads per worker. */
+  intraOpThreads: 'SLIPWAY_INTRA_OP_THREADS',
+  /** Maximum dynamic batch size (1 disables batching). */
+  maxBatchSize: 'SLIPWAY_MAX_BATCH_SIZE',
+  /** Maximum time in milliseconds a request waits for a batch to fill. */
+  maxBatchDelayMs: 'SLIPWAY_MAX_BATCH_DELAY_MS',
+  /** Maximum request body in bytes. */
+  bodyLimit: 'SLIPWAY_BODY_LIMIT',
+  /** Custom S3 endpoint (s3rver, MinIO, LocalStack). */
+  s3Endpoint: 'SLIPWAY_S3_ENDPOINT',
+  /** Lambda: ECS cluster name or ARN of the inference service. */
+  cluster: 'SLIPWAY_CLUSTER',
+  /** Lambda: ECS service name of the inference service. */
+  service: 'SLIPWAY_SERVICE',
+  /** Lambda: name of the models bucket the rollout accepts events from. */
+  modelsBucket: 'SLIPWAY_MODELS_BUCKET',
+  /** Lambda: name of the container in the task definition that serves the model. */
+  container: 'SLIPWAY_CONTAINER',
+} as const;
+
+/** Default port of the inference service and of the local load balancer. */
+export const DEFAULT_PORT = 8080;
+
+/** The name of the inference container in the ECS task definition. */
+export const INFERENCE_CONTAINER_NAME = 'inference';
+
+/** Roles of the buckets (the models bucket plays the role of `sagemaker-shared-models`). */
+export const BUCKET_ROLES = {
+  data: 'data',
+  models: 'models',
+  docs: 'docs',
+} as const;
+
+/** Shape of an EventBridge event pattern (the subset Slipway uses). */
+export interface ModelUploadEventPattern {
+  readonly source: readonly string[];
+  readonly 'detail-type': readonly string[];
+  readonly detail: {
+    readonly bucket: { readonly name: readonly string[] };
+    readonly object: { readonly key: readonly [{ readonly suffix: string }] };
+  };
+}
+
+/**
+ * The EventBridge rule pattern that starts a rollout: an S3 "Object Created" event on
+ * the models bucket whose key ends in `model.tar.gz`.
+ *
+ * @example modelUploadEventPattern('acme-models')
+ */
+export function modelUploadEventPattern(modelsBucket: string): ModelUploadEventPattern {
+  return {
+    source: ['aws.s3'],
+    'detail-type': ['Object Created'],
+    detail: {
+      bucket: { name: [modelsBucket] },
+      object: { key: [{ suffix: ARTIFACT.tarball }] },
+    },
+  };
+}
+
+/** CloudFormation output keys of the deployed stack, read by `slipway --cloud`. */
+export const STACK_OUTPUTS = {
+  dataBucket: 'DataBucketName',
+  modelsBucket: 'ModelsBucketName',
+  docsBucket: 'DocsBucketName',
+  docsDistributionId: 'DocsDistributionId',
+  cluster: 'ClusterName',
+  service: 'ServiceName',
+  loadBalancerUrl: 'LoadBalancerUrl',
+  trainingRoleArn: 'TrainingRoleArn',
+  trainingImageUri: 'TrainingImageUri',
+  trainingSubnets: 'TrainingSubnetIds',
+  trainingSecurityGroup: 'TrainingSecurityGroupId',
+  fileSystemId: 'FileSystemId',
+} as const;
+
+/** Default name of the CloudFormation stack. */
+export const DEFAULT_STACK_NAME = 'Slipway';

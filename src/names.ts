@@ -105,3 +105,24 @@ export const STACK_OUTPUTS = {
 
 /** Default name of the CloudFormation stack. */
 export const DEFAULT_STACK_NAME = 'Slipway';
+
+/**
+ * The value of MODEL_URI that means "no model deployed yet": the service starts, reports
+ * ready (so the first deployment and its health checks succeed before any model exists)
+ * and answers 503 to predictions until a rollout pins a real model.
+ */
+export const NO_MODEL_URI = 'none';
+
+/** ECR repository names of the two images. */
+export const IMAGE_REPOSITORIES = {
+  inference: 'slipway-inference',
+  training: 'slipway-training',
+} as const;
+
+/** IAM role names assumed by GitHub Actions through OIDC, one per workflow purpose. */
+export const GITHUB_OIDC_ROLES = {
+  deployInfra: 'slipway-github-deploy-infra',
+  publishImages: 'slipway-github-publish-images',
+  publishDocs: 'slipway-github-publish-docs',
+  launchTraining: 'slipway-github-launch-training',
+} as const;

@@ -1,0 +1,168 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { DEFAULT_STACK_NAME, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, STACK_OUTPUTS } from '../../src/names.ts';
+import { checkWorkflow, formatViolations, type WorkflowReport } from './workflow-rules.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const workflowsDir = join(root, '.github/workflows');
+const files = readdirSync(workflowsDir).filter((f) => /\.ya?ml$/.test(f));
+const reports = new Map<string, WorkflowReport>();
+
+beforeAll(async () => {
+  for (const file of files) {
+    reports.set(file, await checkWorkflow(file, readFileSync(join(workflowsDir, file), 'utf8')));
+  }
+});
+
+function report(file: string): WorkflowReport {
+  const found = reports.get(file);
+  if (found === undefined) throw new Error(`.github/workflows/${file} is missing`);
+  return found;
+}
+
+function raw(file: string): Record<string, unknown> {
+  return parse(readFileSync(join(workflowsDir, file), 'utf8')) as Record<string, unknown>;
+}
+
+function allRuns(file: string): string {
+  return report(file)
+    .jobs.flatMap((job) => job.runs)
+    .join('\n');
+}
+
+describe('GitHub Actions workflows', () => {
+  it('are the four the platform needs', () => {
+    expect(files.sort()).toEqual(['ci.yml', 'deploy.yml', 'docs.yml', 'train.yml']);
+  });
+
+  it.each(files)('%s passes GitHub’s parser and every house rule', (file) => {
+    const { violations } = report(file);
+    expect(violations, formatViolations(violations)).toEqual([]);
+  });
+
+  it('ci runs on pull requests and on main, and assumes no AWS role', () => {
+    expect(report('ci.yml').events.sort()).toEqual(['pull_request', 'push']);
+    expect(raw('ci.yml').on).toMatchObject({ push: { branches: ['main'] } });
+    expect(report('ci.yml').jobs.flatMap((job) => job.roles)).toEqual([]);
+  });
+
+  it('ci installs, typechecks, lints, tests and synthesizes', () => {
+    const runs = allRuns('ci.yml');
+    for (const command of [
+      'npm ci',
+      'npm run typecheck',
+      'npm run lint',
+      'npm run test:unit',
+      'npm run synth',
+    ]) {
+      expect(runs).toContain(command);
+    }
+  });
+
+  it('deploy assumes the deploy-infra role for cdk and the publish-images role for ECR', () => {
+    const roles = Object.fromEntries(report('deploy.yml').jobs.map((job) => [job.id, job.roles]));
+    expect(roles).toEqual({
+      registry: [GITHUB_OIDC_ROLES.deployInfra],
+      images: [GITHUB_OIDC_ROLES.publishImages],
+      platform: [GITHUB_OIDC_ROLES.deployInfra],
+    });
+  });
+
+  it('deploy pushes both images to the infra’s ECR repositories tagged with the commit SHA', () => {
+    const images = raw('deploy.yml').jobs as Record<string, { strategy: { matrix: { include: unknown[] } } }>;
+    const matrix = images.images!.strategy.matrix.include;
+    expect(matrix).toEqual([
+      { dockerfile: 'docker/serve.Dockerfile', repository: IMAGE_REPOSITORIES.inference },
+      { dockerfile: 'docker/train.Dockerfile', repository: IMAGE_REPOSITORIES.training },
+    ]);
+    expect(readFileSync(join(workflowsDir, 'deploy.yml'), 'utf8')).toContain(
+      '/${{ matrix.repository }}:${{ github.sha }}',
+    );
+  });
+
+  it('deploy never overlaps another deploy', () => {
+    expect(report('deploy.yml').concurrency).toMatchObject({ cancelInProgress: false });
+    expect(report('deploy.yml').events).toContain('push');
+  });
+
+  it('deploy pins the platform stack to the image tag of this commit', () => {
+    expect(allRuns('deploy.yml')).toMatch(/imageTag=\$GITHUB_SHA/);
+  });
+
+  it('docs publishes on main when docs change, with the publish-docs role', () => {
+    expect(raw('docs.yml').on).toMatchObject({
+      push: { branches: ['main'], paths: expect.arrayContaining(['docs/**']) },
+    });
+    expect(report('docs.yml').jobs.flatMap((job) => job.roles)).toEqual([GITHUB_OIDC_ROLES.publishDocs]);
+  });
+
+  it('docs builds the site, syncs it with --delete and invalidates CloudFront, from the stack outputs', () => {
+    const runs = allRuns('docs.yml');
+    expect(runs).toContain('npm run docs:build');
+    expect(runs).toMatch(/aws s3 sync docs\/\.vitepress\/dist "s3:\/\/\$DOCS_BUCKET" --delete/);
+    expect(runs).toContain('aws cloudfront create-invalidation');
+    expect(runs).toContain(`output ${STACK_OUTPUTS.docsBucket}`);
+    expect(runs).toContain(`output ${STACK_OUTPUTS.docsDistributionId}`);
+    expect((raw('docs.yml').env as Record<string, string>).SLIPWAY_STACK).toBe(DEFAULT_STACK_NAME);
+  });
+
+  it('train is dispatched by hand with hyperparameters and launches through the CLI with --cloud', () => {
+    const on = raw('train.yml').on as { workflow_dispatch: { inputs: Record<string, unknown> } };
+    expect(report('train.yml').events).toEqual(['workflow_dispatch']);
+    expect(Object.keys(on.workflow_dispatch.inputs)).toEqual(
+      expect.arrayContaining(['epochs', 'batch-size', 'learning-rate', 'seed']),
+    );
+    expect(allRuns('train.yml')).toMatch(/node bin\/slipway\.js train --cloud/);
+    expect(report('train.yml').jobs.flatMap((job) => job.roles)).toEqual([GITHUB_OIDC_ROLES.launchTraining]);
+  });
+
+  it('use Node 20 with the npm cache wherever they set up Node', () => {
+    for (const file of files) {
+      const jobs = raw(file).jobs as Record<
+        string,
+        { steps: { uses?: string; with?: Record<string, unknown> }[] }
+      >;
+      for (const job of Object.values(jobs)) {
+        for (const step of job.steps.filter((s) => s.uses?.startsWith('actions/setup-node@'))) {
+          expect(step.with, file).toEqual({ 'node-version': 20, cache: 'npm' });
+        }
+      }
+    }
+  });
+});
+
+describe('what the workflows call exists', () => {
+  const scripts = (
+    JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  ).scripts;
+
+  it.each(files)('every `npm run <script>` in %s is defined in package.json', (file) => {
+    const used = [...allRuns(file).matchAll(/npm run ([\w:-]+)/g)].map((m) => m[1]!);
+    const missing = used.filter((name) => !(name in scripts));
+    expect(missing, `missing npm scripts: ${missing.join(', ')}`).toEqual([]);
+  });
+
+  it('the Dockerfiles deploy builds exist', () => {
+    const missing = ['docker/serve.Dockerfile', 'docker/train.Dockerfile'].filter(
+      (f) => !existsSync(join(root, f)),
+    );
+    expect(missing).toEqual([]);
+  });
+
+  it('`slipway train` accepts the --cloud and --hp options train.yml passes', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [join(root, 'bin/slipway.js'), 'train', '--help'],
+      {
+        cwd: root,
+      },
+    );
+    expect(stdout).toContain('--cloud');
+    expect(stdout).toContain('--hp');
+  });
+});

@@ -45,6 +45,12 @@ export const ENV = {
   modelsBucket: 'SLIPWAY_MODELS_BUCKET',
   /** Lambda: name of the container in the task definition that serves the model. */
   container: 'SLIPWAY_CONTAINER',
+  /** ETag of the pinned model object (lets the server fetch with If-Match on unversioned buckets). */
+  modelEtag: 'SLIPWAY_MODEL_ETAG',
+  /** S3 sequencer of the event that pinned the model (orders events for the same key). */
+  modelSequencer: 'SLIPWAY_MODEL_SEQUENCER',
+  /** Time of the S3 event that pinned the model (orders events across keys). */
+  modelEventTime: 'SLIPWAY_MODEL_EVENT_TIME',
 } as const;
 
 /** Default port of the inference service and of the local load balancer. */

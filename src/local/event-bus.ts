@@ -1,0 +1,210 @@
+import type { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+
+/** One record of an S3 event notification, as s3rver (and S3 itself) emits it. */
+export interface S3NotificationRecord {
+  readonly eventName: string;
+  readonly eventTime: string;
+  readonly awsRegion?: string;
+  readonly requestParameters?: { readonly sourceIPAddress?: string };
+  readonly responseElements?: { readonly 'x-amz-request-id'?: string };
+  readonly s3: {
+    readonly bucket: { readonly name: string };
+    readonly object: {
+      readonly key: string;
+      readonly size?: number;
+      readonly eTag?: string;
+      readonly versionId?: string;
+      readonly sequencer?: string;
+    };
+  };
+}
+
+/** An S3 notification: one or more records. */
+export interface S3Notification {
+  readonly Records: readonly S3NotificationRecord[];
+}
+
+/** The EventBridge "Object Created" event S3 sends when EventBridge notifications are on. */
+export interface S3ObjectCreatedEvent {
+  readonly version: '0';
+  readonly id: string;
+  readonly 'detail-type': 'Object Created';
+  readonly source: 'aws.s3';
+  readonly account: string;
+  readonly time: string;
+  readonly region: string;
+  readonly resources: readonly string[];
+  readonly detail: {
+    readonly version: '0';
+    readonly bucket: { readonly name: string };
+    readonly object: {
+      readonly key: string;
+      readonly size?: number;
+      readonly etag?: string;
+      readonly 'version-id'?: string;
+      readonly sequencer?: string;
+    };
+    readonly 'request-id': string;
+    readonly requester: string;
+    readonly 'source-ip-address': string;
+    readonly reason: string;
+  };
+}
+
+/** The account id the twin reports in events (AWS's documentation placeholder). */
+export const LOCAL_ACCOUNT_ID = '123456789012';
+
+// S3 notification event names -> the `reason` EventBridge reports for the same upload.
+const REASONS: Readonly<Record<string, string>> = {
+  'ObjectCreated:Put': 'PutObject',
+  'ObjectCreated:Post': 'CompleteMultipartUpload',
+  'ObjectCreated:Copy': 'CopyObject',
+  'ObjectCreated:CompleteMultipartUpload': 'CompleteMultipartUpload',
+};
+
+/**
+ * Reshapes one S3 notification record into the EventBridge event AWS delivers for it;
+ * undefined for anything that is not an object creation.
+ */
+export function toEventBridgeEvent(record: S3NotificationRecord): S3ObjectCreatedEvent | undefined {
+  if (!record.eventName.startsWith('ObjectCreated:')) return undefined;
+  const bucket = record.s3.bucket.name;
+  const object = record.s3.object;
+  return {
+    version: '0',
+    id: randomUUID(),
+    'detail-type': 'Object Created',
+    source: 'aws.s3',
+    account: LOCAL_ACCOUNT_ID,
+    time: new Date(record.eventTime).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    region: record.awsRegion ?? 'us-east-1',
+    resources: [`arn:aws:s3:::${bucket}`],
+    detail: {
+      version: '0',
+      bucket: { name: bucket },
+      object: {
+        // S3 notifications URL-encode keys (spaces as '+'); EventBridge events carry them the same way.
+        key: object.key,
+        ...(object.size !== undefined ? { size: object.size } : {}),
+        ...(object.eTag !== undefined ? { etag: object.eTag } : {}),
+        ...(object.versionId !== undefined ? { 'version-id': object.versionId } : {}),
+        ...(object.sequencer !== undefined ? { sequencer: object.sequencer } : {}),
+      },
+      'request-id': record.responseElements?.['x-amz-request-id'] ?? randomUUID(),
+      requester: LOCAL_ACCOUNT_ID,
+      'source-ip-address': record.requestParameters?.sourceIPAddress ?? '127.0.0.1',
+      reason: REASONS[record.eventName] ?? 'PutObject',
+    },
+  };
+}
+
+/**
+ * EventBridge pattern matching for the subset of the pattern language Slipway's rules use:
+ * nested objects, arrays of allowed literal values, and `{ prefix }` / `{ suffix }` / `{ exists }`.
+ */
+export function matchesEventPattern(pattern: unknown, event: unknown): boolean {
+  if (Array.isArray(pattern)) {
+    const values = Array.isArray(event) ? (event as unknown[]) : [event];
+    return pattern.some((rule: unknown) => values.some((value) => matchesValue(rule, value)));
+  }
+  if (isRecord(pattern)) {
+    if (!isRecord(event)) return false;
+    return Object.entries(pattern).every(([field, sub]) => {
+      if (Array.isArray(sub) && sub.some((r) => isRecord(r) && r['exists'] === false)) {
+        return !(field in event);
+      }
+      return field in event && matchesEventPattern(sub, event[field]);
+    });
+  }
+  return false;
+}
+
+function matchesValue(rule: unknown, value: unknown): boolean {
+  if (isRecord(rule)) {
+    if (typeof rule['prefix'] === 'string')
+      return typeof value === 'string' && value.startsWith(rule['prefix']);
+    if (typeof rule['suffix'] === 'string')
+      return typeof value === 'string' && value.endsWith(rule['suffix']);
+    if (rule['exists'] === true) return value !== undefined;
+    return false;
+  }
+  return rule === value;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A subscriber of the bus: called once per matching event, one event at a time. */
+export type EventHandler = (event: S3ObjectCreatedEvent) => Promise<void> | void;
+
+/** Options of {@link EventBus}. */
+export interface EventBusOptions {
+  /** The EventBridge rule pattern deliveries must match. */
+  readonly pattern: unknown;
+  readonly handler: EventHandler;
+  /** Called when the handler throws (the event is dropped after `maxAttempts`). */
+  readonly onError?: (err: unknown, event: S3ObjectCreatedEvent, attempt: number) => void;
+  /** Deliveries per event before giving up (EventBridge retries too); default 2. */
+  readonly maxAttempts?: number;
+}
+
+/**
+ * Turns a local S3 server's notifications into EventBridge events and delivers the ones that
+ * match the rule pattern to a handler, in order, one at a time (at-least-once, like EventBridge).
+ */
+export class EventBus {
+  private readonly options: EventBusOptions;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly sources: { emitter: EventEmitter; listener: (n: S3Notification) => void }[] = [];
+  private pending = 0;
+
+  constructor(options: EventBusOptions) {
+    this.options = options;
+  }
+
+  /** Starts listening to an emitter of S3 notifications (s3rver emits `event`). */
+  attach(emitter: EventEmitter): void {
+    const listener = (notification: S3Notification): void => {
+      for (const record of notification.Records) this.publishRecord(record);
+    };
+    emitter.on('event', listener);
+    this.sources.push({ emitter, listener });
+  }
+
+  /** Reshapes and publishes one notification record (also usable without an emitter). */
+  publishRecord(record: S3NotificationRecord): void {
+    const event = toEventBridgeEvent(record);
+    if (event) this.publish(event);
+  }
+
+  /** Queues an EventBridge event for delivery when it matches the pattern. */
+  publish(event: S3ObjectCreatedEvent): void {
+    if (!matchesEventPattern(this.options.pattern, event)) return;
+    this.pending += 1;
+    this.queue = this.queue.then(() => this.deliver(event)).finally(() => (this.pending -= 1));
+  }
+
+  /** Resolves when every queued event has been delivered. */
+  async idle(): Promise<void> {
+    while (this.pending > 0) await this.queue;
+  }
+
+  /** Stops listening; queued deliveries still complete. */
+  detach(): void {
+    for (const { emitter, listener } of this.sources.splice(0)) emitter.off('event', listener);
+  }
+
+  private async deliver(event: S3ObjectCreatedEvent): Promise<void> {
+    const maxAttempts = this.options.maxAttempts ?? 2;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      try {
+        await this.options.handler(event);
+        return;
+      } catch (err) {
+        this.options.onError?.(err, event, attempt);
+      }
+    }
+  }
+}

@@ -1,0 +1,511 @@
+import type { ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { DeploymentError } from './errors.ts';
+import { probe } from './load-balancer.ts';
+import type { TargetSpec } from './load-balancer.ts';
+
+/** ECS deployment status: the one being rolled out (or live) is PRIMARY, the one it replaces ACTIVE. */
+export type DeploymentStatus = 'PRIMARY' | 'ACTIVE' | 'INACTIVE';
+/** ECS rollout state of a deployment. */
+export type RolloutState = 'IN_PROGRESS' | 'COMPLETED' | 'FAILED';
+/** ECS task lifecycle, reduced to what the twin distinguishes. */
+export type TaskStatus = 'PROVISIONING' | 'RUNNING' | 'DEACTIVATING' | 'STOPPED';
+
+/** One deployment of the service, shaped like an ECS service deployment. */
+export interface Deployment {
+  readonly id: string;
+  status: DeploymentStatus;
+  rolloutState: RolloutState;
+  rolloutStateReason: string;
+  /** The exact model object the tasks of this deployment serve. */
+  readonly modelUri: string;
+  /** Model version reported by the tasks once ready (falls back to the version given to deploy). */
+  modelVersion?: string;
+  readonly desiredCount: number;
+  runningCount: number;
+  failedTasks: number;
+  readonly createdAt: string;
+  updatedAt: string;
+}
+
+/** One inference-server process. */
+export interface TaskInfo {
+  readonly id: string;
+  readonly deploymentId: string;
+  readonly pid: number | undefined;
+  readonly port: number;
+  readonly url: string;
+  readonly modelUri: string;
+  lastStatus: TaskStatus;
+  modelVersion?: string;
+  sha256?: string;
+  startedAt: string;
+  stoppedReason?: string;
+}
+
+/** What a spawner gets to start one task. */
+export interface TaskLaunch {
+  readonly taskId: string;
+  readonly port: number;
+  readonly modelUri: string;
+  readonly modelVersion?: string;
+}
+
+/** Starts one inference-server process listening on `launch.port` and serving `launch.modelUri`. */
+export type TaskSpawner = (launch: TaskLaunch) => ChildProcess;
+
+/** The part of the load balancer the supervisor drives. */
+export interface TrafficRouter {
+  register(spec: TargetSpec, initialHealth: 'initial' | 'healthy'): void;
+  deregister(id: string, timeoutMs?: number): Promise<void>;
+}
+
+/** Options of {@link Supervisor}. */
+export interface SupervisorOptions {
+  readonly spawn: TaskSpawner;
+  readonly router: TrafficRouter;
+  /** Tasks per deployment; default 2. */
+  readonly desiredCount?: number;
+  /** How long a new task may take to become ready before it counts as failed; default 60 s. */
+  readonly readinessTimeoutMs?: number;
+  /** Failed new tasks that trip the circuit breaker; default 2. */
+  readonly failureThreshold?: number;
+  /** How long draining waits for in-flight requests (ALB deregistration delay); default 30 s. */
+  readonly drainTimeoutMs?: number;
+  /** How long a SIGTERMed task may take to exit before SIGKILL; default 10 s. */
+  readonly stopTimeoutMs?: number;
+  /** Readiness path; default `/v2/health/ready`. */
+  readonly readinessPath?: string;
+  /** Path answering JSON with the served model's `version` and `sha256`; default `/`. */
+  readonly infoPath?: string;
+  /** Directory for one log file per task (stdout and stderr); none when absent. */
+  readonly logDir?: string;
+  /** Deployments from an earlier run, shown in history. */
+  readonly history?: readonly Deployment[];
+  readonly log?: (message: string) => void;
+  /** Called after every change of a deployment or task (to persist state). */
+  readonly onChange?: () => void;
+}
+
+interface Task extends TaskInfo {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  exitCode?: number | null;
+  stopping: boolean;
+  output: string[];
+  logFile?: WriteStream;
+}
+
+const HISTORY_LIMIT = 20;
+
+/**
+ * Runs the inference service as child processes and rolls deployments like ECS with
+ * minimumHealthyPercent 100 / maximumPercent 200 and the deployment circuit breaker on:
+ * start the new tasks, wait until they are ready, shift traffic to them, drain the old ones,
+ * then SIGTERM them; if the new tasks fail readiness, stop them and keep the old ones.
+ * A task that dies while serving is replaced.
+ */
+export class Supervisor {
+  private readonly options: SupervisorOptions;
+  private readonly deploymentList: Deployment[];
+  private readonly taskMap = new Map<string, Task>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private stopped = false;
+  private restartDelayMs = 0;
+  /** Tasks that received traffic at some point: only their deaths count as crashes. */
+  private readonly registered = new Set<string>();
+
+  constructor(options: SupervisorOptions) {
+    this.options = options;
+    this.deploymentList = (options.history ?? []).map((d) => ({
+      ...d,
+      status: 'INACTIVE',
+      runningCount: 0,
+      rolloutState: d.rolloutState === 'IN_PROGRESS' ? 'FAILED' : d.rolloutState,
+      rolloutStateReason:
+        d.rolloutState === 'IN_PROGRESS'
+          ? 'interrupted: the twin stopped during the rollout'
+          : d.rolloutStateReason,
+    }));
+  }
+
+  /** Deployments, newest first. */
+  deployments(): Deployment[] {
+    return this.deploymentList.map((d) => ({ ...d }));
+  }
+
+  /** The deployment currently serving (or being rolled out). */
+  primary(): Deployment | undefined {
+    const d = this.deploymentList.find((x) => x.status === 'PRIMARY');
+    return d ? { ...d } : undefined;
+  }
+
+  /** Tasks that are not stopped. */
+  tasks(): TaskInfo[] {
+    return [...this.taskMap.values()].map(
+      ({
+        id,
+        deploymentId,
+        pid,
+        port,
+        url,
+        modelUri,
+        lastStatus,
+        modelVersion,
+        sha256,
+        startedAt,
+        stoppedReason,
+      }) => ({
+        id,
+        deploymentId,
+        pid,
+        port,
+        url,
+        modelUri,
+        lastStatus,
+        startedAt,
+        ...(modelVersion !== undefined ? { modelVersion } : {}),
+        ...(sha256 !== undefined ? { sha256 } : {}),
+        ...(stoppedReason !== undefined ? { stoppedReason } : {}),
+      }),
+    );
+  }
+
+  /** Process ids of every live task (for orphan checks and the state file). */
+  pids(): number[] {
+    return [...this.taskMap.values()].flatMap((t) =>
+      t.pid !== undefined && t.exitCode === undefined ? [t.pid] : [],
+    );
+  }
+
+  /**
+   * Rolls out a model; resolves with the deployment once it is COMPLETED or FAILED
+   * (a failure is reported in the result, not thrown). Deployments run one at a time.
+   */
+  deploy(modelUri: string, options: { modelVersion?: string } = {}): Promise<Deployment> {
+    if (this.stopped) return Promise.reject(new DeploymentError('the service is stopping'));
+    const now = new Date().toISOString();
+    const deployment: Deployment = {
+      id: `ecs-svc/${randomBytes(8).toString('hex')}`,
+      status: 'ACTIVE',
+      rolloutState: 'IN_PROGRESS',
+      rolloutStateReason: 'queued behind the deployment in progress',
+      modelUri,
+      ...(options.modelVersion !== undefined ? { modelVersion: options.modelVersion } : {}),
+      desiredCount: this.options.desiredCount ?? 2,
+      runningCount: 0,
+      failedTasks: 0,
+      createdAt: now,
+      updatedAt: now,
+    };
+    this.deploymentList.unshift(deployment);
+    this.deploymentList.splice(HISTORY_LIMIT);
+    this.changed();
+    const run = this.queue.then(() => this.roll(deployment));
+    this.queue = run.catch(() => undefined);
+    return run.then(() => ({ ...deployment }));
+  }
+
+  /**
+   * Rolls back to the newest COMPLETED deployment before the current one, as a new deployment.
+   * Throws when there is nothing to roll back to.
+   */
+  rollback(): Promise<Deployment> {
+    const current = this.deploymentList.find((d) => d.status === 'PRIMARY');
+    const target = this.deploymentList.find(
+      (d) => d !== current && d.rolloutState === 'COMPLETED' && d.modelUri !== current?.modelUri,
+    );
+    if (!target) {
+      throw new DeploymentError(
+        'nothing to roll back to: no earlier completed deployment with another model',
+      );
+    }
+    this.options.log?.(`rollback requested: redeploying ${target.modelUri} (from deployment ${target.id})`);
+    return this.deploy(
+      target.modelUri,
+      target.modelVersion !== undefined ? { modelVersion: target.modelVersion } : {},
+    );
+  }
+
+  /** Stops every task (SIGTERM, then SIGKILL after the stop timeout) and refuses new deployments. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.taskMap.values()].map((t) => this.stopTask(t, 'service stopping', false)));
+    this.changed();
+  }
+
+  private async roll(deployment: Deployment): Promise<void> {
+    if (this.stopped) {
+      this.finish(deployment, 'FAILED', 'the service stopped before the rollout started');
+      return;
+    }
+    const previous = this.deploymentList.find((d) => d.status === 'PRIMARY');
+    if (previous) previous.status = 'ACTIVE';
+    deployment.status = 'PRIMARY';
+    deployment.rolloutStateReason = 'ECS deployment in progress: starting new tasks';
+    this.touch(deployment);
+    this.options.log?.(`deployment ${deployment.id}: rolling out ${deployment.modelUri}`);
+
+    const ready: Task[] = [];
+    const threshold = this.options.failureThreshold ?? 2;
+    let lastFailure = '';
+    while (ready.length < deployment.desiredCount && deployment.failedTasks < threshold && !this.stopped) {
+      const missing = deployment.desiredCount - ready.length;
+      const started = await Promise.all(Array.from({ length: missing }, () => this.startTask(deployment)));
+      const results = await Promise.all(started.map((t) => this.waitReady(t)));
+      results.forEach((failure, i) => {
+        const task = started[i]!;
+        if (failure === undefined) {
+          ready.push(task);
+        } else {
+          deployment.failedTasks += 1;
+          lastFailure = `task ${task.id} ${failure}`;
+          this.options.log?.(`deployment ${deployment.id}: ${lastFailure}`);
+          void this.stopTask(task, failure, false);
+        }
+      });
+      this.touch(deployment);
+    }
+
+    if (ready.length < deployment.desiredCount) {
+      await Promise.all(ready.map((t) => this.stopTask(t, 'deployment failed', false)));
+      const reason = this.stopped
+        ? 'the service stopped during the rollout'
+        : `ECS deployment circuit breaker: ${deployment.failedTasks} task(s) failed to become ready (${lastFailure})` +
+          (previous
+            ? `; rolled back to ${previous.id} (${previous.modelUri})`
+            : '; no earlier deployment to keep');
+      deployment.status = 'INACTIVE';
+      if (previous) previous.status = 'PRIMARY';
+      this.finish(deployment, 'FAILED', reason);
+      this.options.log?.(`deployment ${deployment.id}: FAILED: ${reason}`);
+      return;
+    }
+
+    // Shift traffic: new tasks in, then old tasks drained and stopped (never below 100% healthy).
+    for (const task of ready) {
+      task.lastStatus = 'RUNNING';
+      await this.describeTask(task);
+      deployment.modelVersion = task.modelVersion ?? deployment.modelVersion;
+      this.options.router.register(this.targetOf(task), 'healthy');
+      this.registered.add(task.id);
+    }
+    deployment.runningCount = ready.length;
+    deployment.rolloutStateReason = 'ECS deployment in progress: draining old tasks';
+    this.touch(deployment);
+    const old = [...this.taskMap.values()].filter((t) => t.deploymentId !== deployment.id && !t.stopping);
+    await Promise.all(old.map((t) => this.stopTask(t, `replaced by deployment ${deployment.id}`, true)));
+    for (const d of this.deploymentList) {
+      if (d !== deployment && d.status !== 'INACTIVE') {
+        d.status = 'INACTIVE';
+        d.runningCount = 0;
+      }
+    }
+    this.finish(deployment, 'COMPLETED', 'ECS deployment completed');
+    this.options.log?.(
+      `deployment ${deployment.id}: COMPLETED (model version ${deployment.modelVersion ?? '?'})`,
+    );
+  }
+
+  private finish(deployment: Deployment, state: RolloutState, reason: string): void {
+    deployment.rolloutState = state;
+    deployment.rolloutStateReason = reason;
+    this.touch(deployment);
+  }
+
+  private touch(deployment: Deployment): void {
+    deployment.updatedAt = new Date().toISOString();
+    this.changed();
+  }
+
+  private changed(): void {
+    this.options.onChange?.();
+  }
+
+  private targetOf(task: Task): TargetSpec {
+    return {
+      id: task.id,
+      url: task.url,
+      ...(task.modelVersion !== undefined ? { modelVersion: task.modelVersion } : {}),
+    };
+  }
+
+  private async startTask(deployment: Deployment): Promise<Task> {
+    const port = await freePort();
+    const id = randomBytes(6).toString('hex');
+    const child = this.options.spawn({
+      taskId: id,
+      port,
+      modelUri: deployment.modelUri,
+      ...(deployment.modelVersion !== undefined ? { modelVersion: deployment.modelVersion } : {}),
+    });
+    const task: Task = {
+      id,
+      deploymentId: deployment.id,
+      pid: child.pid,
+      port,
+      url: `http://127.0.0.1:${port}`,
+      modelUri: deployment.modelUri,
+      lastStatus: 'PROVISIONING',
+      startedAt: new Date().toISOString(),
+      child,
+      exited: new Promise((resolve) => {
+        child.once('exit', (code, signal) => {
+          task.exitCode = code ?? (signal ? -1 : null);
+          resolve(code);
+        });
+        child.once('error', (err) => {
+          task.output.push(`spawn failed: ${err.message}`);
+          task.exitCode = -1;
+          resolve(-1);
+        });
+      }),
+      stopping: false,
+      output: [],
+    };
+    if (this.options.logDir) task.logFile = createWriteStream(join(this.options.logDir, `task-${id}.log`));
+    const capture = (chunk: Buffer): void => {
+      task.logFile?.write(chunk);
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) task.output.push(line.trim());
+      task.output.splice(0, Math.max(0, task.output.length - 30));
+    };
+    child.stdout?.on('data', capture);
+    child.stderr?.on('data', capture);
+    this.taskMap.set(id, task);
+    void task.exited.then(() => this.onExit(task));
+    this.options.log?.(
+      `task ${id} started (pid ${child.pid ?? '?'}, port ${port}) for ${deployment.modelUri}`,
+    );
+    this.changed();
+    return task;
+  }
+
+  /** Resolves undefined when the task is ready, or with why it is not. */
+  private async waitReady(task: Task): Promise<string | undefined> {
+    const deadline = Date.now() + (this.options.readinessTimeoutMs ?? 60_000);
+    const url = `${task.url}${this.options.readinessPath ?? '/v2/health/ready'}`;
+    for (;;) {
+      if (task.exitCode !== undefined) {
+        return `exited with code ${String(task.exitCode)} before it was ready${lastWords(task.output)}`;
+      }
+      if (this.stopped) return 'stopped';
+      if (await probe(url, 1_000)) return undefined;
+      if (Date.now() > deadline) {
+        return `was not ready within ${(this.options.readinessTimeoutMs ?? 60_000) / 1000} s${lastWords(task.output)}`;
+      }
+      await sleep(150);
+    }
+  }
+
+  private async describeTask(task: Task): Promise<void> {
+    try {
+      const res = await fetch(`${task.url}${this.options.infoPath ?? '/'}`, {
+        signal: AbortSignal.timeout(2_000),
+      });
+      if (!res.ok) return;
+      const info = (await res.json()) as {
+        version?: unknown;
+        sha256?: unknown;
+        model?: { version?: unknown };
+      };
+      const version = info.version ?? info.model?.version;
+      if (typeof version === 'string' || typeof version === 'number') task.modelVersion = String(version);
+      if (typeof info.sha256 === 'string') task.sha256 = info.sha256;
+    } catch {
+      // The version is informational; the task is ready and serves regardless.
+    }
+  }
+
+  private async stopTask(task: Task, reason: string, drain: boolean): Promise<void> {
+    if (task.stopping) {
+      await task.exited;
+      return;
+    }
+    task.stopping = true;
+    task.stoppedReason = reason;
+    task.lastStatus = 'DEACTIVATING';
+    this.changed();
+    await this.options.router.deregister(task.id, drain ? (this.options.drainTimeoutMs ?? 30_000) : 0);
+    if (task.exitCode === undefined) {
+      task.child.kill('SIGTERM');
+      const timer = setTimeout(() => task.child.kill('SIGKILL'), this.options.stopTimeoutMs ?? 10_000);
+      await task.exited;
+      clearTimeout(timer);
+    }
+  }
+
+  private onExit(task: Task): void {
+    task.lastStatus = 'STOPPED';
+    task.logFile?.end();
+    this.taskMap.delete(task.id);
+    this.changed();
+    if (task.stopping || this.stopped) return;
+    const deployment = this.deploymentList.find((d) => d.id === task.deploymentId);
+    // A task that never got ready is the rollout's business (circuit breaker), not a crash.
+    if (!deployment || !this.wasServing(task)) return;
+    const why = `exited unexpectedly with code ${String(task.exitCode)}${lastWords(task.output)}`;
+    this.options.log?.(`task ${task.id} ${why}; starting a replacement`);
+    task.stoppedReason = why;
+    void this.options.router.deregister(task.id, 0);
+    deployment.runningCount = Math.max(0, deployment.runningCount - 1);
+    this.touch(deployment);
+    void this.replace(deployment);
+  }
+
+  private wasServing(task: Task): boolean {
+    return this.registered.has(task.id);
+  }
+
+  private async replace(deployment: Deployment): Promise<void> {
+    // Back off when replacements keep dying, like ECS's task launch throttling.
+    this.restartDelayMs = Math.min(10_000, this.restartDelayMs === 0 ? 250 : this.restartDelayMs * 2);
+    await sleep(this.restartDelayMs);
+    if (this.stopped || deployment.status !== 'PRIMARY') return;
+    const task = await this.startTask(deployment);
+    const failure = await this.waitReady(task);
+    if (failure !== undefined) {
+      this.options.log?.(`replacement task ${task.id} ${failure}`);
+      await this.stopTask(task, failure, false);
+      if (!this.stopped && deployment.status === 'PRIMARY') void this.replace(deployment);
+      return;
+    }
+    if (this.stopped || deployment.status !== 'PRIMARY') {
+      await this.stopTask(task, 'deployment no longer primary', false);
+      return;
+    }
+    task.lastStatus = 'RUNNING';
+    await this.describeTask(task);
+    this.options.router.register(this.targetOf(task), 'healthy');
+    this.registered.add(task.id);
+    deployment.runningCount += 1;
+    this.touch(deployment);
+    this.options.log?.(`replacement task ${task.id} is serving`);
+    setTimeout(() => (this.restartDelayMs = 0), 30_000).unref();
+  }
+}
+
+function lastWords(output: readonly string[]): string {
+  const tail = output.slice(-3).join(' | ');
+  return tail ? `: ${tail.slice(0, 400)}` : '';
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Asks the kernel for a free loopback port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}

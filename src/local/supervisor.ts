@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { DeploymentError } from './errors.ts';
 import { probe } from './load-balancer.ts';
 import type { TargetSpec } from './load-balancer.ts';
+import type { PinnedModel } from '../rollout/deploy-target.ts';
 
 /** ECS deployment status: the one being rolled out (or live) is PRIMARY, the one it replaces ACTIVE. */
 export type DeploymentStatus = 'PRIMARY' | 'ACTIVE' | 'INACTIVE';
@@ -19,10 +20,14 @@ export type TaskStatus = 'PROVISIONING' | 'RUNNING' | 'DEACTIVATING' | 'STOPPED'
 /** One deployment of the service, shaped like an ECS service deployment. */
 export interface Deployment {
   readonly id: string;
+  /** Task-definition-like revision (`slipway-inference:<n>`), one per deployment. */
+  readonly revision: string;
   status: DeploymentStatus;
   rolloutState: RolloutState;
   rolloutStateReason: string;
-  /** The exact model object the tasks of this deployment serve. */
+  /** The exact model object the tasks of this deployment serve, with its ordering record. */
+  readonly model: PinnedModel;
+  /** Same as `model.uri`. */
   readonly modelUri: string;
   /** Model version reported by the tasks once ready (falls back to the version given to deploy). */
   modelVersion?: string;
@@ -53,6 +58,7 @@ export interface TaskLaunch {
   readonly taskId: string;
   readonly port: number;
   readonly modelUri: string;
+  readonly model: PinnedModel;
   readonly modelVersion?: string;
 }
 
@@ -117,6 +123,7 @@ export class Supervisor {
   private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
   private restartDelayMs = 0;
+  private revisionCounter: number;
   /** Tasks that received traffic at some point: only their deaths count as crashes. */
   private readonly registered = new Set<string>();
 
@@ -132,6 +139,10 @@ export class Supervisor {
           ? 'interrupted: the twin stopped during the rollout'
           : d.rolloutStateReason,
     }));
+    this.revisionCounter = Math.max(
+      0,
+      ...this.deploymentList.map((d) => Number(d.revision.split(':')[1]) || 0),
+    );
   }
 
   /** Deployments, newest first. */
@@ -187,15 +198,27 @@ export class Supervisor {
    * Rolls out a model; resolves with the deployment once it is COMPLETED or FAILED
    * (a failure is reported in the result, not thrown). Deployments run one at a time.
    */
-  deploy(modelUri: string, options: { modelVersion?: string } = {}): Promise<Deployment> {
-    if (this.stopped) return Promise.reject(new DeploymentError('the service is stopping'));
+  deploy(model: PinnedModel | string, options: { modelVersion?: string } = {}): Promise<Deployment> {
+    return this.begin(model, options).done;
+  }
+
+  /** Queues a rollout and returns its deployment at once, plus a promise of how it ends. */
+  begin(
+    model: PinnedModel | string,
+    options: { modelVersion?: string } = {},
+  ): { deployment: Deployment; done: Promise<Deployment> } {
+    if (this.stopped) throw new DeploymentError('the service is stopping');
+    const pinned: PinnedModel = typeof model === 'string' ? { uri: model } : model;
     const now = new Date().toISOString();
+    this.revisionCounter += 1;
     const deployment: Deployment = {
       id: `ecs-svc/${randomBytes(8).toString('hex')}`,
+      revision: `slipway-inference:${this.revisionCounter}`,
       status: 'ACTIVE',
       rolloutState: 'IN_PROGRESS',
       rolloutStateReason: 'queued behind the deployment in progress',
-      modelUri,
+      model: pinned,
+      modelUri: pinned.uri,
       ...(options.modelVersion !== undefined ? { modelVersion: options.modelVersion } : {}),
       desiredCount: this.options.desiredCount ?? 2,
       runningCount: 0,
@@ -208,7 +231,7 @@ export class Supervisor {
     this.changed();
     const run = this.queue.then(() => this.roll(deployment));
     this.queue = run.catch(() => undefined);
-    return run.then(() => ({ ...deployment }));
+    return { deployment: { ...deployment }, done: run.then(() => ({ ...deployment })) };
   }
 
   /**
@@ -216,6 +239,11 @@ export class Supervisor {
    * Throws when there is nothing to roll back to.
    */
   rollback(): Promise<Deployment> {
+    return this.beginRollback().done;
+  }
+
+  /** Like {@link rollback}, but returns the new deployment at once. */
+  beginRollback(): { deployment: Deployment; done: Promise<Deployment> } {
     const current = this.deploymentList.find((d) => d.status === 'PRIMARY');
     const target = this.deploymentList.find(
       (d) => d !== current && d.rolloutState === 'COMPLETED' && d.modelUri !== current?.modelUri,
@@ -226,8 +254,8 @@ export class Supervisor {
       );
     }
     this.options.log?.(`rollback requested: redeploying ${target.modelUri} (from deployment ${target.id})`);
-    return this.deploy(
-      target.modelUri,
+    return this.begin(
+      target.model,
       target.modelVersion !== undefined ? { modelVersion: target.modelVersion } : {},
     );
   }
@@ -342,6 +370,7 @@ export class Supervisor {
       taskId: id,
       port,
       modelUri: deployment.modelUri,
+      model: deployment.model,
       ...(deployment.modelVersion !== undefined ? { modelVersion: deployment.modelVersion } : {}),
     });
     const task: Task = {

@@ -1,0 +1,161 @@
+import { RolloutError } from '../rollout/errors.ts';
+import type {
+  DeployOptions,
+  DeployResult,
+  DeployTarget,
+  DeploymentInfo,
+  FollowOptions,
+  FollowResult,
+  PinnedModel,
+  ServiceState,
+  ServiceStatus,
+} from '../rollout/deploy-target.ts';
+import { DeploymentError } from './errors.ts';
+import type { Deployment, Supervisor } from './supervisor.ts';
+
+/** Revision of the twin's service before its first deployment (the no-model state). */
+export const INITIAL_REVISION = 'slipway-inference:0';
+
+/** The rollout's {@link DeployTarget} backed by the twin's supervisor. */
+export class LocalDeployTarget implements DeployTarget {
+  private readonly supervisor: Supervisor;
+  private readonly serviceName: string;
+
+  constructor(supervisor: Supervisor, serviceName = 'slipway-local') {
+    this.supervisor = supervisor;
+    this.serviceName = serviceName;
+  }
+
+  /** The revision the service is driven to: the newest deployment that did not fail. */
+  describe(): Promise<ServiceState> {
+    const current = this.current();
+    return Promise.resolve(
+      current
+        ? { revision: current.revision, model: current.model }
+        : { revision: INITIAL_REVISION, model: undefined },
+    );
+  }
+
+  /** Starts a rolling deployment of `model`; resolves once the supervisor accepted it. */
+  deploy(model: PinnedModel, options: DeployOptions = {}): Promise<DeployResult> {
+    const previous = this.current();
+    const previousRevision = previous?.revision ?? INITIAL_REVISION;
+    if (options.ifRevision !== undefined && options.ifRevision !== previousRevision) {
+      return Promise.reject(
+        new RolloutError(
+          'ROLLOUT_CONFLICT',
+          `the service moved to ${previousRevision} since the decision (made against ${options.ifRevision})`,
+          { retryable: true },
+        ),
+      );
+    }
+    const { deployment } = this.supervisor.begin(model);
+    return Promise.resolve({
+      deploymentId: deployment.id,
+      revision: deployment.revision,
+      previousRevision,
+      model: deployment.model,
+    });
+  }
+
+  /** Redeploys the newest earlier model that completed a rollout. */
+  rollback(): Promise<DeployResult> {
+    const previousRevision = this.current()?.revision ?? INITIAL_REVISION;
+    try {
+      const { deployment } = this.supervisor.beginRollback();
+      return Promise.resolve({
+        deploymentId: deployment.id,
+        revision: deployment.revision,
+        previousRevision,
+        model: deployment.model,
+      });
+    } catch (err) {
+      if (err instanceof DeploymentError) {
+        return Promise.reject(new RolloutError('ROLLOUT_NO_PREVIOUS_MODEL', err.message, { cause: err }));
+      }
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** Polls the supervisor until the deployment settles. */
+  async follow(deploymentId: string, options: FollowOptions = {}): Promise<FollowResult> {
+    const interval = options.intervalMs ?? 250;
+    const deadline = Date.now() + (options.timeoutMs ?? 1_800_000);
+    let first = true;
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const deployment = this.supervisor.deployments().find((d) => d.id === deploymentId);
+      if (!deployment) {
+        if (first) {
+          throw new RolloutError(
+            'ROLLOUT_DEPLOYMENT_NOT_FOUND',
+            `no deployment ${deploymentId} on the local service`,
+          );
+        }
+        return { deploymentId, outcome: 'superseded' };
+      }
+      first = false;
+      const info = toDeploymentInfo(deployment);
+      options.onProgress?.(info);
+      if (deployment.rolloutState === 'COMPLETED') {
+        const outcome = deployment.status === 'PRIMARY' ? 'completed' : 'superseded';
+        return { deploymentId, outcome, reason: deployment.rolloutStateReason, deployment: info };
+      }
+      if (deployment.rolloutState === 'FAILED') {
+        const rolledBack = this.supervisor.primary() !== undefined;
+        return {
+          deploymentId,
+          outcome: rolledBack ? 'rolled-back' : 'failed',
+          reason: deployment.rolloutStateReason,
+          deployment: info,
+        };
+      }
+      if (Date.now() > deadline) {
+        throw new RolloutError('ROLLOUT_FOLLOW_TIMEOUT', `deployment ${deploymentId} did not settle in time`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, interval));
+    }
+  }
+
+  /** The service and its deployments (newest first, PRIMARY first). */
+  status(): Promise<ServiceStatus> {
+    const deployments = this.supervisor.deployments();
+    const shown = deployments.filter((d) => d.status !== 'INACTIVE');
+    const primary = shown.find((d) => d.status === 'PRIMARY');
+    const ordered = primary ? [primary, ...shown.filter((d) => d !== primary)] : shown;
+    return Promise.resolve({
+      service: this.serviceName,
+      serviceStatus: 'ACTIVE',
+      desiredCount: primary?.desiredCount ?? 0,
+      runningCount: this.supervisor.tasks().filter((t) => t.lastStatus === 'RUNNING').length,
+      deployments: ordered.map(toDeploymentInfo),
+    });
+  }
+
+  // In-flight or live deployments count; a FAILED one never became the service's revision.
+  private current(): Deployment | undefined {
+    return this.supervisor
+      .deployments()
+      .find(
+        (d) => d.rolloutState === 'IN_PROGRESS' || (d.status === 'PRIMARY' && d.rolloutState === 'COMPLETED'),
+      );
+  }
+}
+
+/** Maps a supervisor deployment onto the rollout's vocabulary. */
+export function toDeploymentInfo(d: Deployment): DeploymentInfo {
+  return {
+    id: d.id,
+    status: d.status,
+    rolloutState: d.rolloutState,
+    reason: d.rolloutStateReason,
+    revision: d.revision,
+    model: d.model,
+    desiredCount: d.desiredCount,
+    runningCount: d.runningCount,
+    pendingCount: d.rolloutState === 'IN_PROGRESS' ? Math.max(0, d.desiredCount - d.runningCount) : 0,
+    failedTasks: d.failedTasks,
+    createdAt: new Date(d.createdAt),
+    updatedAt: new Date(d.updatedAt),
+  };
+}

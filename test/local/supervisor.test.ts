@@ -1,0 +1,144 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { LoadBalancer, MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
+import { Supervisor } from '../../src/local/supervisor.ts';
+import type { SupervisorOptions } from '../../src/local/supervisor.ts';
+import { fakeSpawner, isAlive, waitFor } from './helpers.ts';
+
+// Model URIs stand for fake behaviours: s3://m/v<N> serves version N, s3://m/broken crashes at start.
+const spawn = fakeSpawner((uri): Record<string, string> =>
+  uri.endsWith('broken') ? { FAKE_MODE: 'crash-on-start' } : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
+);
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(
+  extra: Partial<SupervisorOptions> = {},
+): Promise<{ lb: LoadBalancer; sup: Supervisor; logs: string[] }> {
+  const lb = new LoadBalancer({ port: 0, healthIntervalMs: 200 });
+  await lb.listen();
+  const logs: string[] = [];
+  const sup = new Supervisor({
+    spawn,
+    router: lb,
+    desiredCount: 2,
+    readinessTimeoutMs: 15_000,
+    drainTimeoutMs: 2_000,
+    log: (m) => logs.push(m),
+    ...extra,
+  });
+  cleanups.push(async () => {
+    await sup.stop();
+    await lb.close();
+  });
+  return { lb, sup, logs };
+}
+
+/** Sends requests back to back until stopped; records status and version of each. */
+function loadGenerator(url: string): {
+  count: () => number;
+  stop: () => Promise<{ status: number; version: string | null }[]>;
+} {
+  const results: { status: number; version: string | null }[] = [];
+  let running = true;
+  const worker = async (): Promise<void> => {
+    while (running) {
+      try {
+        const res = await fetch(`${url}/invocations`, { method: 'POST', body: '{}' });
+        await res.arrayBuffer();
+        results.push({ status: res.status, version: res.headers.get(MODEL_VERSION_HEADER) });
+      } catch {
+        results.push({ status: 0, version: null });
+      }
+    }
+  };
+  const workers = [worker(), worker(), worker()];
+  return {
+    count: () => results.length,
+    stop: async () => {
+      running = false;
+      await Promise.all(workers);
+      return results;
+    },
+  };
+}
+
+describe('Supervisor', () => {
+  it('rolls out a new model under load with no failed request, then serves only the new version', async () => {
+    const { lb, sup } = await setup();
+    const first = await sup.deploy('s3://m/v1');
+    expect(first.rolloutState).toBe('COMPLETED');
+    const oldPids = sup.pids();
+    expect(oldPids).toHaveLength(2);
+
+    const load = loadGenerator(lb.url);
+    await new Promise((r) => setTimeout(r, 300));
+    const second = await sup.deploy('s3://m/v2');
+    // Requests still in flight at this instant may have been routed before the switch.
+    const afterSwitch = load.count() + 3;
+    await new Promise((r) => setTimeout(r, 300));
+    const results = await load.stop();
+
+    expect(second).toMatchObject({ status: 'PRIMARY', rolloutState: 'COMPLETED', modelVersion: '2' });
+    expect(results.filter((r) => r.status !== 200)).toEqual([]);
+    expect(new Set(results.map((r) => r.version))).toEqual(new Set(['1', '2']));
+    expect(results.at(-1)?.version).toBe('2');
+    expect(results.slice(afterSwitch).length).toBeGreaterThan(0);
+    expect(results.slice(afterSwitch).filter((r) => r.version !== '2')).toEqual([]);
+    await waitFor(() => oldPids.every((pid) => !isAlive(pid)));
+    expect(sup.deployments().map((d) => d.status)).toEqual(['PRIMARY', 'INACTIVE']);
+    expect(sup.tasks().every((t) => t.modelVersion === '2')).toBe(true);
+  });
+
+  it('trips the circuit breaker on a model whose tasks die, keeps the old tasks serving, and says why', async () => {
+    const { lb, sup } = await setup();
+    await sup.deploy('s3://m/v1');
+    const oldPids = sup.pids();
+    const failed = await sup.deploy('s3://m/broken');
+    expect(failed.rolloutState).toBe('FAILED');
+    expect(failed.status).toBe('INACTIVE');
+    expect(failed.rolloutStateReason).toMatch(/circuit breaker/);
+    expect(failed.rolloutStateReason).toMatch(/not a valid ONNX graph/);
+    expect(sup.primary()?.modelUri).toBe('s3://m/v1');
+    expect(sup.pids().sort()).toEqual([...oldPids].sort());
+    const res = await fetch(`${lb.url}/invocations`, { method: 'POST', body: '{}' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get(MODEL_VERSION_HEADER)).toBe('1');
+  });
+
+  it('replaces a task that crashes while serving, and logs it', async () => {
+    const { lb, sup, logs } = await setup();
+    await sup.deploy('s3://m/v1');
+    const [victim] = sup.pids();
+    process.kill(victim!, 'SIGKILL');
+    await waitFor(() => sup.pids().length === 2 && !sup.pids().includes(victim!));
+    await waitFor(() => lb.snapshot().filter((t) => t.health === 'healthy').length === 2);
+    expect(logs.some((l) => /exited unexpectedly/.test(l))).toBe(true);
+    expect(sup.primary()?.runningCount).toBe(2);
+  });
+
+  it('rolls back by hand to the previous completed model', async () => {
+    const { sup } = await setup({ desiredCount: 1 });
+    await sup.deploy('s3://m/v1');
+    await sup.deploy('s3://m/v2');
+    const back = await sup.rollback();
+    expect(back).toMatchObject({ modelUri: 's3://m/v1', rolloutState: 'COMPLETED', modelVersion: '1' });
+    expect(sup.deployments()).toHaveLength(3);
+  });
+
+  it('refuses a rollback when there is nothing earlier to go back to', async () => {
+    const { sup } = await setup({ desiredCount: 1 });
+    await sup.deploy('s3://m/v1');
+    expect(() => sup.rollback()).toThrow(/nothing to roll back to/);
+  });
+
+  it('stops every task on stop(): no process is left behind', async () => {
+    const { sup } = await setup();
+    await sup.deploy('s3://m/v1');
+    const pids = sup.pids();
+    await sup.stop();
+    expect(pids.filter(isAlive)).toEqual([]);
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * The rollout decision: a pure function of (event, current service state). No I/O here, so the
+ * Lambda, the local twin and the tests all get the same answer for the same inputs, and
+ * at-least-once delivery is harmless (a redelivered event finds its own model live: duplicate).
+ */
+import { ARTIFACT, modelUploadEventPattern } from '../names.ts';
+import type { PinnedModel, ServiceState } from './deploy-target.ts';
+import { RolloutError } from './errors.ts';
+import { matchesEventPattern, parseModelEvent, type ModelEvent } from './event.ts';
+
+/** What the rollout is configured to accept. */
+export interface RolloutPolicy {
+  /** The models bucket; events from any other bucket are rejected. */
+  readonly modelsBucket: string;
+}
+
+/** Why an event was skipped. */
+export type SkipReason = 'duplicate' | 'older-than-live' | 'not-a-model';
+
+/** The outcome of `decideRollout`. */
+export type RolloutDecision =
+  /** Pin this exact object in a new revision. */
+  | { readonly kind: 'deploy'; readonly model: DeployableModel; readonly event: ModelEvent }
+  /** Valid event, nothing to do; `detail` says why in words. */
+  | {
+      readonly kind: 'skip';
+      readonly reason: SkipReason;
+      readonly detail: string;
+      readonly event?: ModelEvent;
+    }
+  /** The event is not something this rollout should ever have received. */
+  | { readonly kind: 'reject'; readonly reason: string };
+
+/** A model a deploy pins: every ordering field present. */
+export interface DeployableModel extends PinnedModel {
+  readonly bucket: string;
+  readonly key: string;
+  readonly etag: string;
+  readonly sequencer: string;
+  readonly eventTime: string;
+}
+
+/**
+ * Decide what an incoming event means for the service.
+ *
+ * Order of checks: not an S3 "Object Created" event or another bucket -> reject; key not ending in
+ * `model.tar.gz` (or an empty object) -> skip as not a model; malformed event -> reject; same
+ * object as the live model -> skip as duplicate; older than the live model -> skip; else deploy.
+ * Events for the same key are ordered by S3 sequencer; events across keys by event time, with
+ * ties broken by sequencer and then key so that concurrent deciders agree on one winner.
+ *
+ * @example decideRollout(event, await target.describe(), { modelsBucket: 'acme-models' })
+ */
+export function decideRollout(raw: unknown, state: ServiceState, policy: RolloutPolicy): RolloutDecision {
+  // Every check below is a slice of the one rule definition infra deploys.
+  const pattern = modelUploadEventPattern(policy.modelsBucket);
+  if (!matchesEventPattern({ source: pattern.source, 'detail-type': pattern['detail-type'] }, raw)) {
+    return {
+      kind: 'reject',
+      reason: `not an S3 "Object Created" event (source=${describeField(raw, 'source')}, detail-type=${describeField(raw, 'detail-type')})`,
+    };
+  }
+  if (!matchesEventPattern({ detail: { bucket: pattern.detail.bucket } }, raw)) {
+    return {
+      kind: 'reject',
+      reason: `event is for bucket ${describeField(raw, 'detail', 'bucket', 'name')}, but this rollout watches the models bucket "${policy.modelsBucket}"`,
+    };
+  }
+  const rawKey = fieldOf(raw, 'detail', 'object', 'key');
+  if (typeof rawKey === 'string' && !matchesEventPattern(pattern, raw)) {
+    return {
+      kind: 'skip',
+      reason: 'not-a-model',
+      detail: `key "${rawKey}" does not end in ${ARTIFACT.tarball}`,
+    };
+  }
+
+  let event: ModelEvent;
+  try {
+    event = parseModelEvent(raw);
+  } catch (err) {
+    if (err instanceof RolloutError) return { kind: 'reject', reason: err.message };
+    throw err;
+  }
+  if (event.size === 0) {
+    return { kind: 'skip', reason: 'not-a-model', detail: `${event.uri} is empty (0 bytes)`, event };
+  }
+
+  const model: DeployableModel = {
+    uri: event.uri,
+    bucket: event.bucket,
+    key: event.key,
+    ...(event.versionId === undefined ? {} : { versionId: event.versionId }),
+    etag: event.etag,
+    sequencer: event.sequencer,
+    eventTime: event.time,
+  };
+  const live = state.model;
+  if (live === undefined) return { kind: 'deploy', model, event };
+
+  const order = compareToLive(model, live);
+  if (order === 'duplicate') {
+    return { kind: 'skip', reason: 'duplicate', detail: `${event.uri} is already the live model`, event };
+  }
+  if (order === 'older') {
+    return {
+      kind: 'skip',
+      reason: 'older-than-live',
+      detail: `${event.uri} (${event.time}) is older than the live model ${live.uri}${live.eventTime ? ` (${live.eventTime})` : ''}`,
+      event,
+    };
+  }
+  return { kind: 'deploy', model, event };
+}
+
+/** Where an event's model stands relative to the live one. */
+function compareToLive(model: DeployableModel, live: PinnedModel): 'duplicate' | 'older' | 'newer' {
+  const sameObject = live.bucket === model.bucket && live.key === model.key;
+  if (sameObject) {
+    if (model.versionId !== undefined && live.versionId !== undefined) {
+      if (model.versionId === live.versionId) return 'duplicate';
+    } else if (model.versionId === undefined && live.versionId === undefined && live.etag === model.etag) {
+      // Same key, same bytes: a redelivery, or a re-upload of identical content; nothing to roll out.
+      return 'duplicate';
+    }
+    if (live.sequencer !== undefined) {
+      const bySequencer = compareSequencers(model.sequencer, live.sequencer);
+      if (bySequencer === 0) return 'duplicate';
+      return bySequencer < 0 ? 'older' : 'newer';
+    }
+  }
+  // A revision pinned by hand (or by the CDK app) carries no ordering record: any event is newer.
+  if (live.eventTime === undefined) return 'newer';
+  const liveTime = Date.parse(live.eventTime);
+  if (Number.isNaN(liveTime)) return 'newer';
+  const byTime = Date.parse(model.eventTime) - liveTime;
+  if (byTime !== 0) return byTime < 0 ? 'older' : 'newer';
+  // S3 event times have one-second resolution. Sequencers across keys are not guaranteed to be
+  // ordered, but they are the best signal left, and any fixed tie-break lets racing deciders agree.
+  const tie =
+    (live.sequencer === undefined ? 1 : compareSequencers(model.sequencer, live.sequencer)) ||
+    compareStrings(`${model.bucket}/${model.key}`, `${live.bucket ?? ''}/${live.key ?? ''}`) ||
+    compareStrings(model.versionId ?? model.etag, live.versionId ?? live.etag ?? '');
+  if (tie === 0) return 'duplicate';
+  return tie < 0 ? 'older' : 'newer';
+}
+
+/**
+ * Compare two S3 sequencers: hex strings of possibly different lengths, compared as numbers
+ * (left-pad the shorter with zeros, then compare lexicographically). Negative if `a` is older.
+ */
+export function compareSequencers(a: string, b: string): number {
+  const width = Math.max(a.length, b.length);
+  return compareStrings(a.toUpperCase().padStart(width, '0'), b.toUpperCase().padStart(width, '0'));
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function fieldOf(value: unknown, ...path: string[]): unknown {
+  let current = value;
+  for (const segment of path) {
+    if (typeof current !== 'object' || current === null || Array.isArray(current)) return undefined;
+    current = (current as Record<string, unknown>)[segment];
+  }
+  return current;
+}
+
+function describeField(value: unknown, ...path: string[]): string {
+  const field = fieldOf(value, ...path);
+  return field === undefined ? '(missing)' : JSON.stringify(field);
+}

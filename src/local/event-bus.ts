@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
+import { matchesEventPattern } from '../rollout/event.ts';
 
 /** One record of an S3 event notification, as s3rver (and S3 itself) emits it. */
 export interface S3NotificationRecord {
@@ -18,6 +19,14 @@ export interface S3NotificationRecord {
       readonly sequencer?: string;
     };
   };
+}
+
+/**
+ * Encodes a key the way S3 writes keys into events (form encoding: spaces as `+`, `/` kept).
+ * s3rver passes keys through raw; AWS encodes them, and the rollout decodes.
+ */
+export function encodeS3EventKey(key: string): string {
+  return encodeURIComponent(key).replace(/%20/g, '+').replace(/%2F/g, '/');
 }
 
 /** An S3 notification: one or more records. */
@@ -84,8 +93,7 @@ export function toEventBridgeEvent(record: S3NotificationRecord): S3ObjectCreate
       version: '0',
       bucket: { name: bucket },
       object: {
-        // S3 notifications URL-encode keys (spaces as '+'); EventBridge events carry them the same way.
-        key: object.key,
+        key: encodeS3EventKey(object.key),
         ...(object.size !== undefined ? { size: object.size } : {}),
         ...(object.eTag !== undefined ? { etag: object.eTag } : {}),
         ...(object.versionId !== undefined ? { 'version-id': object.versionId } : {}),
@@ -99,50 +107,13 @@ export function toEventBridgeEvent(record: S3NotificationRecord): S3ObjectCreate
   };
 }
 
-/**
- * EventBridge pattern matching for the subset of the pattern language Slipway's rules use:
- * nested objects, arrays of allowed literal values, and `{ prefix }` / `{ suffix }` / `{ exists }`.
- */
-export function matchesEventPattern(pattern: unknown, event: unknown): boolean {
-  if (Array.isArray(pattern)) {
-    const values = Array.isArray(event) ? (event as unknown[]) : [event];
-    return pattern.some((rule: unknown) => values.some((value) => matchesValue(rule, value)));
-  }
-  if (isRecord(pattern)) {
-    if (!isRecord(event)) return false;
-    return Object.entries(pattern).every(([field, sub]) => {
-      if (Array.isArray(sub) && sub.some((r) => isRecord(r) && r['exists'] === false)) {
-        return !(field in event);
-      }
-      return field in event && matchesEventPattern(sub, event[field]);
-    });
-  }
-  return false;
-}
-
-function matchesValue(rule: unknown, value: unknown): boolean {
-  if (isRecord(rule)) {
-    if (typeof rule['prefix'] === 'string')
-      return typeof value === 'string' && value.startsWith(rule['prefix']);
-    if (typeof rule['suffix'] === 'string')
-      return typeof value === 'string' && value.endsWith(rule['suffix']);
-    if (rule['exists'] === true) return value !== undefined;
-    return false;
-  }
-  return rule === value;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** A subscriber of the bus: called once per matching event, one event at a time. */
 export type EventHandler = (event: S3ObjectCreatedEvent) => Promise<void> | void;
 
 /** Options of {@link EventBus}. */
 export interface EventBusOptions {
-  /** The EventBridge rule pattern deliveries must match. */
-  readonly pattern: unknown;
+  /** The EventBridge rule pattern deliveries must match (the same object infra deploys). */
+  readonly pattern: object;
   readonly handler: EventHandler;
   /** Called when the handler throws (the event is dropped after `maxAttempts`). */
   readonly onError?: (err: unknown, event: S3ObjectCreatedEvent, attempt: number) => void;

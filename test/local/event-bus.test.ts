@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { modelUploadEventPattern } from '../../src/names.ts';
-import { EventBus, matchesEventPattern, toEventBridgeEvent } from '../../src/local/event-bus.ts';
+import { EventBus, toEventBridgeEvent } from '../../src/local/event-bus.ts';
+import { matchesEventPattern, parseModelEvent } from '../../src/rollout/event.ts';
 import type { S3ObjectCreatedEvent } from '../../src/local/event-bus.ts';
 import { LOCAL_S3_CREDENTIALS, startLocalS3 } from '../../src/local/s3-server.ts';
 import { waitFor } from './helpers.ts';
@@ -43,6 +44,19 @@ describe('toEventBridgeEvent', () => {
         'request-id': 'REQ1',
         reason: 'PutObject',
       },
+    });
+  });
+
+  it('produces events the rollout accepts, with keys encoded and decoded like S3 does', () => {
+    const event = toEventBridgeEvent({
+      ...putRecord,
+      s3: { ...putRecord.s3, object: { ...putRecord.s3.object, key: 'my job/output/model.tar.gz' } },
+    });
+    expect(event?.detail.object.key).toBe('my+job/output/model.tar.gz');
+    expect(parseModelEvent(event)).toMatchObject({
+      key: 'my job/output/model.tar.gz',
+      etag: 'abc',
+      sequencer: '0A1B',
     });
   });
 

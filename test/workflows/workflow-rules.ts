@@ -1,4 +1,5 @@
 import { tsImport } from 'tsx/esm/api';
+import type * as WorkflowParserModule from '@actions/workflow-parser';
 import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import { GITHUB_OIDC_ROLES } from '../../src/names.ts';
 
@@ -49,7 +50,7 @@ export interface WorkflowReport {
   readonly concurrency: { readonly group: string; readonly cancelInProgress: unknown } | undefined;
 }
 
-type WorkflowParser = typeof import('@actions/workflow-parser');
+type WorkflowParser = typeof WorkflowParserModule;
 
 let parser: Promise<WorkflowParser> | undefined;
 
@@ -85,7 +86,8 @@ function permissionMap(value: unknown): Record<string, string> | string | undefi
   if (typeof value === 'string') return value;
   if (!isObject(value)) return 'invalid';
   const map: Record<string, string> = {};
-  for (const [scope, access] of Object.entries(value)) map[scope] = String(access);
+  for (const [scope, access] of Object.entries(value))
+    map[scope] = JSON.stringify(access).replace(/^"|"$/g, '');
   return map;
 }
 
@@ -184,7 +186,7 @@ export async function checkWorkflow(file: string, content: string): Promise<Work
       if (role === undefined) {
         flag(
           where,
-          `role-to-assume must be arn:aws:iam::\${{ vars.AWS_ACCOUNT_ID }}:role/<name>, got ${String(arn)}`,
+          `role-to-assume must be arn:aws:iam::\${{ vars.AWS_ACCOUNT_ID }}:role/<name>, got ${JSON.stringify(arn)}`,
         );
         continue;
       }
@@ -232,7 +234,7 @@ export async function checkWorkflow(file: string, content: string): Promise<Work
   let concurrency: WorkflowReport['concurrency'];
   if (isObject(root.concurrency)) {
     concurrency = {
-      group: String(root.concurrency.group),
+      group: JSON.stringify(root.concurrency.group),
       cancelInProgress: root.concurrency['cancel-in-progress'],
     };
   } else if (typeof root.concurrency === 'string') {

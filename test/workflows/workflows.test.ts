@@ -46,7 +46,7 @@ describe('GitHub Actions workflows', () => {
   });
 
   it('ci runs on pull requests and on main, and assumes no AWS role', () => {
-    expect(report('ci.yml').events.sort()).toEqual(['pull_request', 'push']);
+    expect([...report('ci.yml').events].sort()).toEqual(['pull_request', 'push']);
     expect(raw('ci.yml').on).toMatchObject({ push: { branches: ['main'] } });
     expect(report('ci.yml').jobs.flatMap((job) => job.roles)).toEqual([]);
   });

@@ -51,6 +51,10 @@ export const ENV = {
   modelSequencer: 'SLIPWAY_MODEL_SEQUENCER',
   /** Time of the S3 event that pinned the model (orders events across keys). */
   modelEventTime: 'SLIPWAY_MODEL_EVENT_TIME',
+  /** Inference service: how long SIGTERM waits for in-flight requests before exiting (ms). */
+  shutdownTimeoutMs: 'SLIPWAY_SHUTDOWN_TIMEOUT_MS',
+  /** Inference service: the model name clients use in v2 URLs when the artifact has no manifest. */
+  modelName: 'SLIPWAY_MODEL_NAME',
 } as const;
 
 /** Default port of the inference service and of the local load balancer. */

@@ -1,0 +1,495 @@
+/**
+ * `DeployTarget` for an ECS service: each deploy registers a task-definition revision that pins the
+ * model and forces a new deployment of the service to it.
+ */
+import {
+  DeregisterTaskDefinitionCommand,
+  DescribeServicesCommand,
+  DescribeTaskDefinitionCommand,
+  ListTaskDefinitionsCommand,
+  RegisterTaskDefinitionCommand,
+  UpdateServiceCommand,
+  type ContainerDefinition,
+  type Deployment,
+  type ECSClient,
+  type KeyValuePair,
+  type RegisterTaskDefinitionCommandInput,
+  type Service,
+  type Tag,
+  type TaskDefinition,
+} from '@aws-sdk/client-ecs';
+import { ENV, INFERENCE_CONTAINER_NAME } from '../names.ts';
+import type {
+  DeployOptions,
+  DeployResult,
+  DeployTarget,
+  DeploymentInfo,
+  FollowOptions,
+  FollowResult,
+  PinnedModel,
+  ServiceState,
+  ServiceStatus,
+} from './deploy-target.ts';
+import { RolloutError } from './errors.ts';
+import { followByPolling } from './follow.ts';
+import { modelEnvironment, pinnedModelFromEnvironment } from './pinned-model.ts';
+
+/** Retry policy for throttled or failing ECS calls (exponential backoff with full jitter). */
+export interface EcsRetryOptions {
+  /** Attempts per ECS call, including the first. @default 5 */
+  readonly attempts?: number;
+  /** Backoff base: attempt n waits up to base * 2^(n-1). @default 250 */
+  readonly baseDelayMs?: number;
+  /** Cap on one wait. @default 5000 */
+  readonly maxDelayMs?: number;
+  /** How to wait (tests pass a recorder). @default a timer */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** Props of `EcsDeployTarget`. */
+export interface EcsDeployTargetProps {
+  readonly client: ECSClient;
+  /** Cluster name or ARN. */
+  readonly cluster: string;
+  /** Service name or ARN. */
+  readonly service: string;
+  /**
+   * Container that serves the model, if more than one container carries MODEL_URI.
+   * @default INFERENCE_CONTAINER_NAME ('inference')
+   */
+  readonly container?: string;
+  /** @default 5 attempts, 250 ms base, 5 s cap */
+  readonly retry?: EcsRetryOptions;
+}
+
+/** The fields of a described task definition that RegisterTaskDefinition does not accept. */
+const READ_ONLY_FIELDS = [
+  'taskDefinitionArn',
+  'revision',
+  'status',
+  'requiresAttributes',
+  'compatibilities',
+  'registeredAt',
+  'registeredBy',
+  'deregisteredAt',
+  'deleteRequestedAt',
+] as const;
+
+type RegisterableFields = Omit<TaskDefinition, (typeof READ_ONLY_FIELDS)[number]>;
+// Compile-time guard: if the SDK grows a TaskDefinition field that RegisterTaskDefinition does not
+// take, this stops compiling instead of sending a request ECS rejects (add it to READ_ONLY_FIELDS).
+const _everyFieldRegisterable: Record<
+  Exclude<keyof RegisterableFields, keyof RegisterTaskDefinitionCommandInput>,
+  never
+> = {};
+void _everyFieldRegisterable;
+
+interface DescribedTaskDefinition {
+  readonly taskDefinition: TaskDefinition;
+  readonly tags: readonly Tag[];
+}
+
+/**
+ * Deploys to an ECS service by task-definition revisions.
+ *
+ * deploy: DescribeServices -> DescribeTaskDefinition (with tags) -> RegisterTaskDefinition (every
+ * field of the current revision copied, only the model environment changed) -> DescribeServices
+ * (re-check that nobody switched the service meanwhile) -> UpdateService with forceNewDeployment.
+ *
+ * @example new EcsDeployTarget({ client: new ECSClient({}), cluster: 'slipway', service: 'inference' })
+ */
+export class EcsDeployTarget implements DeployTarget {
+  readonly #client: ECSClient;
+  readonly #cluster: string;
+  readonly #service: string;
+  readonly #container: string;
+  readonly #retry: Required<EcsRetryOptions>;
+  // Task-definition revisions are immutable (only their status changes), so caching by ARN is safe
+  // and saves one DescribeTaskDefinition per deploy and per follow poll.
+  readonly #taskDefinitions = new Map<string, DescribedTaskDefinition>();
+
+  constructor(props: EcsDeployTargetProps) {
+    this.#client = props.client;
+    this.#cluster = props.cluster;
+    this.#service = props.service;
+    this.#container = props.container ?? INFERENCE_CONTAINER_NAME;
+    this.#retry = {
+      attempts: props.retry?.attempts ?? 5,
+      baseDelayMs: props.retry?.baseDelayMs ?? 250,
+      maxDelayMs: props.retry?.maxDelayMs ?? 5000,
+      sleep: props.retry?.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
+    };
+  }
+
+  /** The task definition the service runs towards and the model it pins. */
+  async describe(): Promise<ServiceState> {
+    const service = await this.#describeService();
+    const revision = requireTaskDefinition(service);
+    const { taskDefinition } = await this.#describeTaskDefinition(revision);
+    return { revision, model: this.#modelOf(taskDefinition) };
+  }
+
+  /** Register a revision pinning `model` and force a new deployment of the service to it. */
+  async deploy(model: PinnedModel, options: DeployOptions = {}): Promise<DeployResult> {
+    const base = options.ifRevision ?? (await this.describe()).revision;
+    const current = await this.#describeTaskDefinition(base);
+    const registered = await this.#call('RegisterTaskDefinition', () =>
+      this.#client.send(
+        new RegisterTaskDefinitionCommand(registrationInput(current, this.#container, model)),
+      ),
+    );
+    const revision = registered.taskDefinition?.taskDefinitionArn;
+    if (revision === undefined) {
+      throw new RolloutError('ROLLOUT_AWS', 'RegisterTaskDefinition returned no task definition ARN');
+    }
+    this.#taskDefinitions.set(revision, {
+      taskDefinition: registered.taskDefinition ?? {},
+      tags: registered.tags ?? [],
+    });
+
+    // ECS has no conditional UpdateService; checking as late as possible keeps the window small.
+    const now = requireTaskDefinition(await this.#describeService());
+    if (now !== base) {
+      await this.#call('DeregisterTaskDefinition', () =>
+        this.#client.send(new DeregisterTaskDefinitionCommand({ taskDefinition: revision })),
+      );
+      throw new RolloutError(
+        'ROLLOUT_CONFLICT',
+        `service ${this.#service} moved from ${base} to ${now} while deploying ${model.uri}`,
+        { retryable: true },
+      );
+    }
+    const deploymentId = await this.#switchTo(revision);
+    return { deploymentId, revision, previousRevision: base, model };
+  }
+
+  /** Switch the service to the newest earlier revision in its family that pins a different model. */
+  async rollback(): Promise<DeployResult> {
+    const currentArn = requireTaskDefinition(await this.#describeService());
+    const current = (await this.#describeTaskDefinition(currentArn)).taskDefinition;
+    const currentModel = this.#modelOf(current);
+    const family = current.family;
+    const currentRevision = current.revision;
+    if (family === undefined || currentRevision === undefined) {
+      throw new RolloutError('ROLLOUT_AWS', `task definition ${currentArn} has no family or revision`);
+    }
+
+    let nextToken: string | undefined;
+    do {
+      const page = await this.#call('ListTaskDefinitions', () =>
+        this.#client.send(
+          new ListTaskDefinitionsCommand({
+            familyPrefix: family,
+            status: 'ACTIVE',
+            sort: 'DESC',
+            ...(nextToken === undefined ? {} : { nextToken }),
+          }),
+        ),
+      );
+      for (const arn of page.taskDefinitionArns ?? []) {
+        const parsed = parseTaskDefinitionArn(arn);
+        if (parsed === undefined || parsed.family !== family || parsed.revision >= currentRevision) continue;
+        const candidate = (await this.#describeTaskDefinition(arn)).taskDefinition;
+        const model = this.#modelOf(candidate);
+        if (model === undefined || sameModel(model, currentModel)) continue;
+        const deploymentId = await this.#switchTo(arn);
+        return { deploymentId, revision: arn, previousRevision: currentArn, model };
+      }
+      nextToken = page.nextToken;
+    } while (nextToken !== undefined);
+
+    throw new RolloutError(
+      'ROLLOUT_NO_PREVIOUS_MODEL',
+      `no earlier ACTIVE revision of ${family} pins a model other than ${currentModel?.uri ?? 'none'}`,
+    );
+  }
+
+  /** Poll DescribeServices until the deployment completes, fails, rolls back or is superseded. */
+  follow(deploymentId: string, options?: FollowOptions): Promise<FollowResult> {
+    return followByPolling(() => this.status(), deploymentId, options);
+  }
+
+  /** The service and each of its deployments, with the model each one's task definition pins. */
+  async status(): Promise<ServiceStatus> {
+    const service = await this.#describeService();
+    const deployments: DeploymentInfo[] = [];
+    const all = service.deployments ?? [];
+    for (const deployment of all) {
+      deployments.push(await this.#deploymentInfo(deployment, all.length));
+    }
+    deployments.sort(
+      (a, b) =>
+        Number(b.status === 'PRIMARY') - Number(a.status === 'PRIMARY') ||
+        (b.createdAt?.getTime() ?? 0) - (a.createdAt?.getTime() ?? 0),
+    );
+    return {
+      service: service.serviceName ?? this.#service,
+      serviceStatus: service.status ?? 'UNKNOWN',
+      desiredCount: service.desiredCount ?? 0,
+      runningCount: service.runningCount ?? 0,
+      deployments,
+    };
+  }
+
+  async #deploymentInfo(deployment: Deployment, deploymentCount: number): Promise<DeploymentInfo> {
+    const revision = deployment.taskDefinition ?? '';
+    const model = revision
+      ? this.#modelOf((await this.#describeTaskDefinition(revision)).taskDefinition)
+      : undefined;
+    const status =
+      deployment.status === 'PRIMARY' || deployment.status === 'ACTIVE' ? deployment.status : 'INACTIVE';
+    const desiredCount = deployment.desiredCount ?? 0;
+    const runningCount = deployment.runningCount ?? 0;
+    const pendingCount = deployment.pendingCount ?? 0;
+    // ECS leaves rolloutState unset for services it does not track that way; infer it from counts.
+    const rolloutState =
+      deployment.rolloutState ??
+      (status === 'PRIMARY' && deploymentCount === 1 && runningCount === desiredCount && pendingCount === 0
+        ? 'COMPLETED'
+        : 'IN_PROGRESS');
+    return {
+      id: deployment.id ?? '',
+      status,
+      rolloutState,
+      ...(deployment.rolloutStateReason === undefined ? {} : { reason: deployment.rolloutStateReason }),
+      revision,
+      model,
+      desiredCount,
+      runningCount,
+      pendingCount,
+      failedTasks: deployment.failedTasks ?? 0,
+      ...(deployment.createdAt === undefined ? {} : { createdAt: deployment.createdAt }),
+      ...(deployment.updatedAt === undefined ? {} : { updatedAt: deployment.updatedAt }),
+    };
+  }
+
+  async #switchTo(taskDefinition: string): Promise<string> {
+    const updated = await this.#call('UpdateService', () =>
+      this.#client.send(
+        new UpdateServiceCommand({
+          cluster: this.#cluster,
+          service: this.#service,
+          taskDefinition,
+          forceNewDeployment: true,
+        }),
+      ),
+    );
+    const primary = updated.service?.deployments?.find(
+      (d) => d.status === 'PRIMARY' && d.taskDefinition === taskDefinition,
+    );
+    if (primary?.id === undefined) {
+      throw new RolloutError(
+        'ROLLOUT_AWS',
+        `UpdateService accepted ${taskDefinition} but reported no PRIMARY deployment of it`,
+      );
+    }
+    return primary.id;
+  }
+
+  async #describeService(): Promise<Service> {
+    const out = await this.#call('DescribeServices', () =>
+      this.#client.send(new DescribeServicesCommand({ cluster: this.#cluster, services: [this.#service] })),
+    );
+    const service = out.services?.[0];
+    if (service === undefined || service.status !== 'ACTIVE') {
+      const failure = out.failures?.[0];
+      const why = failure
+        ? `${failure.reason ?? 'unknown reason'}${failure.detail ? ` (${failure.detail})` : ''}`
+        : `status ${service?.status ?? 'unknown'}`;
+      throw new RolloutError(
+        'ROLLOUT_SERVICE_NOT_FOUND',
+        `ECS service "${this.#service}" in cluster "${this.#cluster}" is not available: ${why}; check ${ENV.cluster} and ${ENV.service}`,
+      );
+    }
+    return service;
+  }
+
+  async #describeTaskDefinition(arn: string): Promise<DescribedTaskDefinition> {
+    const cached = this.#taskDefinitions.get(arn);
+    if (cached !== undefined) return cached;
+    const out = await this.#call('DescribeTaskDefinition', () =>
+      this.#client.send(new DescribeTaskDefinitionCommand({ taskDefinition: arn, include: ['TAGS'] })),
+    );
+    if (out.taskDefinition === undefined) {
+      throw new RolloutError('ROLLOUT_AWS', `DescribeTaskDefinition returned nothing for ${arn}`);
+    }
+    const described = { taskDefinition: out.taskDefinition, tags: out.tags ?? [] };
+    this.#taskDefinitions.set(arn, described);
+    return described;
+  }
+
+  #modelOf(taskDefinition: TaskDefinition): PinnedModel | undefined {
+    const container = modelContainer(taskDefinition, this.#container);
+    return pinnedModelFromEnvironment(environmentRecord(container.environment));
+  }
+
+  /** One ECS call with retries on throttling and server errors, and typed errors for the rest. */
+  async #call<T>(action: string, send: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await send();
+      } catch (err) {
+        const kind = classifyEcsError(err);
+        if ((kind === 'throttled' || kind === 'server') && attempt < this.#retry.attempts) {
+          const ceiling = Math.min(this.#retry.maxDelayMs, this.#retry.baseDelayMs * 2 ** (attempt - 1));
+          await this.#retry.sleep(Math.round(Math.random() * ceiling));
+          continue;
+        }
+        throw toRolloutError(action, err, kind, attempt);
+      }
+    }
+  }
+}
+
+type EcsErrorKind = 'throttled' | 'server' | 'denied' | 'not-found' | 'other';
+
+function classifyEcsError(err: unknown): EcsErrorKind {
+  if (!(err instanceof Error)) return 'other';
+  const meta = err as Error & {
+    $retryable?: { throttling?: boolean };
+    $metadata?: { httpStatusCode?: number };
+  };
+  if (
+    meta.$retryable?.throttling === true ||
+    ['ThrottlingException', 'Throttling', 'TooManyRequestsException', 'RequestLimitExceeded'].includes(
+      err.name,
+    ) ||
+    (err.name === 'ClientException' && /rate exceeded/i.test(err.message))
+  ) {
+    return 'throttled';
+  }
+  if (['AccessDeniedException', 'AccessDenied', 'UnauthorizedOperation'].includes(err.name)) return 'denied';
+  if (
+    ['ServiceNotFoundException', 'ClusterNotFoundException', 'ServiceNotActiveException'].includes(err.name)
+  ) {
+    return 'not-found';
+  }
+  if (err.name === 'ServerException' || (meta.$metadata?.httpStatusCode ?? 0) >= 500) return 'server';
+  return 'other';
+}
+
+function toRolloutError(action: string, err: unknown, kind: EcsErrorKind, attempts: number): RolloutError {
+  const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  switch (kind) {
+    case 'throttled':
+      return new RolloutError(
+        'ROLLOUT_THROTTLED',
+        `ecs:${action} still throttled after ${attempts} attempts (${detail})`,
+        {
+          cause: err,
+          retryable: true,
+        },
+      );
+    case 'denied':
+      return new RolloutError(
+        'ROLLOUT_ACCESS_DENIED',
+        `ecs:${action} was denied (${detail}); grant it to the role running the rollout`,
+        { cause: err },
+      );
+    case 'not-found':
+      return new RolloutError('ROLLOUT_SERVICE_NOT_FOUND', `ecs:${action} failed: ${detail}`, { cause: err });
+    case 'server':
+      return new RolloutError('ROLLOUT_AWS', `ecs:${action} failed after ${attempts} attempts (${detail})`, {
+        cause: err,
+        retryable: true,
+      });
+    case 'other':
+      return new RolloutError('ROLLOUT_AWS', `ecs:${action} failed (${detail})`, { cause: err });
+  }
+}
+
+/**
+ * The container that serves the model: the one named `preferred` if it carries MODEL_URI, else the
+ * only container that does. Throws `ROLLOUT_NO_MODEL_CONTAINER` when there is none or several.
+ */
+export function modelContainer(taskDefinition: TaskDefinition, preferred: string): ContainerDefinition {
+  const containers = taskDefinition.containerDefinitions ?? [];
+  const carriers = containers.filter((c) => (c.environment ?? []).some((e) => e.name === ENV.modelUri));
+  const named = carriers.find((c) => c.name === preferred);
+  if (named !== undefined) return named;
+  if (carriers.length === 1 && carriers[0] !== undefined) return carriers[0];
+  const arn = taskDefinition.taskDefinitionArn ?? taskDefinition.family ?? '(unknown task definition)';
+  const names = containers.map((c) => c.name ?? '?').join(', ') || 'none';
+  throw new RolloutError(
+    'ROLLOUT_NO_MODEL_CONTAINER',
+    carriers.length === 0
+      ? `task definition ${arn} has no container with a ${ENV.modelUri} environment variable (containers: ${names}); ` +
+          `give the inference container ${ENV.modelUri}=none so rollouts can pin models`
+      : `task definition ${arn} has several containers with ${ENV.modelUri} (${carriers.map((c) => c.name).join(', ')}) ` +
+          `and none is named "${preferred}"; set ${ENV.container}`,
+  );
+}
+
+/**
+ * The RegisterTaskDefinition input for a revision identical to `current` except for the model
+ * environment of the model container.
+ */
+export function registrationInput(
+  current: { readonly taskDefinition: TaskDefinition; readonly tags: readonly Tag[] },
+  containerName: string,
+  model: PinnedModel | undefined,
+): RegisterTaskDefinitionCommandInput {
+  const registerable: Partial<TaskDefinition> = { ...current.taskDefinition };
+  for (const field of READ_ONLY_FIELDS) delete registerable[field];
+  const target = modelContainer(current.taskDefinition, containerName);
+  return {
+    ...(registerable as RegisterableFields),
+    family: current.taskDefinition.family,
+    containerDefinitions: (current.taskDefinition.containerDefinitions ?? []).map((container) =>
+      container === target
+        ? { ...container, environment: withModelEnvironment(container.environment ?? [], model) }
+        : container,
+    ),
+    ...(current.tags.length > 0 ? { tags: [...current.tags] } : {}),
+  };
+}
+
+/** Replace the model variables in place (keeping the others and their order); append missing ones. */
+function withModelEnvironment(
+  environment: readonly KeyValuePair[],
+  model: PinnedModel | undefined,
+): KeyValuePair[] {
+  const wanted: Record<string, string | undefined> = modelEnvironment(model);
+  const written = new Set<string>();
+  const result: KeyValuePair[] = [];
+  for (const entry of environment) {
+    if (entry.name === undefined || !(entry.name in wanted)) {
+      result.push(entry);
+      continue;
+    }
+    const value = wanted[entry.name];
+    if (value !== undefined && !written.has(entry.name)) result.push({ name: entry.name, value });
+    written.add(entry.name);
+  }
+  for (const [name, value] of Object.entries(wanted)) {
+    if (value !== undefined && !written.has(name)) result.push({ name, value });
+  }
+  return result;
+}
+
+function environmentRecord(
+  environment: readonly KeyValuePair[] | undefined,
+): Record<string, string | undefined> {
+  const record: Record<string, string | undefined> = {};
+  for (const entry of environment ?? []) if (entry.name !== undefined) record[entry.name] = entry.value;
+  return record;
+}
+
+function requireTaskDefinition(service: Service): string {
+  if (service.taskDefinition === undefined) {
+    throw new RolloutError(
+      'ROLLOUT_AWS',
+      `ECS service ${service.serviceName ?? '?'} reports no task definition`,
+    );
+  }
+  return service.taskDefinition;
+}
+
+function parseTaskDefinitionArn(arn: string): { family: string; revision: number } | undefined {
+  const match = /task-definition\/([^:]+):(\d+)$/.exec(arn);
+  return match?.[1] && match[2] ? { family: match[1], revision: Number(match[2]) } : undefined;
+}
+
+function sameModel(a: PinnedModel, b: PinnedModel | undefined): boolean {
+  return b !== undefined && a.uri === b.uri && (a.etag ?? '') === (b.etag ?? '');
+}

@@ -1,0 +1,167 @@
+/**
+ * The rollout Lambda: EventBridge delivers an S3 "Object Created" event for the models bucket;
+ * this pins that exact object in a new task-definition revision and redeploys the ECS service.
+ *
+ * Bundled by the CDK app with esbuild (entry `src/rollout/lambda.ts`, export `handler`), so its
+ * imports stay lean: no model runtime, no web server.
+ *
+ * Configuration (environment variables, names from src/names.ts `ENV`):
+ * - SLIPWAY_CLUSTER: ECS cluster name or ARN (required)
+ * - SLIPWAY_SERVICE: ECS service name or ARN (required)
+ * - SLIPWAY_MODELS_BUCKET: the models bucket; events for other buckets are rejected (required)
+ * - SLIPWAY_CONTAINER: the container serving the model (default `inference`)
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import type { Context } from 'aws-lambda';
+import { ENV, INFERENCE_CONTAINER_NAME } from '../names.ts';
+import type { DeployTarget } from './deploy-target.ts';
+import { EcsDeployTarget } from './ecs-target.ts';
+import { RolloutError } from './errors.ts';
+import { rolloutModelEvent, type RolloutOutcome } from './operations.ts';
+
+/** The handler's configuration, read from the environment. */
+export interface RolloutConfig {
+  readonly cluster: string;
+  readonly service: string;
+  readonly modelsBucket: string;
+  readonly container: string;
+}
+
+/** Read the handler's configuration; throws `ROLLOUT_CONFIG` naming every missing variable. */
+export function readRolloutConfig(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): RolloutConfig {
+  const required = [ENV.cluster, ENV.service, ENV.modelsBucket] as const;
+  const missing = required.filter((name) => !env[name]?.trim());
+  if (missing.length > 0) {
+    throw new RolloutError('ROLLOUT_CONFIG', `missing environment variable(s) ${missing.join(', ')}`);
+  }
+  return {
+    cluster: env[ENV.cluster]!.trim(),
+    service: env[ENV.service]!.trim(),
+    modelsBucket: env[ENV.modelsBucket]!.trim(),
+    container: env[ENV.container]?.trim() || INFERENCE_CONTAINER_NAME,
+  };
+}
+
+/** What the handler returns (EventBridge ignores it; tests and direct invocations read it). */
+export type RolloutHandlerResult =
+  | {
+      readonly action: 'deployed';
+      readonly modelUri: string;
+      readonly deploymentId: string;
+      readonly revision: string;
+    }
+  | { readonly action: 'skipped'; readonly reason: string; readonly modelUri?: string };
+
+/** Dependencies of a rollout handler. */
+export interface RolloutHandlerDeps {
+  readonly target: DeployTarget;
+  readonly modelsBucket: string;
+  readonly logger: Logger;
+}
+
+/**
+ * Build a handler around a deploy target. Deploys and skips resolve; rejected events and every
+ * failure throw, so the invocation counts as failed and EventBridge/Lambda retries (and the
+ * failure destination) apply. Not-a-model objects are logged and ignored.
+ */
+export function createRolloutHandler(
+  deps: RolloutHandlerDeps,
+): (event: unknown, context?: Context) => Promise<RolloutHandlerResult> {
+  const { target, modelsBucket, logger } = deps;
+  return async (event, context) => {
+    if (context !== undefined) logger.addContext(context);
+    let outcome: RolloutOutcome;
+    try {
+      outcome = await rolloutModelEvent(event, target, { modelsBucket });
+    } catch (err) {
+      logger.error('rollout failed', {
+        error: err instanceof Error ? err : String(err),
+        code: err instanceof RolloutError ? err.code : undefined,
+        modelUri: modelUriOf(event),
+        eventId: fieldOf(event, 'id'),
+      });
+      throw err;
+    }
+    switch (outcome.kind) {
+      case 'deploy': {
+        const { result, decision } = outcome;
+        logger.info('rollout started', {
+          modelUri: decision.model.uri,
+          deploymentId: result.deploymentId,
+          revision: result.revision,
+          previousRevision: result.previousRevision,
+          eventId: decision.event.id,
+        });
+        return {
+          action: 'deployed',
+          modelUri: decision.model.uri,
+          deploymentId: result.deploymentId,
+          revision: result.revision,
+        };
+      }
+      case 'skip': {
+        const { decision } = outcome;
+        logger.info('rollout skipped', {
+          reason: decision.reason,
+          detail: decision.detail,
+          modelUri: decision.event?.uri ?? modelUriOf(event),
+          eventId: fieldOf(event, 'id'),
+        });
+        return {
+          action: 'skipped',
+          reason: decision.reason,
+          ...(decision.event === undefined ? {} : { modelUri: decision.event.uri }),
+        };
+      }
+      case 'reject': {
+        logger.error('rollout rejected an invalid event', {
+          reason: outcome.decision.reason,
+          eventId: fieldOf(event, 'id'),
+        });
+        // Thrown so the bad event lands in the failure destination instead of vanishing.
+        throw new RolloutError('ROLLOUT_EVENT_INVALID', outcome.decision.reason);
+      }
+    }
+  };
+}
+
+let cached: { key: string; handle: ReturnType<typeof createRolloutHandler> } | undefined;
+
+/**
+ * The Lambda entry point. Configuration is read on the first invocation (and again if it
+ * changes), so a misconfigured function fails each invocation with a clear error.
+ */
+export async function handler(event: unknown, context?: Context): Promise<RolloutHandlerResult> {
+  const config = readRolloutConfig();
+  const key = JSON.stringify(config);
+  if (cached?.key !== key) {
+    const logger = new Logger({ serviceName: 'slipway-rollout' });
+    logger.appendPersistentKeys({ ecsCluster: config.cluster, ecsService: config.service });
+    const target = new EcsDeployTarget({
+      client: new ECSClient({}),
+      cluster: config.cluster,
+      service: config.service,
+      container: config.container,
+    });
+    cached = { key, handle: createRolloutHandler({ target, modelsBucket: config.modelsBucket, logger }) };
+  }
+  return cached.handle(event, context);
+}
+
+function fieldOf(value: unknown, ...path: string[]): unknown {
+  let current = value;
+  for (const segment of path) {
+    if (typeof current !== 'object' || current === null) return undefined;
+    current = (current as Record<string, unknown>)[segment];
+  }
+  return current;
+}
+
+function modelUriOf(event: unknown): string | undefined {
+  const bucket = fieldOf(event, 'detail', 'bucket', 'name');
+  const key = fieldOf(event, 'detail', 'object', 'key');
+  return typeof bucket === 'string' && typeof key === 'string' ? `s3://${bucket}/${key}` : undefined;
+}

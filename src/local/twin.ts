@@ -1,0 +1,401 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { appendFile, rm } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ENV, modelUploadEventPattern } from '../names.ts';
+import { decideRollout } from '../rollout/decision.ts';
+import type { PinnedModel } from '../rollout/deploy-target.ts';
+import { RolloutError } from '../rollout/errors.ts';
+import { modelEnvironment } from '../rollout/pinned-model.ts';
+import { createStore } from '../store/create-store.ts';
+import type { ObjectStore } from '../store/types.ts';
+import { EventBus } from './event-bus.ts';
+import type { S3ObjectCreatedEvent } from './event-bus.ts';
+import { LoadBalancer, sendJson } from './load-balancer.ts';
+import { LocalDeployTarget } from './local-deploy-target.ts';
+import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3-server.ts';
+import type { LocalS3 } from './s3-server.ts';
+import { claimStateDir, statePaths, writeJsonAtomic } from './state-dir.ts';
+import type { StatePaths, TwinRuntimeFile } from './state-dir.ts';
+import { Supervisor } from './supervisor.ts';
+import type { TaskSpawner } from './supervisor.ts';
+
+/** Bucket names of the twin's local S3 store. */
+export const LOCAL_BUCKETS = { data: 'slipway-data', models: 'slipway-models' } as const;
+
+/** What a bootstrap (first training run on an empty store) gets to work with. */
+export interface BootstrapContext {
+  readonly store: ObjectStore;
+  /** `s3://slipway-data/` */
+  readonly dataPrefix: string;
+  /** `s3://slipway-models/`: uploading a `model.tar.gz` under it starts a rollout. */
+  readonly modelsPrefix: string;
+  readonly paths: StatePaths;
+  /** S3 endpoint and credentials, for child processes. */
+  readonly s3Env: Readonly<Record<string, string>>;
+  readonly signal: AbortSignal;
+  readonly log: (message: string) => void;
+}
+
+/** Trains a first model and uploads it to the models bucket. */
+export type Bootstrap = (context: BootstrapContext) => Promise<void>;
+
+/** Options of {@link startTwin}. */
+export interface TwinOptions {
+  /** State directory (default `.slipway`). */
+  readonly stateDir: string;
+  /** Load-balancer port; 0 picks a free one. */
+  readonly port: number;
+  /** Inference tasks per deployment (default 2). */
+  readonly tasks?: number;
+  /** Port of the local S3 server (default: a free one). */
+  readonly s3Port?: number;
+  /** Runs on an empty store; none means "wait for an upload". */
+  readonly bootstrap?: Bootstrap;
+  /** Starts one inference task (default: `slipway serve` as a child process). */
+  readonly spawn?: TaskSpawner;
+  /** Readiness deadline of a new task (default 60 s). */
+  readonly readinessTimeoutMs?: number;
+  /** One line per noteworthy event. */
+  readonly log?: (message: string) => void;
+}
+
+/** Progress of the bootstrap training run. */
+export interface TrainingState {
+  state: 'idle' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+  detail?: string;
+}
+
+/** A recent rollout decision, as `status` shows it. */
+export interface RolloutRecord {
+  readonly time: string;
+  readonly key: string;
+  readonly decision: string;
+  readonly detail: string;
+}
+
+/** A running local twin. */
+export interface Twin {
+  readonly url: string;
+  readonly port: number;
+  readonly s3Endpoint: string;
+  readonly paths: StatePaths;
+  readonly supervisor: Supervisor;
+  readonly target: LocalDeployTarget;
+  readonly training: TrainingState;
+  /** The environment a process needs to talk to the twin's S3 (endpoint and credentials). */
+  readonly s3Env: Readonly<Record<string, string>>;
+  /** Resolves once the bootstrap (if any) has finished; never rejects. */
+  readonly bootstrapped: Promise<void>;
+  /** Stops training, every task, the load balancer and S3; idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Brings up the whole pipeline on loopback: S3, the event bus, the rollout with a local deploy
+ * target, the supervised inference tasks and the load balancer. Resumes the last deployed model,
+ * or deploys the newest one in the store, or runs the bootstrap on an empty store.
+ */
+export async function startTwin(options: TwinOptions): Promise<Twin> {
+  const paths = statePaths(options.stateDir);
+  const claim = await claimStateDir(paths);
+  const twinLog = join(paths.logs, 'twin.log');
+  const log = (message: string): void => {
+    options.log?.(message);
+    void appendFile(twinLog, `${new Date().toISOString()} ${message}\n`).catch(() => undefined);
+  };
+  for (const note of claim.notes) log(`state: ${note}`);
+
+  const recent: RolloutRecord[] = [];
+  const training: TrainingState = { state: 'idle' };
+  // The control API needs the supervisor, which needs the load balancer: wire it in afterwards.
+  const control: { handle?: (req: IncomingMessage, body: Buffer, res: ServerResponse) => Promise<void> } = {};
+  const lb = new LoadBalancer({
+    port: options.port,
+    log,
+    control: (req, body, res) =>
+      control.handle ? control.handle(req, body, res) : sendJson(res, 503, { error: 'starting' }),
+  });
+  await lb.listen();
+
+  let s3: LocalS3;
+  try {
+    s3 = await startLocalS3({
+      directory: paths.s3,
+      buckets: [LOCAL_BUCKETS.data, LOCAL_BUCKETS.models],
+      ...(options.s3Port !== undefined ? { port: options.s3Port } : {}),
+    });
+  } catch (err) {
+    await lb.close();
+    throw err;
+  }
+  const s3Env: Record<string, string> = {
+    [ENV.s3Endpoint]: s3.endpoint,
+    AWS_ACCESS_KEY_ID: LOCAL_S3_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_S3_CREDENTIALS.secretAccessKey,
+    AWS_REGION: 'us-east-1',
+  };
+  const store = createStore({ endpoint: s3.endpoint, credentials: { ...LOCAL_S3_CREDENTIALS } });
+
+  let persistQueue = Promise.resolve();
+  let persistPending = false;
+  const runtimeRecord = (): TwinRuntimeFile => ({
+    pid: process.pid,
+    startedAt,
+    url: lb.url,
+    port: lb.port,
+    s3Endpoint: s3.endpoint,
+    buckets: { ...LOCAL_BUCKETS },
+    taskPids: supervisor.pids(),
+  });
+  const persist = (): void => {
+    if (persistPending) return;
+    persistPending = true;
+    persistQueue = persistQueue
+      .then(async () => {
+        persistPending = false;
+        await writeJsonAtomic(paths.state, { deployments: supervisor.deployments() });
+        if (!stopping) await writeJsonAtomic(paths.runtime, runtimeRecord());
+      })
+      .catch((err: unknown) => log(`state: could not save: ${(err as Error).message}`));
+  };
+
+  const startedAt = new Date().toISOString();
+  let stopping = false;
+  const supervisor = new Supervisor({
+    spawn: options.spawn ?? serveSpawner(s3Env),
+    router: lb,
+    desiredCount: options.tasks ?? 2,
+    readinessTimeoutMs: options.readinessTimeoutMs ?? 60_000,
+    logDir: paths.logs,
+    history: claim.history,
+    log,
+    onChange: persist,
+  });
+  const target = new LocalDeployTarget(supervisor);
+
+  const onModelEvent = async (event: S3ObjectCreatedEvent): Promise<void> => {
+    const state = await target.describe();
+    const decision = decideRollout(event, state, { modelsBucket: LOCAL_BUCKETS.models });
+    const key = event.detail.object.key;
+    const record = (d: string, detail: string): void => {
+      recent.unshift({ time: new Date().toISOString(), key, decision: d, detail });
+      recent.splice(10);
+      log(`rollout: ${d} ${key}: ${detail}`);
+    };
+    if (decision.kind === 'deploy') {
+      const result = await target.deploy(decision.model, { ifRevision: state.revision });
+      record('deploy', `deployment ${result.deploymentId} (${result.revision}) pins ${decision.model.uri}`);
+    } else if (decision.kind === 'skip') {
+      record(`skip (${decision.reason})`, decision.detail);
+    } else {
+      record('reject', decision.reason);
+    }
+  };
+  const bus = new EventBus({
+    pattern: modelUploadEventPattern(LOCAL_BUCKETS.models),
+    handler: onModelEvent,
+    onError: (err, _event, attempt) =>
+      log(`rollout: handling an upload event failed (attempt ${attempt}): ${(err as Error).message}`),
+  });
+  bus.attach(s3.notifications);
+
+  const abort = new AbortController();
+  control.handle = controlApi({
+    supervisor,
+    target,
+    lb,
+    s3Endpoint: s3.endpoint,
+    paths,
+    recent,
+    training,
+    startedAt,
+  });
+  await writeJsonAtomic(paths.runtime, runtimeRecord());
+
+  let bootstrapped: Promise<void> = Promise.resolve();
+  const resumeFrom = claim.history.find((d) => d.status === 'PRIMARY' && d.rolloutState === 'COMPLETED');
+  if (resumeFrom) {
+    log(`resuming the last deployed model ${resumeFrom.modelUri}`);
+    supervisor.begin(resumeFrom.model);
+  } else {
+    const newest = await newestModel(store);
+    if (newest) {
+      log(`deploying the newest model in the store: ${newest.uri}`);
+      supervisor.begin(newest);
+    } else if (options.bootstrap) {
+      training.state = 'running';
+      training.detail = 'empty store: staging MNIST and training the example model';
+      log(`empty store: ${training.detail}`);
+      bootstrapped = options
+        .bootstrap({
+          store,
+          dataPrefix: `s3://${LOCAL_BUCKETS.data}/`,
+          modelsPrefix: `s3://${LOCAL_BUCKETS.models}/`,
+          paths,
+          s3Env,
+          signal: abort.signal,
+          log,
+        })
+        .then(
+          () => {
+            training.state = 'succeeded';
+            training.detail = 'model uploaded; the rollout follows from the upload event';
+            log(`training: ${training.detail}`);
+          },
+          (err: unknown) => {
+            training.state = abort.signal.aborted ? 'cancelled' : 'failed';
+            training.detail = err instanceof Error ? err.message : String(err);
+            log(`training ${training.state}: ${training.detail}`);
+          },
+        );
+    } else {
+      log(`no model yet: upload one with \`slipway deploy <model.tar.gz>\``);
+    }
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    url: lb.url,
+    port: lb.port,
+    s3Endpoint: s3.endpoint,
+    paths,
+    supervisor,
+    target,
+    training,
+    s3Env,
+    bootstrapped,
+    stop() {
+      stopped ??= (async () => {
+        stopping = true;
+        abort.abort(new Error('the twin is stopping'));
+        bus.detach();
+        await bootstrapped;
+        await supervisor.stop();
+        await lb.close();
+        await s3.close();
+        persist();
+        await persistQueue;
+        await rm(paths.runtime, { force: true });
+        log('stopped');
+      })();
+      return stopped;
+    },
+  };
+}
+
+async function newestModel(store: ObjectStore): Promise<PinnedModel | undefined> {
+  try {
+    const info = await store.newestModel(`s3://${LOCAL_BUCKETS.models}/`);
+    const key = info.uri.replace(`s3://${LOCAL_BUCKETS.models}/`, '');
+    return {
+      uri: info.uri,
+      bucket: LOCAL_BUCKETS.models,
+      key,
+      ...(info.etag !== undefined ? { etag: info.etag } : {}),
+      eventTime: info.lastModified.toISOString(),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The command that runs one inference server: the CLI's `serve` from source or from the build. */
+export function serveCommand(): { command: string; args: string[] } {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.ts')) {
+    return {
+      command: process.execPath,
+      args: [fileURLToPath(new URL('../../bin/slipway.js', import.meta.url)), 'serve'],
+    };
+  }
+  const built = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  return { command: process.execPath, args: [existsSync(built) ? built : built, 'serve'] };
+}
+
+/** Spawns `slipway serve` pinned to the launch's model, with one inference worker (the twin shares 2 cores). */
+export function serveSpawner(s3Env: Readonly<Record<string, string>>): TaskSpawner {
+  const { command, args } = serveCommand();
+  return ({ port, model }) => {
+    const modelEnv = Object.fromEntries(
+      Object.entries(modelEnvironment(model)).filter((e): e is [string, string] => e[1] !== undefined),
+    );
+    return spawn(command, [...args, '--model', model.uri, '--port', String(port)], {
+      env: {
+        ...process.env,
+        ...s3Env,
+        ...modelEnv,
+        [ENV.port]: String(port),
+        [ENV.workers]: process.env[ENV.workers] ?? '1',
+        [ENV.intraOpThreads]: process.env[ENV.intraOpThreads] ?? '1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  };
+}
+
+interface ControlContext {
+  readonly supervisor: Supervisor;
+  readonly target: LocalDeployTarget;
+  readonly lb: LoadBalancer;
+  readonly s3Endpoint: string;
+  readonly paths: StatePaths;
+  readonly recent: readonly RolloutRecord[];
+  readonly training: TrainingState;
+  readonly startedAt: string;
+}
+
+/** The twin's control API under `/_slipway/`, used by `slipway status`, `rollback` and `deploy --wait`. */
+function controlApi(
+  ctx: ControlContext,
+): (req: IncomingMessage, body: Buffer, res: ServerResponse) => Promise<void> {
+  return async (req, _body, res) => {
+    const url = new URL(req.url ?? '/', 'http://twin');
+    const path = url.pathname;
+    if (req.method === 'GET' && path === '/_slipway/status') {
+      sendJson(res, 200, {
+        twin: {
+          pid: process.pid,
+          startedAt: ctx.startedAt,
+          url: ctx.lb.url,
+          s3Endpoint: ctx.s3Endpoint,
+          buckets: LOCAL_BUCKETS,
+          stateDir: ctx.paths.root,
+        },
+        training: ctx.training,
+        service: await ctx.target.status(),
+        deployments: ctx.supervisor.deployments(),
+        tasks: ctx.supervisor.tasks(),
+        targets: ctx.lb.snapshot(),
+        recentEvents: ctx.recent,
+      });
+      return;
+    }
+    if (req.method === 'POST' && path === '/_slipway/rollback') {
+      try {
+        sendJson(res, 202, await ctx.target.rollback());
+      } catch (err) {
+        if (err instanceof RolloutError) {
+          sendJson(res, 409, { code: err.code, error: err.message });
+          return;
+        }
+        throw err;
+      }
+      return;
+    }
+    const match = /^\/_slipway\/deployments\/(.+)$/.exec(path);
+    if (req.method === 'GET' && match) {
+      const id = decodeURIComponent(match[1]!);
+      const deployment = ctx.supervisor.deployments().find((d) => d.id === id);
+      if (deployment) sendJson(res, 200, deployment);
+      else sendJson(res, 404, { error: `no deployment ${id}` });
+      return;
+    }
+    sendJson(res, 404, {
+      error: `unknown control route ${req.method ?? ''} ${path}`,
+      routes: ['GET /_slipway/status', 'POST /_slipway/rollback', 'GET /_slipway/deployments/<id>'],
+    });
+  };
+}

@@ -1,0 +1,138 @@
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { StateDirError } from '../../src/local/errors.ts';
+import { MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
+import { LOCAL_S3_CREDENTIALS } from '../../src/local/s3-server.ts';
+import { LOCAL_BUCKETS, startTwin } from '../../src/local/twin.ts';
+import type { Twin } from '../../src/local/twin.ts';
+import { fakeSpawner, isAlive, waitFor } from './helpers.ts';
+
+// The fake server plays the model named by the key's first segment: v<N> serves version N, broken dies.
+const spawn = fakeSpawner((uri): Record<string, string> => {
+  const name = uri.replace(`s3://${LOCAL_BUCKETS.models}/`, '').split('/')[0] ?? '';
+  return name === 'broken' ? { FAKE_MODE: 'crash-on-start' } : { FAKE_VERSION: name.replace(/^v/, '') };
+});
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'slipway-twin-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function start(stateDir: string): Promise<Twin> {
+  const twin = await startTwin({ stateDir, port: 0, tasks: 1, spawn, readinessTimeoutMs: 10_000 });
+  cleanups.push(() => twin.stop());
+  return twin;
+}
+
+async function upload(twin: Twin, key: string): Promise<void> {
+  const client = new S3Client({
+    endpoint: twin.s3Endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { ...LOCAL_S3_CREDENTIALS },
+  });
+  await client.send(
+    new PutObjectCommand({ Bucket: LOCAL_BUCKETS.models, Key: key, Body: `bytes of ${key}` }),
+  );
+  client.destroy();
+}
+
+async function versionServed(twin: Twin): Promise<string | null> {
+  const res = await fetch(`${twin.url}/invocations`, { method: 'POST', body: '{}' });
+  return res.status === 200 ? res.headers.get(MODEL_VERSION_HEADER) : null;
+}
+
+async function settled(twin: Twin): Promise<void> {
+  await waitFor(() => twin.supervisor.deployments().every((d) => d.rolloutState !== 'IN_PROGRESS'));
+}
+
+describe('startTwin', () => {
+  it('rolls out an uploaded model by itself and reports it through the control API', async () => {
+    const twin = await start(await tempDir());
+    expect((await fetch(`${twin.url}/invocations`, { method: 'POST', body: '{}' })).status).toBe(503);
+    await upload(twin, 'v1/output/model.tar.gz');
+    await waitFor(async () => (await versionServed(twin)) === '1');
+    await upload(twin, 'v1/output/notes.txt');
+    const status = (await (await fetch(`${twin.url}/_slipway/status`)).json()) as {
+      deployments: { rolloutState: string; modelUri: string }[];
+      tasks: { modelVersion: string }[];
+    };
+    expect(status.deployments).toHaveLength(1);
+    expect(status.deployments[0]).toMatchObject({
+      rolloutState: 'COMPLETED',
+      modelUri: `s3://${LOCAL_BUCKETS.models}/v1/output/model.tar.gz`,
+    });
+    expect(status.tasks.map((t) => t.modelVersion)).toEqual(['1']);
+  });
+
+  it('keeps serving the old model when a broken one is uploaded, and status says why', async () => {
+    const twin = await start(await tempDir());
+    await upload(twin, 'v1/output/model.tar.gz');
+    await waitFor(async () => (await versionServed(twin)) === '1');
+    await upload(twin, 'broken/output/model.tar.gz');
+    await waitFor(() => twin.supervisor.deployments().some((d) => d.rolloutState === 'FAILED'));
+    const failed = twin.supervisor.deployments().find((d) => d.rolloutState === 'FAILED');
+    expect(failed?.rolloutStateReason).toMatch(/circuit breaker.*not a valid ONNX graph/);
+    expect(await versionServed(twin)).toBe('1');
+  });
+
+  it('rolls back by hand through the control API', async () => {
+    const twin = await start(await tempDir());
+    await upload(twin, 'v1/output/model.tar.gz');
+    await waitFor(async () => (await versionServed(twin)) === '1');
+    await upload(twin, 'v2/output/model.tar.gz');
+    await waitFor(async () => (await versionServed(twin)) === '2');
+    const res = await fetch(`${twin.url}/_slipway/rollback`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    await settled(twin);
+    expect(await versionServed(twin)).toBe('1');
+  });
+
+  it('resumes the last deployed model after a restart, without a new upload', async () => {
+    const stateDir = await tempDir();
+    const first = await start(stateDir);
+    await upload(first, 'v3/output/model.tar.gz');
+    await waitFor(async () => (await versionServed(first)) === '3');
+    const pids = first.supervisor.pids();
+    await first.stop();
+    expect(pids.filter(isAlive)).toEqual([]);
+
+    const second = await start(stateDir);
+    await waitFor(async () => (await versionServed(second)) === '3');
+    expect(second.supervisor.deployments().length).toBe(2);
+  });
+
+  it('refuses a state directory that a running twin owns', async () => {
+    const stateDir = await tempDir();
+    await start(stateDir);
+    const err = await startTwin({ stateDir, port: 0, spawn }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StateDirError);
+    expect((err as Error).message).toMatch(/another local twin .* is running/);
+  });
+
+  it('recovers from a stale runtime record and sets a corrupt state file aside', async () => {
+    const stateDir = await tempDir();
+    const notes: string[] = [];
+    await writeFile(
+      join(stateDir, 'twin.json'),
+      JSON.stringify({ pid: 999_999_9, url: 'http://127.0.0.1:1', s3Endpoint: 'x', taskPids: [] }),
+    );
+    await writeFile(join(stateDir, 'state.json'), '{ not json');
+    const twin = await startTwin({ stateDir, port: 0, spawn, log: (m) => notes.push(m) });
+    cleanups.push(() => twin.stop());
+    expect(notes.join('\n')).toMatch(/recovered from a twin that did not stop cleanly/);
+    expect(notes.join('\n')).toMatch(/state\.json is corrupt/);
+    expect((await readdir(stateDir)).some((f) => f.startsWith('state.json.corrupt-'))).toBe(true);
+    const runtime = JSON.parse(await readFile(join(stateDir, 'twin.json'), 'utf8')) as { pid: number };
+    expect(runtime.pid).toBe(process.pid);
+  });
+});

@@ -55,6 +55,8 @@ export const ENV = {
   shutdownTimeoutMs: 'SLIPWAY_SHUTDOWN_TIMEOUT_MS',
   /** Inference service: the model name clients use in v2 URLs when the artifact has no manifest. */
   modelName: 'SLIPWAY_MODEL_NAME',
+  /** Training: root of the SageMaker job layout (default `/opt/ml`; the local runner points it at a job dir). */
+  jobRoot: 'SLIPWAY_JOB_ROOT',
 } as const;
 
 /** Default port of the inference service and of the local load balancer. */

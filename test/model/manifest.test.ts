@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ArtifactError, createManifest, parseManifest } from '../../src/model/index.ts';
+import type { Manifest } from '../../src/model/index.ts';
 
-const valid = {
+const valid: Manifest = {
   name: 'mnist',
   version: '7',
   createdAt: '2026-03-04T05:06:07.000Z',

@@ -56,10 +56,10 @@ describe('readOnnxSignature on real exported models', () => {
   it('leaves initializers out of the inputs of a PyTorch export that lists weights as graph inputs', async () => {
     const path = conformanceModel('pytorch-converted/test_Conv2d/model.onnx');
     const graph = onnx.ModelProto.decode(await readFile(path)).graph!;
-    expect(graph.input.length).toBeGreaterThan(1);
+    expect(graph.input?.length).toBeGreaterThan(1);
     const signature = await readOnnxSignature(path);
     expect(signature.inputs).toEqual([{ name: '0', datatype: 'FP32', shape: [2, 3, 7, 5] }]);
-    expect(signature.outputs.map((o) => o.name)).toEqual(graph.output.map((o) => o.name));
+    expect(signature.outputs.map((o) => o.name)).toEqual(graph.output?.map((o) => o.name));
   });
 
   it('maps int64 and string inputs of PyTorch and string models', async () => {

@@ -42,7 +42,8 @@ function matchObject(pattern: object, value: unknown): boolean {
 function matchLeafList(leaves: readonly unknown[], value: unknown): boolean {
   const values: readonly unknown[] = Array.isArray(value) ? value : [value];
   return leaves.some((leaf) => {
-    if (isRecord(leaf) && 'exists' in leaf) return (value !== undefined) === leaf.exists;
+    // As in EventBridge, `exists` only sees leaf values: an object field does not "exist".
+    if (isRecord(leaf) && 'exists' in leaf) return (value !== undefined && !isRecord(value)) === leaf.exists;
     if (value === undefined) return false;
     return values.some((v) => matchLeaf(leaf, v));
   });

@@ -34,16 +34,41 @@ export interface RolloutEventOptions {
 /**
  * Decide on one event against the target's current state and deploy if the decision says so.
  *
- * Safe under concurrency: the deploy is conditional on the revision the decision was made
- * against; if the service moved meanwhile, the state is read again and the decision re-made
- * (so of two racing events the newer one wins and the older one ends as `older-than-live`).
+ * Safe under concurrency: calls for the same target in one process run one after another, and
+ * across processes the deploy is conditional on the revision the decision was made against; if
+ * the service moved meanwhile, the state is read again and the decision re-made (so of two racing
+ * events the newer one wins and the older one ends as `older-than-live`). The remaining window
+ * (between the target's last re-check and its switch) is closed on AWS by reserved concurrency 1.
  * Rejections are returned, not thrown; the caller decides how loud to be.
  */
-export async function rolloutModelEvent(
+export function rolloutModelEvent(
   event: unknown,
   target: DeployTarget,
   policy: RolloutPolicy,
   options: RolloutEventOptions = {},
+): Promise<RolloutOutcome> {
+  // One rollout at a time per target in this process: decide-then-deploy must not interleave with
+  // another event's (the Lambda gets this from reserved concurrency 1; the twin from this queue).
+  const previous = queues.get(target) ?? Promise.resolve();
+  const run = previous.then(() => decideAndDeploy(event, target, policy, options));
+  const settled = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  queues.set(target, settled);
+  void settled.then(() => {
+    if (queues.get(target) === settled) queues.delete(target);
+  });
+  return run;
+}
+
+const queues = new WeakMap<DeployTarget, Promise<void>>();
+
+async function decideAndDeploy(
+  event: unknown,
+  target: DeployTarget,
+  policy: RolloutPolicy,
+  options: RolloutEventOptions,
 ): Promise<RolloutOutcome> {
   const maxConflicts = options.maxConflicts ?? 3;
   for (let conflicts = 0; ; conflicts++) {

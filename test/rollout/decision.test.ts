@@ -1,0 +1,154 @@
+import { describe, expect, it } from 'vitest';
+import { compareSequencers, decideRollout, type RolloutDecision } from '../../src/rollout/decision.ts';
+import type { PinnedModel, ServiceState } from '../../src/rollout/deploy-target.ts';
+import { MODELS_BUCKET, modelEvent, type ModelEventOverrides } from './fixtures.ts';
+
+const policy = { modelsBucket: MODELS_BUCKET };
+const KEY = 'training/job-1/output/model.tar.gz';
+
+function stateWith(model: PinnedModel | undefined): ServiceState {
+  return { revision: 'arn:aws:ecs:eu-west-1:123456789012:task-definition/Inference:7', model };
+}
+
+/** The model a deploy of `overrides` pins: what a live revision records after that deploy. */
+function liveAfter(overrides: ModelEventOverrides): PinnedModel {
+  const decision = decideRollout(modelEvent(overrides), stateWith(undefined), policy);
+  if (decision.kind !== 'deploy') throw new Error(`expected deploy, got ${decision.kind}`);
+  return decision.model;
+}
+
+function kindAndReason(decision: RolloutDecision): string {
+  return decision.kind === 'deploy' ? 'deploy' : `${decision.kind}:${decision.reason}`;
+}
+
+describe('decideRollout', () => {
+  it('deploys the first model from the no-model state, pinning object, version and ordering record', () => {
+    const decision = decideRollout(modelEvent(), stateWith(undefined), policy);
+
+    expect(decision.kind).toBe('deploy');
+    expect(decision.kind === 'deploy' && decision.model).toEqual({
+      uri: `s3://${MODELS_BUCKET}/${KEY}?versionId=IYV3p45BT0ac8hjHg1houSdS1a.Mro8e`,
+      bucket: MODELS_BUCKET,
+      key: KEY,
+      versionId: 'IYV3p45BT0ac8hjHg1houSdS1a.Mro8e',
+      etag: 'b1946ac92492d2347c6235b4d2611184',
+      sequencer: '617f08299329d189',
+      eventTime: '2021-11-12T00:00:00Z',
+    });
+  });
+
+  it('skips the same event as a duplicate once its model is live', () => {
+    const live = liveAfter({});
+
+    expect(kindAndReason(decideRollout(modelEvent(), stateWith(live), policy))).toBe('skip:duplicate');
+  });
+
+  it('skips a redelivered unversioned upload (same key and ETag) as a duplicate', () => {
+    const live = liveAfter({ versionId: null });
+
+    expect(kindAndReason(decideRollout(modelEvent({ versionId: null }), stateWith(live), policy))).toBe(
+      'skip:duplicate',
+    );
+  });
+
+  it('orders two uploads of the same key by sequencer, not by arrival', () => {
+    const older = { versionId: 'v1', sequencer: '617f08299329d189', etag: 'aaa' };
+    const newer = { versionId: 'v2', sequencer: '617f0829a329d100', etag: 'bbb' };
+
+    expect(kindAndReason(decideRollout(modelEvent(older), stateWith(liveAfter(newer)), policy))).toBe(
+      'skip:older-than-live',
+    );
+    expect(kindAndReason(decideRollout(modelEvent(newer), stateWith(liveAfter(older)), policy))).toBe(
+      'deploy',
+    );
+  });
+
+  it('compares sequencers of different lengths as numbers', () => {
+    expect(compareSequencers('0064D3901D00059242', '617f08299329d189')).toBeGreaterThan(0);
+    expect(compareSequencers('617f08299329d189', '0064D3901D00059242')).toBeLessThan(0);
+    expect(compareSequencers('FF', '0100')).toBeLessThan(0);
+    expect(compareSequencers('00ff', 'FF')).toBe(0);
+  });
+
+  it('uses the sequencer even when the event time says otherwise for the same key', () => {
+    const live = liveAfter({ versionId: null, etag: 'aaa', sequencer: '0A', time: '2026-01-01T00:00:05Z' });
+    const event = modelEvent({ versionId: null, etag: 'bbb', sequencer: '0B', time: '2026-01-01T00:00:04Z' });
+
+    expect(kindAndReason(decideRollout(event, stateWith(live), policy))).toBe('deploy');
+  });
+
+  it('orders different keys by event time', () => {
+    const live = liveAfter({ key: 'runs/b/model.tar.gz', time: '2026-01-01T00:00:10Z' });
+
+    const older = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-01-01T00:00:09Z' });
+    const newer = modelEvent({ key: 'runs/c/model.tar.gz', time: '2026-01-01T00:00:11Z' });
+    expect(kindAndReason(decideRollout(older, stateWith(live), policy))).toBe('skip:older-than-live');
+    expect(kindAndReason(decideRollout(newer, stateWith(live), policy))).toBe('deploy');
+  });
+
+  it('breaks a same-second tie between two keys the same way whichever is live', () => {
+    const a = { key: 'runs/a/model.tar.gz', sequencer: '0100', time: '2026-01-01T00:00:10Z' };
+    const b = { key: 'runs/b/model.tar.gz', sequencer: '0200', time: '2026-01-01T00:00:10Z' };
+
+    expect(kindAndReason(decideRollout(modelEvent(b), stateWith(liveAfter(a)), policy))).toBe('deploy');
+    expect(kindAndReason(decideRollout(modelEvent(a), stateWith(liveAfter(b)), policy))).toBe(
+      'skip:older-than-live',
+    );
+  });
+
+  it('treats a live model without an ordering record (pinned by hand) as older than any event', () => {
+    const live: PinnedModel = { uri: `s3://${MODELS_BUCKET}/manual/model.tar.gz` };
+
+    expect(kindAndReason(decideRollout(modelEvent(), stateWith(live), policy))).toBe('deploy');
+  });
+
+  it.each([
+    ['models/model.tar.gz.bak'],
+    ['model.tar.gz/weights.bin'],
+    ['models/model.tar.gz.tmp-upload'],
+    ['notes/readme.md'],
+  ])('skips %s as not a model', (key) => {
+    expect(kindAndReason(decideRollout(modelEvent({ key }), stateWith(undefined), policy))).toBe(
+      'skip:not-a-model',
+    );
+  });
+
+  it('skips an empty model.tar.gz as not a model', () => {
+    expect(kindAndReason(decideRollout(modelEvent({ size: 0 }), stateWith(undefined), policy))).toBe(
+      'skip:not-a-model',
+    );
+  });
+
+  it('rejects an event from another bucket, naming both buckets', () => {
+    const decision = decideRollout(modelEvent({ bucket: 'other-bucket' }), stateWith(undefined), policy);
+
+    expect(decision.kind).toBe('reject');
+    expect(decision.kind === 'reject' && decision.reason).toMatch(/"other-bucket".*"acme-slipway-models"/);
+  });
+
+  it('rejects an event with another detail-type', () => {
+    const decision = decideRollout(
+      modelEvent({ detailType: 'Object Deleted' }),
+      stateWith(undefined),
+      policy,
+    );
+
+    expect(decision.kind === 'reject' && decision.reason).toMatch(/detail-type="Object Deleted"/);
+  });
+
+  it('rejects a model upload with missing fields, listing them', () => {
+    const raw = modelEvent() as { detail: { object: Record<string, unknown> } };
+    delete raw.detail.object.etag;
+    delete raw.detail.object.sequencer;
+
+    const decision = decideRollout(raw, stateWith(undefined), policy);
+
+    expect(decision.kind === 'reject' && decision.reason).toMatch(
+      /detail\.object\.etag.*detail\.object\.sequencer/,
+    );
+  });
+
+  it.each([[null], [undefined], ['a string'], [[]], [{}]])('rejects %j as not an S3 event', (raw) => {
+    expect(decideRollout(raw, stateWith(undefined), policy).kind).toBe('reject');
+  });
+});

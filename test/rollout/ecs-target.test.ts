@@ -1,0 +1,394 @@
+import {
+  AccessDeniedException,
+  DeregisterTaskDefinitionCommand,
+  DescribeServicesCommand,
+  DescribeTaskDefinitionCommand,
+  ECSClient,
+  RegisterTaskDefinitionCommand,
+  UpdateServiceCommand,
+  type RegisterTaskDefinitionCommandInput,
+  type TaskDefinition,
+} from '@aws-sdk/client-ecs';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EcsDeployTarget } from '../../src/rollout/ecs-target.ts';
+import { RolloutError } from '../../src/rollout/errors.ts';
+import { rolloutModelEvent } from '../../src/rollout/operations.ts';
+import {
+  CLUSTER,
+  FAMILY,
+  INITIAL_TAGS,
+  MODELS_BUCKET,
+  SERVICE,
+  commandNames,
+  initialTaskDefinition,
+  modelEvent,
+  simulateEcs,
+  taskDefinitionArn,
+  type EcsWorld,
+} from './fixtures.ts';
+
+const ecs = mockClient(ECSClient);
+const policy = { modelsBucket: MODELS_BUCKET };
+const KEY = 'training/job-1/output/model.tar.gz';
+let world: EcsWorld;
+let sleeps: number[];
+
+function newTarget(): EcsDeployTarget {
+  return new EcsDeployTarget({
+    client: new ECSClient({ region: 'eu-west-1' }),
+    cluster: CLUSTER,
+    service: SERVICE,
+    retry: {
+      sleep: (ms) => {
+        sleeps.push(ms);
+        return Promise.resolve();
+      },
+    },
+  });
+}
+
+function registrations(): RegisterTaskDefinitionCommandInput[] {
+  return ecs.commandCalls(RegisterTaskDefinitionCommand).map((call) => call.args[0].input);
+}
+
+function liveModelUri(): string | undefined {
+  const live = world.taskDefinitions.get(world.serviceTaskDefinition)!.taskDefinition;
+  return live.containerDefinitions![0]!.environment!.find((e) => e.name === 'MODEL_URI')?.value;
+}
+
+beforeEach(() => {
+  ecs.reset();
+  sleeps = [];
+  world = simulateEcs(ecs);
+});
+
+afterEach(() => {
+  ecs.reset();
+});
+
+describe('EcsDeployTarget deploying a model event', () => {
+  it('sends exactly DescribeServices, DescribeTaskDefinition, RegisterTaskDefinition, DescribeServices, UpdateService', async () => {
+    const outcome = await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    expect(outcome.kind).toBe('deploy');
+    expect(commandNames(ecs)).toEqual([
+      'DescribeServicesCommand',
+      'DescribeTaskDefinitionCommand',
+      'RegisterTaskDefinitionCommand',
+      'DescribeServicesCommand',
+      'UpdateServiceCommand',
+    ]);
+    expect(ecs.commandCalls(DescribeServicesCommand)[0]!.args[0].input).toStrictEqual({
+      cluster: CLUSTER,
+      services: [SERVICE],
+    });
+    expect(ecs.commandCalls(DescribeTaskDefinitionCommand)[0]!.args[0].input).toStrictEqual({
+      taskDefinition: taskDefinitionArn(5),
+      include: ['TAGS'],
+    });
+  });
+
+  it('registers a revision equal to the current one except for the model environment', async () => {
+    await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    // Built by hand from the fixture: drop what ECS computes, keep everything else, change only
+    // the inference container's environment.
+    const old = initialTaskDefinition();
+    const expected: Record<string, unknown> = { ...old };
+    for (const readOnly of [
+      'taskDefinitionArn',
+      'revision',
+      'status',
+      'requiresAttributes',
+      'compatibilities',
+      'registeredAt',
+      'registeredBy',
+    ]) {
+      delete expected[readOnly];
+    }
+    expected.containerDefinitions = [
+      {
+        ...old.containerDefinitions![0],
+        environment: [
+          { name: 'PORT', value: '8080' },
+          {
+            name: 'MODEL_URI',
+            value: `s3://${MODELS_BUCKET}/${KEY}?versionId=IYV3p45BT0ac8hjHg1houSdS1a.Mro8e`,
+          },
+          { name: 'SLIPWAY_WORKERS', value: '2' },
+          { name: 'MODEL_VERSION', value: 'IYV3p45BT0ac8hjHg1houSdS1a.Mro8e' },
+          { name: 'SLIPWAY_MODEL_ETAG', value: 'b1946ac92492d2347c6235b4d2611184' },
+          { name: 'SLIPWAY_MODEL_SEQUENCER', value: '617f08299329d189' },
+          { name: 'SLIPWAY_MODEL_EVENT_TIME', value: '2021-11-12T00:00:00Z' },
+        ],
+      },
+      old.containerDefinitions![1],
+    ];
+    expected.tags = INITIAL_TAGS;
+
+    expect(registrations()).toStrictEqual([expected]);
+  });
+
+  it('switches the service to the new revision with forceNewDeployment and reports its deployment id', async () => {
+    const outcome = await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    expect(ecs.commandCalls(UpdateServiceCommand).map((c) => c.args[0].input)).toStrictEqual([
+      { cluster: CLUSTER, service: SERVICE, taskDefinition: taskDefinitionArn(6), forceNewDeployment: true },
+    ]);
+    expect(outcome.kind === 'deploy' && outcome.result).toEqual({
+      deploymentId: world.deployments[0]!.id,
+      revision: taskDefinitionArn(6),
+      previousRevision: taskDefinitionArn(5),
+      model: expect.objectContaining({ uri: liveModelUri() }),
+    });
+  });
+
+  it('replaces an existing model pin in place and drops ordering fields the new model lacks', async () => {
+    await rolloutModelEvent(modelEvent({ versionId: null, etag: 'aaa-2' }), newTarget(), policy);
+    await newTarget().deploy({ uri: 's3://elsewhere/manual/model.tar.gz' });
+
+    const second = registrations()[1]!;
+    expect(second.containerDefinitions![0]!.environment).toStrictEqual([
+      { name: 'PORT', value: '8080' },
+      { name: 'MODEL_URI', value: 's3://elsewhere/manual/model.tar.gz' },
+      { name: 'SLIPWAY_WORKERS', value: '2' },
+    ]);
+    expect(liveModelUri()).toBe('s3://elsewhere/manual/model.tar.gz');
+  });
+
+  it('deploys the same event delivered 5 times exactly once', async () => {
+    const results = [];
+    for (let i = 0; i < 5; i++) results.push(await rolloutModelEvent(modelEvent(), newTarget(), policy));
+
+    expect(results.map((r) => (r.kind === 'skip' ? r.decision.reason : r.kind))).toEqual([
+      'deploy',
+      'duplicate',
+      'duplicate',
+      'duplicate',
+      'duplicate',
+    ]);
+    expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(1);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+  });
+
+  it('deploys the same event delivered 5 times at once exactly once', async () => {
+    const target = newTarget();
+
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => rolloutModelEvent(modelEvent(), target, policy)),
+    );
+
+    expect(results.filter((r) => r.kind === 'deploy')).toHaveLength(1);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+  });
+
+  it('skips an older event that arrives after a newer one', async () => {
+    const newer = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T12:00:05Z' });
+    const older = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:01Z' });
+
+    await rolloutModelEvent(newer, newTarget(), policy);
+    const late = await rolloutModelEvent(older, newTarget(), policy);
+
+    expect(late.kind === 'skip' && late.decision.reason).toBe('older-than-live');
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+    expect(liveModelUri()).toMatch(/runs\/b\/model\.tar\.gz/);
+  });
+
+  it.each([
+    ['the older event starts first', 0],
+    ['the newer event starts first', 1],
+  ])('lets the newer of two concurrent events for two keys win when %s', async (_name, newerFirst) => {
+    const events = [
+      modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:01Z', sequencer: '0A' }),
+      modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T12:00:02Z', sequencer: '0B' }),
+    ];
+    if (newerFirst) events.reverse();
+    // Two Lambda instances: the first registers its revision, then stalls until the second has
+    // finished its whole rollout, so its re-check finds the service moved.
+    let releaseFirst!: () => void;
+    const firstStalled = new Promise<void>((resolve) => (releaseFirst = resolve));
+    ecs.on(DescribeServicesCommand).callsFake(async () => {
+      const calls = ecs.commandCalls(DescribeServicesCommand).length;
+      // The first instance's re-check is its second DescribeServices; hold it.
+      if (calls === 2) await firstStalled;
+      return {
+        services: [
+          {
+            serviceName: SERVICE,
+            status: 'ACTIVE',
+            taskDefinition: world.serviceTaskDefinition,
+            deployments: structuredClone(world.deployments),
+          },
+        ],
+        failures: [],
+      };
+    });
+
+    const first = rolloutModelEvent(events[0], newTarget(), policy);
+    await waitFor(() => ecs.commandCalls(DescribeServicesCommand).length === 2);
+    const second = await rolloutModelEvent(events[1], newTarget(), policy);
+    releaseFirst();
+    const firstOutcome = await first;
+
+    expect(second.kind).toBe('deploy');
+    expect(liveModelUri()).toMatch(/runs\/b\/model\.tar\.gz/);
+    if (newerFirst) {
+      // The newer one lost the race to the service, re-read the state and deployed over it.
+      expect(firstOutcome.kind).toBe('deploy');
+      expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(2);
+    } else {
+      expect(firstOutcome.kind === 'skip' && firstOutcome.decision.reason).toBe('older-than-live');
+      expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+    }
+    // The loser's stale revision was deregistered so rollback never picks it.
+    expect(ecs.commandCalls(DeregisterTaskDefinitionCommand)).toHaveLength(1);
+  });
+
+  it('fails with a clear error when no container carries MODEL_URI, registering nothing', async () => {
+    const bare: TaskDefinition = initialTaskDefinition();
+    bare.containerDefinitions![0]!.environment = [{ name: 'PORT', value: '8080' }];
+    ecs.reset();
+    world = simulateEcs(ecs, bare);
+
+    const error = await rolloutModelEvent(modelEvent(), newTarget(), policy).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RolloutError);
+    expect((error as RolloutError).code).toBe('ROLLOUT_NO_MODEL_CONTAINER');
+    expect((error as RolloutError).message).toMatch(
+      /no container with a MODEL_URI.*inference, otel-collector/,
+    );
+    expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(0);
+  });
+
+  it('retries throttled calls with growing backoff, then succeeds', async () => {
+    const throttled = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+    ecs
+      .on(RegisterTaskDefinitionCommand)
+      .rejectsOnce(throttled)
+      .rejectsOnce(throttled)
+      .callsFake((input: RegisterTaskDefinitionCommandInput) => {
+        world.lastRevision += 1;
+        const taskDefinition = { ...input, taskDefinitionArn: taskDefinitionArn(world.lastRevision) };
+        world.taskDefinitions.set(taskDefinition.taskDefinitionArn, { taskDefinition, tags: [] });
+        return { taskDefinition };
+      });
+
+    const outcome = await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    expect(outcome.kind).toBe('deploy');
+    expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(3);
+    expect(sleeps).toHaveLength(2);
+    expect(sleeps[0]).toBeLessThanOrEqual(250);
+    expect(sleeps[1]).toBeLessThanOrEqual(500);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+  });
+
+  it('reports throttling that outlasts every retry as ROLLOUT_THROTTLED, never as success', async () => {
+    const throttled = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+    ecs.on(UpdateServiceCommand).rejects(throttled);
+
+    const error = await rolloutModelEvent(modelEvent(), newTarget(), policy).catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_THROTTLED');
+    expect((error as RolloutError).retryable).toBe(true);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(5);
+  });
+
+  it('reports access denied at once, naming the action', async () => {
+    ecs.on(RegisterTaskDefinitionCommand).rejects(
+      new AccessDeniedException({
+        message:
+          'User: arn:aws:sts::123456789012:assumed-role/rollout/fn is not authorized to perform: ecs:RegisterTaskDefinition',
+        $metadata: { httpStatusCode: 400 },
+      }),
+    );
+
+    const error = await rolloutModelEvent(modelEvent(), newTarget(), policy).catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_ACCESS_DENIED');
+    expect((error as RolloutError).message).toMatch(/ecs:RegisterTaskDefinition was denied/);
+    expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(1);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(sleeps).toHaveLength(0);
+  });
+
+  it('reports a missing service with the failure ECS gives', async () => {
+    ecs.on(DescribeServicesCommand).resolves({
+      services: [],
+      failures: [
+        { arn: `arn:aws:ecs:eu-west-1:123456789012:service/${CLUSTER}/${SERVICE}`, reason: 'MISSING' },
+      ],
+    });
+
+    const error = await newTarget()
+      .describe()
+      .catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_SERVICE_NOT_FOUND');
+    expect((error as RolloutError).message).toMatch(/MISSING.*SLIPWAY_CLUSTER and SLIPWAY_SERVICE/);
+  });
+});
+
+describe('EcsDeployTarget rollback', () => {
+  it('restores the previous revision and with it the previous model URI', async () => {
+    const first = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:01Z', versionId: 'va' });
+    const second = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
+    await rolloutModelEvent(first, newTarget(), policy);
+    await rolloutModelEvent(second, newTarget(), policy);
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/b/model.tar.gz?versionId=vb`);
+
+    const result = await newTarget().rollback();
+
+    expect(ecs.commandCalls(UpdateServiceCommand).at(-1)!.args[0].input).toStrictEqual({
+      cluster: CLUSTER,
+      service: SERVICE,
+      taskDefinition: taskDefinitionArn(6),
+      forceNewDeployment: true,
+    });
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+    expect(result.model?.uri).toBe(liveModelUri());
+    expect(result.previousRevision).toBe(taskDefinitionArn(7));
+    expect(result.deploymentId).toBe(world.deployments[0]!.id);
+  });
+
+  it('never rolls back to the no-model state', async () => {
+    await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    const error = await newTarget()
+      .rollback()
+      .catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_NO_PREVIOUS_MODEL');
+    expect((error as RolloutError).message).toContain(FAMILY);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+  });
+
+  it('skips earlier revisions that pin the same model as the current one', async () => {
+    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:01Z', versionId: 'va' });
+    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
+    await rolloutModelEvent(a, newTarget(), policy);
+    await rolloutModelEvent(b, newTarget(), policy);
+    // Revision 8: a config-only change (more memory) that kept model b, made outside the rollout.
+    const seven = world.taskDefinitions.get(taskDefinitionArn(7))!;
+    const eight = {
+      ...seven.taskDefinition,
+      memory: '4096',
+      revision: 8,
+      taskDefinitionArn: taskDefinitionArn(8),
+    };
+    world.taskDefinitions.set(taskDefinitionArn(8), { taskDefinition: eight, tags: seven.tags });
+    world.lastRevision = 8;
+    world.serviceTaskDefinition = taskDefinitionArn(8);
+
+    const result = await newTarget().rollback();
+
+    expect(result.revision).toBe(taskDefinitionArn(6));
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+  });
+});
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !condition(); i++) await new Promise((resolve) => setImmediate(resolve));
+  if (!condition()) throw new Error('condition never became true');
+}

@@ -1,0 +1,65 @@
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ENV, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, NO_MODEL_URI, STACK_OUTPUTS } from '../../src/names.ts';
+
+// The docs are written by hand; these checks keep the names in them tied to the code,
+// so a renamed command, variable or output fails a test instead of misleading a reader.
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const docsDir = join(root, 'docs');
+const pages = readdirSync(docsDir, { recursive: true, encoding: 'utf8' })
+  .filter((f) => f.endsWith('.md') && !f.includes('node_modules'))
+  .map((f) => ({ file: f, text: readFileSync(join(docsDir, f), 'utf8') }));
+const allText = pages.map((p) => p.text).join('\n');
+
+function unique(values: Iterable<string>): string[] {
+  return [...new Set(values)].sort();
+}
+
+let helpText = '';
+beforeAll(async () => {
+  const { stdout } = await promisify(execFile)(process.execPath, [join(root, 'bin/slipway.js'), '--help'], {
+    cwd: root,
+  });
+  helpText = stdout;
+});
+
+describe('names in the docs match the code', () => {
+  it('every `slipway <command>` the docs show is a command of the CLI', () => {
+    const shown = unique([...allText.matchAll(/\bslipway (?!--)([a-z][a-z-]+)\b/g)].map((m) => m[1]!));
+    expect(shown.length).toBeGreaterThan(3);
+    const listed = unique([...helpText.matchAll(/^ {2}([a-z][a-z-]*)\b/gm)].map((m) => m[1]!));
+    expect(shown.filter((cmd) => !listed.includes(cmd))).toEqual([]);
+  });
+
+  it('every SLIPWAY_* variable the docs name is one the code reads', () => {
+    const known = Object.values(ENV) as string[];
+    const named = unique([...allText.matchAll(/\bSLIPWAY_[A-Z0-9_]+\b/g)].map((m) => m[0]));
+    expect(named.length).toBeGreaterThan(5);
+    expect(named.filter((name) => !known.includes(name))).toEqual([]);
+  });
+
+  it('the docs document every environment variable of the service and the Lambda', () => {
+    const internal: string[] = [ENV.modelEtag, ENV.modelSequencer, ENV.modelEventTime];
+    const missing = (Object.values(ENV) as string[]).filter(
+      (v) => !internal.includes(v) && !allText.includes(v),
+    );
+    expect(missing).toEqual([]);
+  });
+
+  it('the deploy page lists exactly the stack outputs the CLI reads', () => {
+    const deploy = pages.find((p) => p.file === join('deploy', 'index.md'))!.text;
+    for (const key of Object.values(STACK_OUTPUTS)) expect(deploy).toContain(`\`${key}\``);
+  });
+
+  it('the docs name the OIDC roles, image repositories and no-model value the infra uses', () => {
+    for (const role of Object.values(GITHUB_OIDC_ROLES)) expect(allText).toContain(role);
+    for (const repo of Object.values(IMAGE_REPOSITORIES)) expect(allText).toContain(repo);
+    expect(allText).toContain(`MODEL_URI=${NO_MODEL_URI}`);
+    const roleLike = unique([...allText.matchAll(/\bslipway-github-[a-z-]+\b/g)].map((m) => m[0]));
+    expect(roleLike.filter((r) => !(Object.values(GITHUB_OIDC_ROLES) as string[]).includes(r))).toEqual([]);
+  });
+});

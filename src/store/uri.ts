@@ -78,11 +78,14 @@ function parseFile(uri: string): StoreLocation {
  */
 export function parseStoreUri(uri: string): StoreLocation {
   if (typeof uri !== 'string' || uri.trim() === '') throw bad(String(uri), 'empty URI');
-  const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(uri);
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*):(.*)$/s.exec(uri);
   if (!match) throw bad(uri, 'no scheme (expected s3://bucket/key or file:///absolute/path)');
   const scheme = match[1]!.toLowerCase();
-  if (scheme === 's3') return parseS3(uri, match[2]!);
   if (scheme === 'file') return parseFile(uri);
+  if (scheme === 's3') {
+    if (!match[2]!.startsWith('//')) throw bad(uri, 'expected s3://bucket/key');
+    return parseS3(uri, match[2]!.slice(2));
+  }
   throw bad(uri, `unsupported scheme "${match[1]}:" (expected s3:// or file://)`);
 }
 

@@ -1,3 +1,4 @@
+import type * as NodeCrypto from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +12,14 @@ import { S3Client } from '@aws-sdk/client-s3';
 interface S3rverInstance extends EventEmitter {
   run(): Promise<AddressInfo>;
   httpServer?: Server;
+  store: { putObject(object: unknown): Promise<unknown> };
 }
+type S3ObjectConstructor = new (
+  bucket: string,
+  key: string,
+  content: Buffer,
+  metadata: Record<string, string>,
+) => unknown;
 type S3rverConstructor = new (options: {
   address: string;
   port: number;
@@ -23,6 +31,44 @@ type S3rverConstructor = new (options: {
 const require = createRequire(import.meta.url);
 // s3rver ships no type declarations; the interface above pins what we rely on.
 const S3rver = require('s3rver') as S3rverConstructor;
+const S3Object = require('s3rver/lib/models/object') as S3ObjectConstructor;
+
+let desShimInstalled = false;
+
+/**
+ * s3rver 3.7 encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 (Node >= 17)
+ * no longer provides, so every truncated listing fails with a 500. The token only has to
+ * round-trip through s3rver itself, so "des" is served by AES-128-CBC with the 8-byte key and IV
+ * doubled. Only the "des" algorithm name is touched; nothing else in the process uses it.
+ */
+function installDesShim(): void {
+  if (desShimInstalled) return;
+  desShimInstalled = true;
+  const crypto = require('node:crypto') as typeof NodeCrypto;
+  const double = (value: unknown): Buffer => {
+    const bytes = Buffer.from(value as Uint8Array);
+    return Buffer.concat([bytes, bytes]);
+  };
+  const { createCipheriv, createDecipheriv } = crypto;
+  crypto.createCipheriv = ((algorithm: string, key: unknown, iv: unknown, options?: unknown) =>
+    algorithm === 'des'
+      ? createCipheriv('aes-128-cbc', double(key), double(iv))
+      : createCipheriv(
+          algorithm,
+          key as Buffer,
+          iv as Buffer,
+          options as undefined,
+        )) as typeof crypto.createCipheriv;
+  crypto.createDecipheriv = ((algorithm: string, key: unknown, iv: unknown, options?: unknown) =>
+    algorithm === 'des'
+      ? createDecipheriv('aes-128-cbc', double(key), double(iv))
+      : createDecipheriv(
+          algorithm,
+          key as Buffer,
+          iv as Buffer,
+          options as undefined,
+        )) as typeof crypto.createDecipheriv;
+}
 
 /** Credentials s3rver accepts (it checks signatures against these fixed keys). */
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
@@ -35,6 +81,11 @@ export interface RunningS3rver {
   readonly dir: string;
   /** The s3rver instance; emits `event` for S3 notifications (object created/removed). */
   readonly server: EventEmitter;
+  /**
+   * Writes objects straight into s3rver's store, skipping HTTP: for arranging large fixtures
+   * (thousands of keys) quickly. Emits no S3 events.
+   */
+  seed(bucket: string, keys: readonly string[], body?: string | Buffer): Promise<void>;
   /** Closes the server (and its keep-alive sockets) and deletes `dir`. */
   stop(): Promise<void>;
 }
@@ -45,6 +96,7 @@ export interface RunningS3rver {
  * @example const s3 = await startS3rver({ buckets: ['models'] }); ...; await s3.stop();
  */
 export async function startS3rver(options: { buckets?: readonly string[] } = {}): Promise<RunningS3rver> {
+  installDesShim();
   const dir = await mkdtemp(join(tmpdir(), 'slipway-s3rver-'));
   const server = new S3rver({
     address: '127.0.0.1',
@@ -65,6 +117,12 @@ export async function startS3rver(options: { buckets?: readonly string[] } = {})
     endpoint: `http://127.0.0.1:${address.port}`,
     dir,
     server,
+    async seed(bucket, keys, body = '') {
+      const content = Buffer.from(body);
+      for (const key of keys) {
+        await server.store.putObject(new S3Object(bucket, key, content, {}));
+      }
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -70,6 +70,12 @@ async function decideAndDeploy(
   policy: RolloutPolicy,
   options: RolloutEventOptions,
 ): Promise<RolloutOutcome> {
+  // Invalid events and non-models are judged without touching the target: with no live model the
+  // decision can only reject, skip as not-a-model, or deploy.
+  const early = decideRollout(event, { revision: '', model: undefined }, policy);
+  if (early.kind === 'reject') return { kind: 'reject', decision: early };
+  if (early.kind === 'skip') return { kind: 'skip', decision: early };
+
   const maxConflicts = options.maxConflicts ?? 3;
   for (let conflicts = 0; ; conflicts++) {
     const state = await target.describe();

@@ -1,0 +1,167 @@
+import {
+  AccessDeniedException,
+  ECSClient,
+  RegisterTaskDefinitionCommand,
+  UpdateServiceCommand,
+} from '@aws-sdk/client-ecs';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { ENV } from '../../src/names.ts';
+import { RolloutError } from '../../src/rollout/errors.ts';
+import { handler, readRolloutConfig } from '../../src/rollout/lambda.ts';
+import {
+  CLUSTER,
+  MODELS_BUCKET,
+  SERVICE,
+  commandNames,
+  modelEvent,
+  simulateEcs,
+  taskDefinitionArn,
+  type EcsWorld,
+} from './fixtures.ts';
+
+const ecs = mockClient(ECSClient);
+let world: EcsWorld;
+let stdout: MockInstance<typeof process.stdout.write>;
+let stderr: MockInstance<typeof process.stderr.write>;
+
+/** The JSON log lines the handler wrote (Powertools writes errors to stderr, the rest to stdout). */
+function logLines(): Record<string, unknown>[] {
+  return [...stdout.mock.calls, ...stderr.mock.calls]
+    .map((call) => String(call[0]))
+    .flatMap((chunk) => chunk.split('\n'))
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+beforeEach(() => {
+  ecs.reset();
+  world = simulateEcs(ecs);
+  vi.stubEnv('AWS_REGION', 'eu-west-1');
+  vi.stubEnv(ENV.cluster, CLUSTER);
+  vi.stubEnv(ENV.service, SERVICE);
+  vi.stubEnv(ENV.modelsBucket, MODELS_BUCKET);
+  vi.stubEnv(ENV.container, '');
+  stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+});
+
+afterEach(() => {
+  stdout.mockRestore();
+  stderr.mockRestore();
+  vi.unstubAllEnvs();
+  ecs.reset();
+});
+
+describe('rollout Lambda handler', () => {
+  it('reads cluster, service and models bucket from the SLIPWAY_* variables', () => {
+    expect(ENV).toMatchObject({
+      cluster: 'SLIPWAY_CLUSTER',
+      service: 'SLIPWAY_SERVICE',
+      modelsBucket: 'SLIPWAY_MODELS_BUCKET',
+      container: 'SLIPWAY_CONTAINER',
+    });
+    expect(readRolloutConfig()).toEqual({
+      cluster: CLUSTER,
+      service: SERVICE,
+      modelsBucket: MODELS_BUCKET,
+      container: 'inference',
+    });
+  });
+
+  it('fails every invocation with one error naming all missing variables', async () => {
+    vi.stubEnv(ENV.cluster, '');
+    vi.stubEnv(ENV.modelsBucket, '   ');
+
+    const error = await handler(modelEvent()).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RolloutError);
+    expect((error as RolloutError).code).toBe('ROLLOUT_CONFIG');
+    expect((error as RolloutError).message).toBe(
+      'missing environment variable(s) SLIPWAY_CLUSTER, SLIPWAY_MODELS_BUCKET',
+    );
+    expect(ecs.calls()).toHaveLength(0);
+  });
+
+  it('deploys a documented-shape event and logs the model URI and deployment id as JSON', async () => {
+    const result = await handler(modelEvent());
+
+    const uri = `s3://${MODELS_BUCKET}/training/job-1/output/model.tar.gz?versionId=IYV3p45BT0ac8hjHg1houSdS1a.Mro8e`;
+    expect(result).toEqual({
+      action: 'deployed',
+      modelUri: uri,
+      deploymentId: world.deployments[0]!.id,
+      revision: taskDefinitionArn(6),
+    });
+    expect(commandNames(ecs)).toEqual([
+      'DescribeServicesCommand',
+      'DescribeTaskDefinitionCommand',
+      'RegisterTaskDefinitionCommand',
+      'DescribeServicesCommand',
+      'UpdateServiceCommand',
+    ]);
+    expect(ecs.commandCalls(UpdateServiceCommand)[0]!.args[0].input).toStrictEqual({
+      cluster: CLUSTER,
+      service: SERVICE,
+      taskDefinition: taskDefinitionArn(6),
+      forceNewDeployment: true,
+    });
+    expect(logLines()).toContainEqual(
+      expect.objectContaining({
+        level: 'INFO',
+        message: 'rollout started',
+        service: 'slipway-rollout',
+        modelUri: uri,
+        deploymentId: world.deployments[0]!.id,
+        ecsCluster: CLUSTER,
+      }),
+    );
+  });
+
+  it('turns 5 deliveries of the same event into one deployment', async () => {
+    const results = [];
+    for (let i = 0; i < 5; i++) results.push(await handler(modelEvent()));
+
+    expect(results.map((r) => r.action)).toEqual(['deployed', 'skipped', 'skipped', 'skipped', 'skipped']);
+    expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(1);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+    expect(logLines().filter((l) => l.message === 'rollout skipped')).toHaveLength(4);
+  });
+
+  it('logs and ignores objects that are not models without calling ECS', async () => {
+    const result = await handler(modelEvent({ key: 'training/job-1/output/model.tar.gz.partial' }));
+
+    expect(result).toEqual({ action: 'skipped', reason: 'not-a-model' });
+    expect(ecs.calls()).toHaveLength(0);
+    expect(logLines()).toContainEqual(
+      expect.objectContaining({ message: 'rollout skipped', reason: 'not-a-model' }),
+    );
+  });
+
+  it('throws on an event from another bucket so it lands in the failure destination', async () => {
+    const error = await handler(modelEvent({ bucket: 'not-the-models-bucket' })).catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_EVENT_INVALID');
+    expect((error as RolloutError).message).toMatch(/not-the-models-bucket/);
+    expect(ecs.calls()).toHaveLength(0);
+    expect(logLines()).toContainEqual(expect.objectContaining({ level: 'ERROR' }));
+  });
+
+  it('throws when ECS denies access, so the invocation fails and retries apply', async () => {
+    ecs
+      .on(UpdateServiceCommand)
+      .rejects(new AccessDeniedException({ message: 'not authorized: ecs:UpdateService', $metadata: {} }));
+
+    const error = await handler(modelEvent()).catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_ACCESS_DENIED');
+    expect(logLines()).toContainEqual(
+      expect.objectContaining({
+        level: 'ERROR',
+        message: 'rollout failed',
+        code: 'ROLLOUT_ACCESS_DENIED',
+        modelUri: `s3://${MODELS_BUCKET}/training/job-1/output/model.tar.gz`,
+      }),
+    );
+  });
+});

@@ -1,0 +1,106 @@
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { GetObjectCommandOutput } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ArtifactError, fetchModel, packModel } from '../../src/model/index.ts';
+import { StoreError, createStore, formatStoreUri } from '../../src/store/index.ts';
+import { conformanceModel } from '../helpers/conformance.ts';
+import { rawTarGz } from '../helpers/raw-tar.ts';
+
+let work: string;
+let tarball: string;
+let parentDir: string;
+const store = createStore();
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'slipway-fetch-'));
+  const modelDir = join(work, 'model');
+  await mkdir(modelDir);
+  await copyFile(conformanceModel('simple/test_single_relu_model/model.onnx'), join(modelDir, 'model.onnx'));
+  tarball = join(work, 'model.tar.gz');
+  await packModel(modelDir, tarball);
+  parentDir = join(work, 'extract');
+  await mkdir(parentDir);
+});
+
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+const fileUri = (path: string): string => formatStoreUri({ scheme: 'file', path });
+
+describe('fetchModel from a file:// store', () => {
+  it('fetches the newest model under a prefix and says which object it was', async () => {
+    const models = join(work, 'models') + '/';
+    await store.put(
+      `${fileUri(models)}job-1/output/model.tar.gz`,
+      rawTarGz([{ name: 'model.onnx', body: 'old' }]),
+    );
+    await sleep(20);
+    await store.put(`${fileUri(models)}job-2/output/model.tar.gz`, createReadStream(tarball));
+    const model = await fetchModel(store, fileUri(models), { parentDir });
+    try {
+      expect(model.source.uri).toBe(`${fileUri(models)}job-2/output/model.tar.gz`);
+      expect(model.signature.inputs).toEqual([{ name: 'x', datatype: 'FP32', shape: [1, 2] }]);
+      expect(await readFile(model.onnxPath)).toEqual(
+        await readFile(conformanceModel('simple/test_single_relu_model/model.onnx')),
+      );
+    } finally {
+      await rm(model.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('fetches an exact object URI', async () => {
+    const uri = fileUri(join(work, 'exact', 'model.tar.gz'));
+    await store.put(uri, createReadStream(tarball));
+    const model = await fetchModel(store, uri, { parentDir });
+    expect(model.source.uri).toBe(uri);
+    await rm(model.dir, { recursive: true, force: true });
+  });
+
+  it('throws StoreError for a missing object and leaves nothing behind', async () => {
+    const error: unknown = await fetchModel(store, fileUri(join(work, 'nope', 'model.tar.gz')), {
+      parentDir,
+    }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(StoreError);
+    expect((error as StoreError).code).toBe('STORE_NOT_FOUND');
+    expect(await readdir(parentDir)).toEqual([]);
+  });
+
+  it('throws ArtifactError for a hostile artifact and leaves nothing behind', async () => {
+    const uri = fileUri(join(work, 'evil', 'model.tar.gz'));
+    await store.put(uri, rawTarGz([{ name: '../../escape', body: 'x' }]));
+    const error: unknown = await fetchModel(store, uri, { parentDir }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(ArtifactError);
+    expect((error as ArtifactError).code).toBe('ARTIFACT_UNSAFE_ENTRY');
+    expect(await readdir(parentDir)).toEqual([]);
+  });
+});
+
+describe('fetchModel from S3 (mocked client)', () => {
+  it('downloads exactly the version it resolved, so a concurrent upload cannot swap the model', async () => {
+    const s3Mock = mockClient(S3Client);
+    try {
+      s3Mock.on(HeadObjectCommand).resolves({ ContentLength: 1, LastModified: new Date(), VersionId: 'v3' });
+      s3Mock
+        .on(GetObjectCommand)
+        .resolves({ Body: createReadStream(tarball) as unknown as GetObjectCommandOutput['Body'] });
+      const s3Store = createStore({ s3Client: new S3Client({ region: 'us-east-1' }) });
+      const model = await fetchModel(s3Store, 's3://acme-models/m/model.tar.gz', { parentDir });
+      expect(s3Mock.commandCalls(GetObjectCommand)[0]!.args[0].input).toEqual({
+        Bucket: 'acme-models',
+        Key: 'm/model.tar.gz',
+        VersionId: 'v3',
+      });
+      expect(model.source.versionId).toBe('v3');
+      await rm(model.dir, { recursive: true, force: true });
+    } finally {
+      s3Mock.restore();
+    }
+  });
+});

@@ -1,0 +1,5 @@
+export * from './errors.ts';
+export * from './paths.ts';
+export * from './hyperparameters.ts';
+export * from './training-env.ts';
+export * from './run-job.ts';

@@ -65,7 +65,13 @@ export async function followByPolling(
         { retryable: true },
       );
     }
-    await sleep(Math.min(intervalMs, remaining), undefined, { signal: options.signal });
+    try {
+      await sleep(Math.min(intervalMs, remaining), undefined, { signal: options.signal });
+    } catch (err) {
+      // Node rejects with a generic AbortError; callers gave a reason, so surface theirs.
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw err;
+    }
   }
 }
 

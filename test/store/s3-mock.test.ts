@@ -169,16 +169,14 @@ describe('S3 error mapping (mocked client)', () => {
   });
 
   it('maps a server error to STORE_IO with the service message', async () => {
-    s3Mock
-      .on(HeadObjectCommand)
-      .rejects(
-        new S3ServiceException({
-          name: 'InternalError',
-          $fault: 'server',
-          $metadata: { httpStatusCode: 500 },
-          message: 'boom',
-        }),
-      );
+    s3Mock.on(HeadObjectCommand).rejects(
+      new S3ServiceException({
+        name: 'InternalError',
+        $fault: 'server',
+        $metadata: { httpStatusCode: 500 },
+        message: 'boom',
+      }),
+    );
     await expect(store.head('s3://acme-models/x')).rejects.toMatchObject({
       code: 'STORE_IO',
       message: expect.stringMatching(/InternalError \(500\): boom/) as unknown,

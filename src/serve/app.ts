@@ -1,0 +1,108 @@
+import Fastify, { LogController } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { ServeConfig } from './config.ts';
+import { isServeError } from './errors.ts';
+import { registerBodyParsers } from './json-body.ts';
+import { createMetrics } from './metrics.ts';
+import type { ServeMetrics } from './metrics.ts';
+import { ModelHost } from './model-host.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+import { rootRoutes } from './routes/root.ts';
+import { sagemakerRoutes } from './routes/sagemaker.ts';
+import { v2Routes } from './routes/v2.ts';
+import type { RouteOptions } from './routes/common.ts';
+
+/** A built (not listening) inference app with its model host and metrics. */
+export interface ServeApp {
+  readonly app: FastifyInstance;
+  readonly host: ModelHost;
+  readonly metrics: ServeMetrics;
+}
+
+/** Options of {@link createApp}. */
+export interface CreateAppOptions {
+  readonly config: ServeConfig;
+  /** Fastify logger option: `false` in tests, a pino config (or `true`) in the server. */
+  readonly logger?: FastifyServerOptions['logger'];
+}
+
+/** Maps any error to the status and `{"error"}` body the client gets. */
+function toResponse(
+  err: FastifyError,
+  bodyLimit: number,
+): { status: number; message: string; retryAfter?: number } {
+  if (isServeError(err)) {
+    return err.retryAfterSeconds === undefined
+      ? { status: err.statusCode, message: err.message }
+      : { status: err.statusCode, message: err.message, retryAfter: err.retryAfterSeconds };
+  }
+  if (err.validation) {
+    return { status: 400, message: `invalid request: ${err.message}` };
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, message: `the request body is larger than the limit of ${bodyLimit} bytes` };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return {
+        status: 415,
+        message: 'unsupported Content-Type; send application/json (or text/csv to /invocations)',
+      };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, message: 'the request body is empty; send a JSON document' };
+  }
+  const status = err.statusCode ?? 500;
+  if (status >= 400 && status < 500) return { status, message: err.message };
+  return { status: 500, message: 'internal server error' };
+}
+
+/**
+ * Builds the inference service as a Fastify app: body parsers, one error handler, and the route
+ * groups (SageMaker, Open Inference Protocol v2, metrics, `GET /`). It never listens and does not
+ * load a model; the caller (server.ts, tests) calls `host.load(uri)`.
+ *
+ * @example const { app, host } = await createApp({ config }); void host.load(config.modelUri);
+ */
+export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
+  const { config } = options;
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: config.bodyLimit,
+    // Per-request logs would dominate at inference rates; failures are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    // Client-controlled values are validated as sent: no coercion of "5" into 5 or 5 into [5].
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  });
+  const metrics = createMetrics();
+  const host = new ModelHost({ config, log: app.log, metrics });
+
+  registerBodyParsers(app);
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const { status, message, retryAfter } = toResponse(err, config.bodyLimit);
+    if (status >= 500 && !isServeError(err)) {
+      request.log.error({ err, url: request.url, method: request.method }, 'request failed');
+    }
+    if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
+    return reply.code(status).send({ error: message });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    metrics.requestDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+  });
+  app.addHook('onClose', async () => {
+    await host.close();
+  });
+
+  const routeOptions: RouteOptions = { host, config, metrics };
+  await app.register(rootRoutes, routeOptions);
+  await app.register(sagemakerRoutes, routeOptions);
+  await app.register(v2Routes, routeOptions);
+  await app.register(metricsRoutes, routeOptions);
+  return { app, host, metrics };
+}

@@ -1,0 +1,102 @@
+import { DEFAULT_PORT, ENV } from '../names.ts';
+import { UsageError } from '../errors.ts';
+import { availableCpus, planThreads } from './cpu.ts';
+
+/** Where SageMaker hosting puts the unpacked model; served when MODEL_URI is unset. */
+export const SAGEMAKER_MODEL_DIR = '/opt/ml/model';
+
+/** Everything the inference service needs to start. */
+export interface ServeConfig {
+  /** `s3://`, `file://`, a prefix ending in `/`, a local directory or `.onnx` file, or `none`. */
+  readonly modelUri: string;
+  /** Overrides the model name clients use (default: manifest name, else the file/directory name). */
+  readonly modelName: string | undefined;
+  /** Version reported when the artifact has no manifest (MODEL_VERSION). */
+  readonly modelVersion: string | undefined;
+  readonly host: string;
+  readonly port: number;
+  readonly workers: number;
+  readonly intraOpThreads: number;
+  /** Largest dynamic batch (rows along dim 0); 1 turns batching off. */
+  readonly maxBatchSize: number;
+  /** Longest a request waits for its batch to fill while other batches are running. */
+  readonly maxBatchDelayMs: number;
+  /** Largest number of rows one request may carry along a dynamic dim 0. */
+  readonly maxRequestRows: number;
+  /** Maximum request body in bytes (413 above it). */
+  readonly bodyLimit: number;
+  /** How long SIGTERM waits for in-flight requests. */
+  readonly shutdownTimeoutMs: number;
+  /** Custom S3 endpoint (s3rver, MinIO). */
+  readonly s3Endpoint: string | undefined;
+}
+
+/** Settings given on the command line; they win over the environment. */
+export type ServeOverrides = Partial<
+  Pick<
+    ServeConfig,
+    'modelUri' | 'host' | 'port' | 'workers' | 'intraOpThreads' | 'maxBatchSize' | 'maxBatchDelayMs'
+  >
+>;
+
+function intFrom(
+  env: NodeJS.ProcessEnv,
+  key: string,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): number | undefined {
+  const raw = env[key];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  return checkInt(raw, key, min, max);
+}
+
+/** Parses an integer setting, throwing a UsageError that names the setting and the allowed range. */
+export function checkInt(
+  raw: string | number,
+  what: string,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  const value = typeof raw === 'number' ? raw : Number(raw.trim());
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const range =
+      max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+    throw new UsageError(`${what} must be ${range}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+/**
+ * Builds the service configuration from the environment (container, SageMaker) and CLI overrides.
+ *
+ * @example const config = loadServeConfig(process.env, { port: 9000 });
+ */
+export function loadServeConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: ServeOverrides = {},
+): ServeConfig {
+  const sagemakerPort = intFrom(env, ENV.sagemakerPort, 1, 65535);
+  const port = overrides.port ?? sagemakerPort ?? intFrom(env, ENV.port, 0, 65535) ?? DEFAULT_PORT;
+  const cpus = availableCpus();
+  const plan = planThreads(
+    cpus,
+    overrides.workers ?? intFrom(env, ENV.workers, 1, 64),
+    overrides.intraOpThreads ?? intFrom(env, ENV.intraOpThreads, 1, 256),
+  );
+  const maxBatchSize = overrides.maxBatchSize ?? intFrom(env, ENV.maxBatchSize, 1, 4096) ?? 32;
+  return {
+    modelUri: overrides.modelUri ?? (env[ENV.modelUri]?.trim() || SAGEMAKER_MODEL_DIR),
+    modelName: env[ENV.modelName]?.trim() || undefined,
+    modelVersion: env[ENV.modelVersion]?.trim() || undefined,
+    host: overrides.host ?? '0.0.0.0',
+    port,
+    workers: plan.workers,
+    intraOpThreads: plan.intraOpThreads,
+    maxBatchSize,
+    maxBatchDelayMs: overrides.maxBatchDelayMs ?? intFrom(env, ENV.maxBatchDelayMs, 0, 10_000) ?? 2,
+    maxRequestRows: Math.max(maxBatchSize, 1024),
+    bodyLimit: intFrom(env, ENV.bodyLimit, 1024) ?? 32 * 1024 * 1024,
+    shutdownTimeoutMs: intFrom(env, ENV.shutdownTimeoutMs, 0) ?? 20_000,
+    s3Endpoint: env[ENV.s3Endpoint]?.trim() || undefined,
+  };
+}

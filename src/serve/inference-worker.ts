@@ -1,0 +1,61 @@
+// Runs inside a worker thread: owns one onnxruntime session, so session.run blocks this thread,
+// never the server's event loop.
+import { parentPort, workerData } from 'node:worker_threads';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { WorkerReply, WorkerRequest, WorkerInit } from './worker-protocol.ts';
+import type { OrtType, WireTensor } from './tensor-codec.ts';
+
+const port = parentPort;
+if (!port) throw new Error('inference-worker must run in a worker thread');
+const init = workerData as WorkerInit;
+let session: InferenceSession | undefined;
+
+function reply(message: WorkerReply): void {
+  port!.postMessage(message);
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+async function load(path: string): Promise<void> {
+  const next = await InferenceSession.create(path, {
+    intraOpNumThreads: init.intraOpThreads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    // Warnings (e.g. old opsets) go to stderr outside the JSON log; errors reach the client anyway.
+    logSeverityLevel: 3,
+  });
+  const previous = session;
+  session = next;
+  await previous?.release();
+}
+
+async function run(feeds: Record<string, WireTensor>, fetches: readonly string[] | undefined) {
+  if (!session) throw new Error('no model loaded in this worker');
+  const inputs: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(feeds)) {
+    inputs[name] = new Tensor(t.type, t.data, t.dims);
+  }
+  const results = fetches ? await session.run(inputs, [...fetches]) : await session.run(inputs);
+  const outputs: Record<string, WireTensor> = {};
+  for (const [name, tensor] of Object.entries(results)) {
+    outputs[name] = { type: tensor.type as OrtType, dims: [...tensor.dims], data: tensor.data };
+  }
+  return outputs;
+}
+
+port.on('message', (message: WorkerRequest) => {
+  if (message.kind === 'load') {
+    load(message.path).then(
+      () => reply({ kind: 'loaded' }),
+      (err: unknown) => reply({ kind: 'load-error', message: messageOf(err) }),
+    );
+  } else {
+    run(message.feeds, message.fetches).then(
+      (outputs) => reply({ kind: 'result', id: message.id, outputs }),
+      (err: unknown) => reply({ kind: 'run-error', id: message.id, message: messageOf(err) }),
+    );
+  }
+});

@@ -1,0 +1,210 @@
+import type { FastifyInstance } from 'fastify';
+import type { TensorSpec } from '../../model/types.ts';
+import { badRequest } from '../errors.ts';
+import type { ModelInfo } from '../model-host.ts';
+import {
+  checkShape,
+  elementCount,
+  flattenData,
+  nest,
+  tensorFromValues,
+  tensorValues,
+} from '../tensor-codec.ts';
+import type { WireTensor } from '../tensor-codec.ts';
+import type { InferenceOutputs } from '../worker-pool.ts';
+import type { RouteOptions } from './common.ts';
+import { requireModel } from './common.ts';
+
+/** One classified instance: the top label, its index and every class score. */
+export interface Classification {
+  label: string;
+  index: number;
+  scores: number[];
+}
+
+function innerDims(value: unknown, what: string): number[] {
+  const dims: number[] = [];
+  let v = value;
+  while (Array.isArray(v)) {
+    if (dims.length >= 32) throw badRequest(`${what} is nested deeper than 32 levels`);
+    dims.push(v.length);
+    v = v[0];
+  }
+  return dims;
+}
+
+/** Stacks per-instance rows of one input into a batch tensor shaped for the model. */
+function stackRows(rows: readonly unknown[], spec: TensorSpec, maxRows: number): WireTensor {
+  const what = `input '${spec.name}'`;
+  if (rows.length === 0) throw badRequest('no instances given');
+  if (rows.length > maxRows)
+    throw badRequest(`${rows.length} instances exceed the limit of ${maxRows}; split the request`);
+  const dims = innerDims(rows[0], `${what} instance 0`);
+  const per = elementCount(dims);
+  const flat: unknown[] = [];
+  rows.forEach((row, i) => {
+    const values = Array.isArray(row) ? flattenData(row, `${what} instance ${i}`) : [row];
+    if (values.length !== per) {
+      throw badRequest(`${what}: instance ${i} has ${values.length} values but instance 0 has ${per}`);
+    }
+    for (const v of values) flat.push(v);
+  });
+  // A model without a batch dimension takes one instance as the whole tensor.
+  const shape = spec.shape.length === dims.length && rows.length === 1 ? dims : [rows.length, ...dims];
+  checkShape(shape, spec, what);
+  return tensorFromValues(spec.datatype, shape, flat, what);
+}
+
+function parseCsv(text: string): number[][] {
+  const rows: number[][] = [];
+  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
+  lines.forEach((line, i) => {
+    rows.push(
+      line.split(',').map((cell, j) => {
+        const value = Number(cell.trim());
+        if (cell.trim() === '' || !Number.isFinite(value)) {
+          throw badRequest(
+            `CSV line ${i + 1}, column ${j + 1}: ${JSON.stringify(cell.trim())} is not a number`,
+          );
+        }
+        return value;
+      }),
+    );
+  });
+  if (rows.length === 0) throw badRequest('the CSV body has no rows');
+  return rows;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Turns a SageMaker-style body into per-input instance rows:
+ * `{"instances": [row | {input: row}, ...]}`, `{"inputs": rows | {input: rows}}`, or CSV rows.
+ */
+export function instancesOf(body: unknown, model: ModelInfo): Map<string, unknown[]> {
+  const inputs = model.signature.inputs;
+  const single = inputs.length === 1 ? inputs[0]! : undefined;
+  const columns = new Map<string, unknown[]>();
+  const needSingle = (form: string): TensorSpec => {
+    if (!single) {
+      throw badRequest(
+        `${form} works only for single-input models; this model has inputs ${inputs.map((i) => i.name).join(', ')}: send {"instances": [{"<input>": ...}]} or use /v2/models/${model.name}/infer`,
+      );
+    }
+    return single;
+  };
+  if (typeof body === 'string') {
+    columns.set(needSingle('CSV').name, parseCsv(body));
+    return columns;
+  }
+  if (!isRecord(body) || (!('instances' in body) && !('inputs' in body))) {
+    throw badRequest('expected a JSON object {"instances": [...]} or {"inputs": ...}, or text/csv');
+  }
+  if ('instances' in body) {
+    const instances = body.instances;
+    if (!Array.isArray(instances)) throw badRequest('"instances" must be an array');
+    const byName = instances.length > 0 && instances.every(isRecord);
+    if (!byName) {
+      columns.set(needSingle('a list of plain instances').name, instances);
+      return columns;
+    }
+    for (const spec of inputs) columns.set(spec.name, []);
+    instances.forEach((instance, i) => {
+      const record = instance;
+      for (const key of Object.keys(record)) {
+        if (!columns.has(key)) {
+          throw badRequest(
+            `instance ${i}: unknown input '${key}'; the model's inputs are ${inputs.map((s) => s.name).join(', ')}`,
+          );
+        }
+      }
+      for (const spec of inputs) {
+        if (!(spec.name in record)) throw badRequest(`instance ${i}: missing input '${spec.name}'`);
+        columns.get(spec.name)!.push(record[spec.name]);
+      }
+    });
+    return columns;
+  }
+  const given = body.inputs;
+  if (Array.isArray(given)) {
+    columns.set(needSingle('"inputs" as an array').name, given);
+    return columns;
+  }
+  if (!isRecord(given)) throw badRequest('"inputs" must be an array of rows or an object {input name: rows}');
+  for (const key of Object.keys(given)) {
+    if (!inputs.some((s) => s.name === key)) {
+      throw badRequest(
+        `unknown input '${key}'; the model's inputs are ${inputs.map((s) => s.name).join(', ')}`,
+      );
+    }
+  }
+  for (const spec of inputs) {
+    const rows = given[spec.name];
+    if (!Array.isArray(rows)) throw badRequest(`missing input '${spec.name}' (an array of rows)`);
+    columns.set(spec.name, rows);
+  }
+  return columns;
+}
+
+function rowsOf(tensor: WireTensor, count: number): unknown[] {
+  const values = tensorValues(tensor);
+  if (tensor.dims[0] !== count) return [nest(values, tensor.dims)];
+  const rowDims = tensor.dims.slice(1);
+  const per = elementCount(rowDims);
+  return Array.from({ length: count }, (_, i) => nest(values.slice(i * per, (i + 1) * per), rowDims));
+}
+
+/** Predictions per instance; with manifest labels, the top label and scores of each instance. */
+export function predictionsOf(outputs: InferenceOutputs, model: ModelInfo, count: number): unknown[] {
+  const labels = model.labels;
+  if (labels && labels.length > 0) {
+    const scoreName = model.signature.outputs.find(
+      (s) => s.shape[s.shape.length - 1] === labels.length,
+    )?.name;
+    const scores = scoreName ? outputs[scoreName] : undefined;
+    if (scores && scores.dims[0] === count && elementCount(scores.dims.slice(1)) === labels.length) {
+      const values = tensorValues(scores).map(Number);
+      return Array.from({ length: count }, (_, i): Classification => {
+        const row = values.slice(i * labels.length, (i + 1) * labels.length);
+        let best = 0;
+        for (let j = 1; j < row.length; j++) if (row[j]! > row[best]!) best = j;
+        return { label: labels[best]!, index: best, scores: row };
+      });
+    }
+  }
+  const names = Object.keys(outputs);
+  const perOutput = new Map(names.map((name) => [name, rowsOf(outputs[name]!, count)]));
+  if (names.length === 1) return perOutput.get(names[0]!)!;
+  return Array.from({ length: count }, (_, i) =>
+    Object.fromEntries(names.map((name) => [name, perOutput.get(name)![i] ?? perOutput.get(name)![0]])),
+  );
+}
+
+/** The SageMaker hosting contract: `GET /ping` and `POST /invocations`. */
+export function sagemakerRoutes(
+  app: FastifyInstance,
+  { host, config }: RouteOptions,
+  done: (err?: Error) => void,
+): void {
+  app.get('/ping', (_request, reply) => {
+    if (host.ready) return { status: 'ready' };
+    return reply.code(503).send({ status: 'not ready', error: host.notReadyReason ?? 'not ready' });
+  });
+
+  app.post('/invocations', async (request) => {
+    const model = requireModel(host);
+    const columns = instancesOf(request.body, model);
+    const feeds: Record<string, WireTensor> = {};
+    let count = 0;
+    for (const spec of model.signature.inputs) {
+      const rows = columns.get(spec.name)!;
+      feeds[spec.name] = stackRows(rows, spec, config.maxRequestRows);
+      count = rows.length;
+    }
+    const outputs = await host.infer({ feeds, fetches: undefined });
+    return { predictions: predictionsOf(outputs, model, count) };
+  });
+  done();
+}

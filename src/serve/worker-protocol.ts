@@ -1,0 +1,23 @@
+import type { WireTensor } from './tensor-codec.ts';
+
+/** `workerData` of an inference worker. */
+export interface WorkerInit {
+  readonly intraOpThreads: number;
+}
+
+/** Messages from the pool to a worker. */
+export type WorkerRequest =
+  | { readonly kind: 'load'; readonly path: string }
+  | {
+      readonly kind: 'run';
+      readonly id: number;
+      readonly feeds: Record<string, WireTensor>;
+      readonly fetches: readonly string[] | undefined;
+    };
+
+/** Messages from a worker to the pool. */
+export type WorkerReply =
+  | { readonly kind: 'loaded' }
+  | { readonly kind: 'load-error'; readonly message: string }
+  | { readonly kind: 'result'; readonly id: number; readonly outputs: Record<string, WireTensor> }
+  | { readonly kind: 'run-error'; readonly id: number; readonly message: string };

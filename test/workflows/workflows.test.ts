@@ -91,7 +91,21 @@ describe('GitHub Actions workflows', () => {
   });
 
   it('deploy pins the platform stack to the image tag of this commit', () => {
-    expect(allRuns('deploy.yml')).toMatch(/imageTag=\$GITHUB_SHA/);
+    expect(allRuns('deploy.yml')).toMatch(/deploy "\$SLIPWAY_STACK"[^\n]*\n?.*-c imageTag="\$GITHUB_SHA"/s);
+  });
+
+  it('deploy names the infra’s two stacks, registry first', () => {
+    expect(raw('deploy.yml').env).toEqual({
+      SLIPWAY_REGISTRY_STACK: `${DEFAULT_STACK_NAME}Registry`,
+      SLIPWAY_STACK: DEFAULT_STACK_NAME,
+    });
+    const jobs = raw('deploy.yml').jobs as Record<string, { needs?: string }>;
+    expect([jobs.images?.needs, jobs.platform?.needs]).toEqual(['registry', 'images']);
+    expect(
+      report('deploy.yml')
+        .jobs.find((j) => j.id === 'registry')!
+        .runs.join('\n'),
+    ).toContain('deploy "$SLIPWAY_REGISTRY_STACK"');
   });
 
   it('docs publishes on main when docs change, with the publish-docs role', () => {

@@ -1,0 +1,63 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { availableCpus, parseCpuQuota, planThreads } from '../../src/serve/cpu.ts';
+import { loadServeConfig } from '../../src/serve/config.ts';
+import { UsageError } from '../../src/errors.ts';
+
+let dir: string | undefined;
+afterEach(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+describe('CPU quota', () => {
+  it('parses cgroup quotas, rounding fractional CPUs up and treating "max" as unlimited', () => {
+    expect(parseCpuQuota('150000', '100000')).toBe(2);
+    expect(parseCpuQuota('50000', '100000')).toBe(1);
+    expect(parseCpuQuota('max', '100000')).toBeUndefined();
+    expect(parseCpuQuota('-1', '100000')).toBeUndefined();
+  });
+
+  it('reads cgroup v2 cpu.max, then v1, capped by the visible cores', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'slipway-cpu-'));
+    const v2Max = join(dir, 'cpu.max');
+    const v1Quota = join(dir, 'quota');
+    const v1Period = join(dir, 'period');
+    await writeFile(v2Max, '100000 100000\n');
+    expect(availableCpus({ v2Max, v1Quota, v1Period })).toBe(1);
+    await rm(v2Max);
+    await writeFile(v1Quota, '100000');
+    await writeFile(v1Period, '100000');
+    expect(availableCpus({ v2Max, v1Quota, v1Period })).toBe(1);
+    await writeFile(v1Quota, '-1');
+    expect(availableCpus({ v2Max, v1Quota, v1Period })).toBe(availableParallelism());
+  });
+
+  it('never plans more threads than CPUs by default', () => {
+    expect(planThreads(8)).toEqual({ workers: 4, intraOpThreads: 2 });
+    expect(planThreads(2)).toEqual({ workers: 2, intraOpThreads: 1 });
+    expect(planThreads(1, 3)).toEqual({ workers: 3, intraOpThreads: 1 });
+  });
+});
+
+describe('loadServeConfig', () => {
+  it('lets SAGEMAKER_BIND_TO_PORT win over PORT and flags win over both', () => {
+    expect(loadServeConfig({ PORT: '9000', SAGEMAKER_BIND_TO_PORT: '9100' }).port).toBe(9100);
+    expect(loadServeConfig({ PORT: '9000' }, { port: 9200 }).port).toBe(9200);
+    expect(loadServeConfig({}).port).toBe(8080);
+  });
+
+  it('defaults MODEL_URI to the SageMaker model directory', () => {
+    expect(loadServeConfig({}).modelUri).toBe('/opt/ml/model');
+    expect(loadServeConfig({ MODEL_URI: 'none' }).modelUri).toBe('none');
+  });
+
+  it('rejects a bad setting with a UsageError naming it', () => {
+    expect(() => loadServeConfig({ SLIPWAY_WORKERS: 'two' })).toThrow(UsageError);
+    expect(() => loadServeConfig({ SLIPWAY_MAX_BATCH_SIZE: '0' })).toThrow(
+      /SLIPWAY_MAX_BATCH_SIZE must be an integer from 1/,
+    );
+  });
+});

@@ -1,0 +1,335 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NO_MODEL_MESSAGE } from '../../src/serve/model-host.ts';
+import { writeClassifierDir } from './fixtures/onnx-builder.ts';
+import { assertMatchesSchema } from './fixtures/openapi.ts';
+import { getJson, listenApp, postJson, testConfig } from './fixtures/serve-app.ts';
+import type { ListeningApp } from './fixtures/serve-app.ts';
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'slipway-serve-app-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const row = [0.1, 0.2, 0.3, 0.4];
+
+describe('with MODEL_URI=none (first deployment, no model yet)', () => {
+  let server: ListeningApp;
+  beforeAll(async () => {
+    server = await listenApp(testConfig());
+    await server.host.load('none');
+  });
+  afterAll(() => server.close());
+
+  it('is live and ready, and GET / says no model is deployed', async () => {
+    expect((await getJson(`${server.url}/ping`)).status).toBe(200);
+    expect((await getJson(`${server.url}/v2/health/ready`)).status).toBe(200);
+    expect((await getJson(`${server.url}/v2/health/live`)).status).toBe(200);
+    expect(await getJson(`${server.url}/`)).toEqual({
+      status: 200,
+      body: { status: 'none', message: NO_MODEL_MESSAGE },
+    });
+  });
+
+  it('answers every prediction with 503 and the no-model message', async () => {
+    const v2 = await postJson(`${server.url}/v2/models/any/infer`, {
+      inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }],
+    });
+    const sm = await postJson(`${server.url}/invocations`, { instances: [row] });
+    for (const res of [v2, sm]) {
+      expect(res.status).toBe(503);
+      expect(res.body).toEqual({
+        error: 'no model is deployed yet; upload a model.tar.gz to the models bucket',
+      });
+    }
+  });
+});
+
+describe('before and after a failed load', () => {
+  it('is not ready while loading (503 + Retry-After) and stays not ready with the reason when the artifact is bad', async () => {
+    const server = await listenApp(testConfig());
+    try {
+      const loading = await postJson(`${server.url}/invocations`, { instances: [row] });
+      expect(loading.status).toBe(503);
+      expect(loading.headers.get('retry-after')).toBe('5');
+      expect((await getJson(`${server.url}/ping`)).status).toBe(503);
+
+      const bad = join(root, 'bad');
+      await writeClassifierDir(bad);
+      await writeFile(join(bad, 'model.onnx'), 'not an onnx model');
+      const state = await server.host.load(bad);
+      expect(state.status).toBe('failed');
+      for (const path of ['/ping', '/v2/health/ready', '/']) {
+        const res = await getJson(`${server.url}${path}`);
+        expect(res.status).toBe(503);
+        expect(JSON.stringify(res.body)).toMatch(/SHA-256/);
+      }
+      expect((await getJson(`${server.url}/v2/health/live`)).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('serving a classifier with a manifest', () => {
+  let server: ListeningApp;
+  let dir: string;
+  beforeAll(async () => {
+    dir = await writeClassifierDir(join(root, 'iris'));
+    server = await listenApp(
+      testConfig({ workers: 2, maxBatchSize: 8, maxBatchDelayMs: 20, bodyLimit: 64 * 1024 }),
+    );
+    const state = await server.host.load(dir);
+    expect(state.status).toBe('ready');
+  });
+  afterAll(() => server.close());
+
+  it('identifies the model on GET / (name, version, source, sha256, loadedAt, signature)', async () => {
+    const { status, body } = await getJson(`${server.url}/`);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      status: 'ready',
+      name: 'iris',
+      version: '3',
+      sourceUri: dir,
+      signature: { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 4] }] },
+      labels: ['cat', 'dog', 'bird'],
+    });
+    expect((body as { sha256: string }).sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(Date.parse((body as { loadedAt: string }).loadedAt)).not.toBeNaN();
+  });
+
+  it('serves server and model metadata that match the OpenAPI document', async () => {
+    for (const path of ['/v2', '/v2/'])
+      assertMatchesSchema('metadata_server_response', (await getJson(`${server.url}${path}`)).body);
+    for (const path of ['/v2/models/iris', '/v2/models/iris/versions/3']) {
+      const res = await getJson(`${server.url}${path}`);
+      expect(res.status).toBe(200);
+      assertMatchesSchema('metadata_model_response', res.body);
+    }
+    expect((await getJson(`${server.url}/v2/models/iris/ready`)).status).toBe(200);
+    expect((await getJson(`${server.url}/v2/models/iris/versions/3/ready`)).status).toBe(200);
+  });
+
+  it('infers over v2, echoing the id and honouring requested outputs', async () => {
+    const res = await postJson(`${server.url}/v2/models/iris/versions/3/infer`, {
+      id: 'req-1',
+      inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', data: [row, row] }],
+      outputs: [{ name: 'probs' }],
+    });
+    expect(res.status).toBe(200);
+    assertMatchesSchema('inference_response', res.body);
+    const body = res.body as {
+      id: string;
+      model_name: string;
+      model_version: string;
+      outputs: { name: string; shape: number[]; data: number[] }[];
+    };
+    expect(body).toMatchObject({ id: 'req-1', model_name: 'iris', model_version: '3' });
+    expect(body.outputs).toHaveLength(1);
+    expect(body.outputs[0]!.shape).toEqual([2, 3]);
+    const sum = body.outputs[0]!.data.slice(0, 3).reduce((a, b) => a + b, 0);
+    expect(sum).toBeCloseTo(1, 5);
+  });
+
+  it('classifies /invocations instances with the top label and scores, in every body form', async () => {
+    const instances = await postJson(`${server.url}/invocations`, { instances: [row, [4, 3, 2, 1]] });
+    expect(instances.status).toBe(200);
+    const predictions = (
+      instances.body as { predictions: { label: string; index: number; scores: number[] }[] }
+    ).predictions;
+    expect(predictions).toHaveLength(2);
+    for (const p of predictions) {
+      expect(['cat', 'dog', 'bird']).toContain(p.label);
+      expect(p.scores).toHaveLength(3);
+      expect(p.scores[p.index]).toBe(Math.max(...p.scores));
+    }
+    const named = await postJson(`${server.url}/invocations`, {
+      instances: [{ x: row }, { x: [4, 3, 2, 1] }],
+    });
+    const columnar = await postJson(`${server.url}/invocations`, { inputs: { x: [row, [4, 3, 2, 1]] } });
+    const csv = await fetch(`${server.url}/invocations`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/csv' },
+      body: '0.1,0.2,0.3,0.4\n4,3,2,1\n',
+    });
+    expect(named.body).toEqual(instances.body);
+    expect(columnar.body).toEqual(instances.body);
+    expect(await csv.json()).toEqual(instances.body);
+  });
+
+  it('coalesces concurrent requests into batches and splits the results back exactly', async () => {
+    const rows = Array.from({ length: 24 }, (_, i) => [i / 10, 1 - i / 20, (i % 3) / 2, 0.5]);
+    const alone = await Promise.all(
+      rows.map(async (r) => {
+        const res = await postJson(`${server.url}/v2/models/iris/infer`, {
+          inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: r }],
+        });
+        return res.body;
+      }),
+    );
+    const before = await server.metrics.batchRequests.get();
+    const together = await Promise.all(
+      rows.map((r) =>
+        postJson(`${server.url}/v2/models/iris/infer`, {
+          inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: r }],
+        }),
+      ),
+    );
+    expect(together.map((r) => r.body)).toEqual(alone);
+    const after = await server.metrics.batchRequests.get();
+    const sum = (m: typeof after) =>
+      m.values.find((v) => v.metricName === 'slipway_batch_requests_sum')?.value ?? 0;
+    const count = (m: typeof after) =>
+      m.values.find((v) => v.metricName === 'slipway_batch_requests_count')?.value ?? 0;
+    // More requests than runs means at least one run carried several requests.
+    expect(sum(after) - sum(before)).toBe(24);
+    expect(count(after) - count(before)).toBeLessThan(24);
+  });
+
+  it('exposes Prometheus metrics with the model version', async () => {
+    const res = await fetch(`${server.url}/metrics`);
+    const text = await res.text();
+    expect(res.headers.get('content-type')).toMatch(/text\/plain/);
+    expect(text).toMatch(
+      /slipway_model_info\{name="iris",version="3",sha256="[0-9a-f]{64}",source="[^"]+"\} 1/,
+    );
+    expect(text).toMatch(
+      /slipway_http_requests_total\{route="\/v2\/models\/:name\/infer",method="POST",status="200"\} \d+/,
+    );
+    expect(text).toMatch(/slipway_batch_size_bucket/);
+    expect(text).toMatch(/slipway_queue_depth/);
+  });
+
+  const bad: [string, string, unknown, number, RegExp][] = [
+    [
+      'unknown input',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'y', shape: [1, 4], datatype: 'FP32', data: row }] },
+      400,
+      /unknown input 'y'.*inputs are: x/,
+    ],
+    ['missing input', '/v2/models/iris/infer', { inputs: [] }, 400, /inputs must NOT have fewer than 1/],
+    [
+      'extra input',
+      '/v2/models/iris/infer',
+      {
+        inputs: [
+          { name: 'x', shape: [1, 4], datatype: 'FP32', data: row },
+          { name: 'x', shape: [1, 4], datatype: 'FP32', data: row },
+        ],
+      },
+      400,
+      /more than once/,
+    ],
+    [
+      'wrong datatype',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'x', shape: [1, 4], datatype: 'INT32', data: [1, 2, 3, 4] }] },
+      400,
+      /expects datatype FP32, got INT32/,
+    ],
+    [
+      'shape vs data',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', data: row }] },
+      400,
+      /needs 8 elements but data has 4/,
+    ],
+    [
+      'wrong shape',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'x', shape: [1, 5], datatype: 'FP32', data: [...row, 1] }] },
+      400,
+      /dim 1 must be 4/,
+    ],
+    [
+      'NaN in ints',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 'nope'] }] },
+      400,
+      /data\[3\] = "nope"/,
+    ],
+    [
+      'unknown model',
+      '/v2/models/other/infer',
+      { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: row }] },
+      404,
+      /unknown model 'other'/,
+    ],
+    [
+      'unknown version',
+      '/v2/models/iris/versions/9/infer',
+      { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: row }] },
+      404,
+      /unknown version '9'/,
+    ],
+    [
+      'unknown output',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: row }], outputs: [{ name: 'z' }] },
+      400,
+      /unknown output 'z'/,
+    ],
+    [
+      'batch over limit',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'x', shape: [65, 4], datatype: 'FP32', data: new Array(260).fill(0) }] },
+      400,
+      /batch of 65 rows, over the limit of 64/,
+    ],
+    [
+      'shape as string',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'x', shape: ['1', 4], datatype: 'FP32', data: row }] },
+      400,
+      /shape\/0 must be integer/,
+    ],
+    ['malformed JSON', '/v2/models/iris/infer', '{"inputs": [', 400, /malformed JSON/],
+    ['deep JSON', '/invocations', '['.repeat(10_000) + ']'.repeat(10_000), 400, /nested deeper than 64/],
+    ['ragged instances', '/invocations', { instances: [row, [1, 2]] }, 400, /instance 1 has 2 values/],
+    ['not an envelope', '/invocations', { foo: 1 }, 400, /expected a JSON object \{"instances"/],
+    ['bad CSV', '/invocations', null, 400, /CSV line 1, column 2/],
+  ];
+  it.each(bad)('rejects %s with a clear 4xx naming the problem', async (_what, path, body, status, message) => {
+    const res =
+      body === null
+        ? await fetch(`${server.url}${path}`, {
+            method: 'POST',
+            headers: { 'content-type': 'text/csv' },
+            body: '1,x,3,4',
+          }).then(async (r) => ({ status: r.status, body: (await r.json()) as unknown }))
+        : await postJson(`${server.url}${path}`, body);
+    expect(res.status).toBe(status);
+    assertMatchesSchema('inference_error_response', res.body);
+    expect((res.body as { error: string }).error).toMatch(message);
+  });
+
+  it('answers 413 to a body over the limit and 415 to an unsupported content type', async () => {
+    const big = await postJson(`${server.url}/v2/models/iris/infer`, {
+      pad: 'x'.repeat(70 * 1024),
+      inputs: [],
+    });
+    expect(big.status).toBe(413);
+    expect((big.body as { error: string }).error).toMatch(/larger than the limit of 65536 bytes/);
+    const xml = await fetch(`${server.url}/invocations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/xml' },
+      body: '<a/>',
+    });
+    expect(xml.status).toBe(415);
+    expect(((await xml.json()) as { error: string }).error).toMatch(/unsupported Content-Type/);
+  });
+
+  it('answers 404 with a JSON error for unknown routes', async () => {
+    expect(await getJson(`${server.url}/nope`)).toEqual({
+      status: 404,
+      body: { error: 'no route GET /nope' },
+    });
+  });
+});

@@ -1,0 +1,261 @@
+import { ArnFormat, CfnOutput, Fn, Stack, Validations } from 'aws-cdk-lib';
+import type { CfnElement } from 'aws-cdk-lib';
+import type { StackProps } from 'aws-cdk-lib';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, STACK_OUTPUTS } from '../names.ts';
+import type { SlipwayConfig } from './config.ts';
+import { DocsSite } from './docs-site/docs-site.ts';
+import { GithubOidc } from './github-oidc.ts';
+import { InferenceService } from './inference-service.ts';
+import { ModelStore } from './model-store.ts';
+import { Network } from './network.ts';
+import { RolloutTrigger } from './rollout-trigger.ts';
+import { SharedFileSystem } from './shared-file-system.ts';
+import { TrainingPlatform, trainingJobArnPattern } from './training-platform.ts';
+
+/** Prefix of training-job names the launch-training role may create. */
+export const TRAINING_JOB_PREFIX = 'slipway-';
+
+/** Properties of `PlatformStack`. */
+export interface PlatformStackProps extends StackProps {
+  /** The validated app config (imageTag required). */
+  readonly config: SlipwayConfig & { readonly imageTag: string };
+  /** Rollout handler source. @default src/rollout/lambda.ts */
+  readonly rolloutEntry?: string;
+}
+
+/** The platform: network, storage, training, inference service, rollout trigger, docs site and workflow roles. */
+export class PlatformStack extends Stack {
+  /** VPC and endpoints. */
+  readonly network: Network;
+  /** Data, models and access-log buckets. */
+  readonly store: ModelStore;
+  /** EFS. */
+  readonly fileSystem: SharedFileSystem;
+  /** SageMaker role, job security group, notebook. */
+  readonly training: TrainingPlatform;
+  /** ECS service behind the ALB. */
+  readonly inference: InferenceService;
+  /** EventBridge rule and rollout Lambda. */
+  readonly rollout: RolloutTrigger;
+  /** Docs bucket and CloudFront. */
+  readonly docs: DocsSite;
+  /** Role of docs.yml. */
+  readonly publishDocsRole: iam.Role;
+  /** Role of train.yml. */
+  readonly launchTrainingRole: iam.Role;
+
+  constructor(scope: Construct, id: string, props: PlatformStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    const retention = config.logRetentionDays as logs.RetentionDays;
+
+    this.network = new Network(this, 'Network', {
+      natStrategy: config.natStrategy,
+      flowLogRetention: retention,
+    });
+    const { vpc, privateSubnets } = this.network;
+    this.store = new ModelStore(this, 'Store', {
+      dataBucketName: config.dataBucketName,
+      modelsBucketName: config.modelsBucketName,
+      accessLogsBucketName: config.accessLogsBucketName,
+      modelVersionRetentionDays: config.modelVersionRetentionDays,
+    });
+    this.fileSystem = new SharedFileSystem(this, 'FileSystem', { vpc, subnets: privateSubnets });
+
+    // Repositories belong to the registry stack; referencing them by name keeps the stacks free of exports.
+    const trainingRepository = ecr.Repository.fromRepositoryName(
+      this,
+      'TrainingRepository',
+      IMAGE_REPOSITORIES.training,
+    );
+    const inferenceRepository = ecr.Repository.fromRepositoryName(
+      this,
+      'InferenceRepository',
+      IMAGE_REPOSITORIES.inference,
+    );
+
+    this.training = new TrainingPlatform(this, 'Training', {
+      vpc,
+      subnets: privateSubnets,
+      dataBucket: this.store.dataBucket,
+      modelsBucket: this.store.modelsBucket,
+      fileSystem: this.fileSystem,
+      trainingRepository,
+      notebook: config.notebook,
+      notebookInstanceType: config.notebookInstanceType,
+    });
+
+    this.inference = new InferenceService(this, 'Inference', {
+      vpc,
+      subnets: privateSubnets,
+      repository: inferenceRepository,
+      imageTag: config.imageTag,
+      modelsBucket: this.store.modelsBucket,
+      initialModelUri: config.initialModelUri,
+      family: `${config.stackName}-inference`,
+      cpu: config.serviceCpu,
+      memoryMiB: config.serviceMemory,
+      desiredCount: config.desiredCount,
+      minCount: config.minCount,
+      maxCount: config.maxCount,
+      internetFacing: config.internetFacing,
+      certificateArn: config.certificateArn,
+      allowedCidrs: config.allowedCidrs,
+      logRetention: retention,
+      accessLogsBucket: this.store.accessLogsBucket,
+    });
+
+    this.rollout = new RolloutTrigger(this, 'Rollout', {
+      modelsBucket: this.store.modelsBucket,
+      service: this.inference.service,
+      cluster: this.inference.cluster,
+      taskRole: this.inference.taskRole,
+      executionRole: this.inference.executionRole,
+      entry: props.rolloutEntry,
+      logRetention: retention,
+    });
+
+    this.docs = new DocsSite(this, 'Docs', {
+      accessLogsBucket: this.store.accessLogsBucket,
+      bucketName: config.docsBucketName,
+    });
+
+    const github = new GithubOidc(this, 'Github', {
+      repository: {
+        owner: config.githubOwner,
+        repo: config.githubRepo,
+        environment: config.githubEnvironment,
+      },
+      // The registry stack owns the provider.
+      createProvider: false,
+      existingProviderArn: config.githubOidcProviderArn,
+    });
+    this.publishDocsRole = github.addRole(
+      'PublishDocs',
+      GITHUB_OIDC_ROLES.publishDocs,
+      'GitHub Actions: sync the docs bucket and invalidate CloudFront',
+    );
+    this.docs.bucket.grantReadWrite(this.publishDocsRole);
+    this.docs.bucket.grantDelete(this.publishDocsRole);
+    this.docs.distribution.grantCreateInvalidation(this.publishDocsRole);
+    this.grantDescribeStack(this.publishDocsRole);
+
+    this.launchTrainingRole = github.addRole(
+      'LaunchTraining',
+      GITHUB_OIDC_ROLES.launchTraining,
+      'GitHub Actions: start and follow Slipway SageMaker training jobs',
+    );
+    this.launchTrainingRole.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'SlipwayTrainingJobs',
+        actions: [
+          'sagemaker:CreateTrainingJob',
+          'sagemaker:DescribeTrainingJob',
+          'sagemaker:StopTrainingJob',
+          'sagemaker:AddTags',
+        ],
+        resources: [trainingJobArnPattern(TRAINING_JOB_PREFIX)],
+      }),
+    );
+    this.launchTrainingRole.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'PassTheTrainingRoleToSageMaker',
+        actions: ['iam:PassRole'],
+        resources: [this.training.role.roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } },
+      }),
+    );
+    this.launchTrainingRole.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadTrainingJobLogs',
+        actions: ['logs:DescribeLogStreams', 'logs:GetLogEvents'],
+        resources: [
+          this.formatArn({
+            service: 'logs',
+            resource: 'log-group',
+            resourceName: '/aws/sagemaker/TrainingJobs:*',
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
+    this.grantDescribeStack(this.launchTrainingRole);
+    this.acknowledgeWorkflowRoleFindings();
+    this.addOutputs(config);
+  }
+
+  /** Workflows read this stack's outputs (bucket names, role ARNs) with DescribeStacks. */
+  private grantDescribeStack(role: iam.Role): void {
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadStackOutputs',
+        actions: ['cloudformation:DescribeStacks'],
+        resources: [this.stackId],
+      }),
+    );
+  }
+
+  private acknowledgeWorkflowRoleFindings(): void {
+    const docsPolicy = this.publishDocsRole.node.findChild('DefaultPolicy');
+    const bucketId = this.getLogicalId(this.docs.bucket.node.defaultChild as CfnElement);
+    const docsAcks: Array<[string, string]> = [
+      [
+        'Action::s3:GetBucket*',
+        'CDK grantReadWrite on the one docs bucket: aws s3 sync reads bucket metadata.',
+      ],
+      ['Action::s3:GetObject*', 'CDK grantReadWrite on the one docs bucket: aws s3 sync compares objects.'],
+      ['Action::s3:List*', 'CDK grantReadWrite on the one docs bucket: aws s3 sync lists it.'],
+      [
+        'Action::s3:DeleteObject*',
+        'aws s3 sync --delete removes pages that no longer exist, in the docs bucket only.',
+      ],
+      ['Action::s3:Abort*', 'CDK grantReadWrite: abort failed multipart uploads to the docs bucket.'],
+      [
+        `Resource::<${bucketId}.Arn>/*`,
+        'Every object of the one docs bucket (the whole site is replaced on publish).',
+      ],
+    ];
+    for (const [finding, reason] of docsAcks) {
+      Validations.of(docsPolicy).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
+    }
+    const trainingPolicy = this.launchTrainingRole.node.findChild('DefaultPolicy');
+    Validations.of(trainingPolicy).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job/${TRAINING_JOB_PREFIX}*]`,
+      reason: 'Job names are generated per run; the role may only touch jobs named with the Slipway prefix.',
+    });
+    Validations.of(trainingPolicy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/TrainingJobs:*]',
+      reason:
+        'Read-only access to the streams of the SageMaker training-job log group (stream names are per job).',
+    });
+  }
+
+  private addOutputs(config: SlipwayConfig & { readonly imageTag: string }): void {
+    const outputs: Record<keyof typeof STACK_OUTPUTS, string> = {
+      dataBucket: this.store.dataBucket.bucketName,
+      modelsBucket: this.store.modelsBucket.bucketName,
+      docsBucket: this.docs.bucket.bucketName,
+      docsDistributionId: this.docs.distribution.distributionId,
+      cluster: this.inference.cluster.clusterName,
+      service: this.inference.service.serviceName,
+      loadBalancerUrl: this.inference.url,
+      trainingRoleArn: this.training.role.roleArn,
+      trainingImageUri: ecr.Repository.fromRepositoryName(
+        this,
+        'TrainingImage',
+        IMAGE_REPOSITORIES.training,
+      ).repositoryUriForTag(config.imageTag),
+      trainingSubnets: Fn.join(',', this.training.subnetIds),
+      trainingSecurityGroup: this.training.jobSecurityGroup.securityGroupId,
+      fileSystemId: this.fileSystem.fileSystem.fileSystemId,
+    };
+    for (const [key, value] of Object.entries(outputs) as Array<[keyof typeof STACK_OUTPUTS, string]>) {
+      // The logical ID is the output key the CLI and workflows look up: never let the CDK rename it.
+      new CfnOutput(this, STACK_OUTPUTS[key], { value }).overrideLogicalId(STACK_OUTPUTS[key]);
+    }
+  }
+}

@@ -1,0 +1,213 @@
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import type * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { ENV, INFERENCE_CONTAINER_NAME, modelUploadEventPattern } from '../names.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Repository root (holds package-lock.json), found from this file so the app runs from any cwd. */
+export const PROJECT_ROOT = resolve(here, '..', '..');
+
+/** The rollout handler's source: `src/rollout/lambda.ts`, export `handler`. */
+export const ROLLOUT_HANDLER_ENTRY = resolve(PROJECT_ROOT, 'src', 'rollout', 'lambda.ts');
+
+/** Properties of `RolloutTrigger`. */
+export interface RolloutTriggerProps {
+  /** The models bucket whose `model.tar.gz` uploads start a rollout. */
+  readonly modelsBucket: s3.IBucket;
+  /** The ECS service to redeploy (the function may update this one service only). */
+  readonly service: ecs.FargateService;
+  /** The cluster of the service. */
+  readonly cluster: ecs.ICluster;
+  /** Roles of the task definition the function passes to new revisions. */
+  readonly taskRole: iam.IRole;
+  /** Execution role of the task definition. */
+  readonly executionRole: iam.IRole;
+  /** Handler source file. @default ROLLOUT_HANDLER_ENTRY */
+  readonly entry?: string;
+  /** Log retention of the function. @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/** S3 upload -> EventBridge rule -> rollout Lambda, with retries, DLQ, failure destination and alarms. */
+export class RolloutTrigger extends Construct {
+  /** The rollout function. */
+  readonly function: nodejs.NodejsFunction;
+  /** The rule matching `model.tar.gz` uploads to the models bucket. */
+  readonly rule: events.Rule;
+  /** Events EventBridge could not deliver after its retries. */
+  readonly deadLetterQueue: sqs.Queue;
+  /** Asynchronous invocations that failed after Lambda's retries. */
+  readonly failureQueue: sqs.Queue;
+  /** Alarms: DLQ depth, failure destination depth, function errors. */
+  readonly alarms: cloudwatch.Alarm[];
+
+  constructor(scope: Construct, id: string, props: RolloutTriggerProps) {
+    super(scope, id);
+    const entry = props.entry ?? ROLLOUT_HANDLER_ENTRY;
+    if (!existsSync(entry)) {
+      throw new Error(`RolloutTrigger: handler entry ${entry} does not exist`);
+    }
+
+    const queueProps: sqs.QueueProps = {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    };
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', queueProps);
+    this.failureQueue = new sqs.Queue(this, 'FailureQueue', queueProps);
+    for (const queue of [this.deadLetterQueue, this.failureQueue]) {
+      Validations.of(queue).acknowledge({
+        id: 'AwsSolutions-SQS3',
+        reason:
+          'This queue is itself a dead-letter destination (EventBridge DLQ / Lambda on-failure); it is alarmed, not redriven.',
+      });
+    }
+
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.function = new nodejs.NodejsFunction(this, 'Function', {
+      entry,
+      handler: 'handler',
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 256,
+      timeout: Duration.seconds(60),
+      // One rollout at a time: concurrent uploads are serialised, never raced against each other.
+      reservedConcurrentExecutions: 1,
+      logGroup,
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: resolve(PROJECT_ROOT, 'package-lock.json'),
+      environment: {
+        [ENV.cluster]: props.cluster.clusterName,
+        [ENV.service]: props.service.serviceName,
+        [ENV.modelsBucket]: props.modelsBucket.bucketName,
+        [ENV.container]: INFERENCE_CONTAINER_NAME,
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+      bundling: {
+        format: nodejs.OutputFormat.ESM,
+        minify: true,
+        sourceMap: true,
+        forceDockerBundling: false,
+        mainFields: ['module', 'main'],
+        // Some dependencies still call require(); give ESM bundles one.
+        banner:
+          "import { createRequire as __slipwayCreateRequire } from 'node:module';const require = __slipwayCreateRequire(import.meta.url);",
+        externalModules: [],
+      },
+      retryAttempts: 2,
+      maxEventAge: Duration.hours(1),
+      onFailure: new destinations.SqsDestination(this.failureQueue),
+      description: 'Slipway rollout: pin an uploaded model in a new task-definition revision and redeploy',
+    });
+
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'UpdateOnlyTheInferenceService',
+        actions: ['ecs:DescribeServices', 'ecs:UpdateService'],
+        resources: [props.service.serviceArn],
+      }),
+    );
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'TaskDefinitionRevisions',
+        actions: [
+          'ecs:DescribeTaskDefinition',
+          'ecs:RegisterTaskDefinition',
+          'ecs:DeregisterTaskDefinition',
+          'ecs:ListTaskDefinitions',
+        ],
+        resources: ['*'],
+      }),
+    );
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'PassOnlyTheTaskRoles',
+        actions: ['iam:PassRole'],
+        resources: [props.taskRole.roleArn, props.executionRole.roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+      }),
+    );
+    const role = this.function.role;
+    if (role) {
+      Validations.of(role).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+        reason: 'AWS-managed basic execution policy: only logs:CreateLogGroup/CreateLogStream/PutLogEvents.',
+      });
+      Validations.of(role.node.findChild('DefaultPolicy')).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'ecs:RegisterTaskDefinition, DescribeTaskDefinition, DeregisterTaskDefinition and ListTaskDefinitions support no resource-level permissions (IAM service authorization reference); the service itself is pinned by ARN and iam:PassRole by role ARN.',
+      });
+    }
+
+    this.rule = new events.Rule(this, 'ModelUploaded', {
+      description: 'A model.tar.gz landed in the models bucket: roll it out',
+      eventPattern: toEventPattern(modelUploadEventPattern(props.modelsBucket.bucketName)),
+    });
+    this.rule.addTarget(
+      new targets.LambdaFunction(this.function, {
+        deadLetterQueue: this.deadLetterQueue,
+        retryAttempts: 8,
+        maxEventAge: Duration.hours(2),
+      }),
+    );
+
+    this.alarms = [
+      new cloudwatch.Alarm(this, 'DeadLetterQueueNotEmpty', {
+        alarmDescription: 'EventBridge could not deliver a model-upload event to the rollout function',
+        metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          period: Duration.minutes(1),
+        }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'FailureQueueNotEmpty', {
+        alarmDescription: 'A rollout invocation failed after Lambda retries (see the failure queue)',
+        metric: this.failureQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1) }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'FunctionErrors', {
+        alarmDescription: 'The rollout function failed an invocation',
+        metric: this.function.metricErrors({ period: Duration.minutes(1) }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    ];
+  }
+}
+
+/** The shared pattern in the CDK's `EventPattern` shape (`detail-type` becomes `detailType`). */
+export function toEventPattern(pattern: ReturnType<typeof modelUploadEventPattern>): events.EventPattern {
+  return {
+    source: [...pattern.source],
+    detailType: [...pattern['detail-type']],
+    detail: {
+      bucket: { name: [...pattern.detail.bucket.name] },
+      object: { key: pattern.detail.object.key.map((k) => ({ ...k })) },
+    },
+  };
+}

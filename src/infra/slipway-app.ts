@@ -1,0 +1,74 @@
+import { Annotations, App, Tags, Validations } from 'aws-cdk-lib';
+import type { AppProps } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { parseConfig, readContext, type SlipwayConfig } from './config.ts';
+import { PlatformStack } from './platform-stack.ts';
+import { RegistryStack } from './registry-stack.ts';
+
+/** Options of `buildSlipwayApp`. */
+export interface SlipwayAppOptions {
+  /** The app (context is read from it). @default new App() */
+  readonly app?: App;
+  /** Extra context values (tests), merged over the app's context. @default - none */
+  readonly context?: Readonly<Record<string, unknown>>;
+  /** Run the cdk-nag AwsSolutions pack at synth. @default true */
+  readonly nag?: boolean;
+  /** Rollout handler source (tests). @default src/rollout/lambda.ts */
+  readonly rolloutEntry?: string;
+  /** Cloud assembly directory when the app is created here. @default - the CDK's choice (cdk.out under the CLI) */
+  readonly outdir?: string;
+}
+
+/** The app with its two stacks and the config they were built from. */
+export interface SlipwayApp {
+  readonly app: App;
+  readonly config: SlipwayConfig;
+  readonly registry: RegistryStack;
+  readonly platform: PlatformStack;
+}
+
+/** Placeholder tag used only so synthesis can finish and report the missing `imageTag` as an error. */
+const MISSING_IMAGE_TAG = 'imagetag-not-set';
+
+/**
+ * Build the Slipway CDK app: the registry stack (ECR, GitHub OIDC, deploy and image roles) and
+ * the platform stack, with cdk-nag's AwsSolutions pack.
+ *
+ * @throws InfraConfigError when the config is invalid.
+ * @example buildSlipwayApp({ context: { githubOwner: 'acme', githubRepo: 'slipway', imageTag: 'abc123' } })
+ */
+export function buildSlipwayApp(options: SlipwayAppOptions = {}): SlipwayApp {
+  const app = options.app ?? new App(appProps(options));
+  const raw = { ...readContext((key) => app.node.tryGetContext(key)), ...options.context };
+  const config = parseConfig(raw);
+  const env = config.region ? { region: config.region } : undefined;
+
+  const registry = new RegistryStack(app, config.registryStackName, {
+    config,
+    env,
+    description: 'Slipway image registry and GitHub OIDC roles (deploy first)',
+  });
+  const platform = new PlatformStack(app, config.stackName, {
+    config: { ...config, imageTag: config.imageTag ?? MISSING_IMAGE_TAG },
+    env,
+    rolloutEntry: options.rolloutEntry,
+    description: 'Slipway ML platform: storage, training, inference service, rollout, docs',
+  });
+  platform.addStackDependency(registry, 'the service and training jobs pull images from the registry stack');
+  if (config.imageTag === undefined) {
+    // Only this stack needs a tag: `cdk deploy SlipwayRegistry` still works without one.
+    Annotations.of(platform).addError(
+      'imageTag is not set: pass -c imageTag=<the ECR tag to run, e.g. the commit SHA> (deploy.yml passes $GITHUB_SHA)',
+    );
+  }
+  for (const stack of [registry, platform]) Tags.of(stack).add('slipway', stack.stackName);
+  if (options.nag ?? true) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  return { app, config, registry, platform };
+}
+
+function appProps(options: SlipwayAppOptions): AppProps {
+  return {
+    ...(options.context ? { context: { ...options.context } } : {}),
+    ...(options.outdir ? { outdir: options.outdir } : {}),
+  };
+}

@@ -96,6 +96,13 @@ export function decideRollout(raw: unknown, state: ServiceState, policy: Rollout
     eventTime: event.time,
   };
   const live = state.model;
+  // First deployment: the service is created in the no-model state (MODEL_URI = `none`): tasks run,
+  // report ready and answer 503 to predictions. The first model event always deploys from there.
+  // We chose this over creating the service with desired count 0 because a count of 0 fights
+  // autoscaling's minimum capacity, and the first real deployment would then scale up from nothing
+  // without a healthy baseline for the circuit breaker and the ALB health check to verify against
+  // (and nothing to roll back to); in the no-model state the infrastructure itself is deployed
+  // and health-checked before any model exists.
   if (live === undefined) return { kind: 'deploy', model, event };
 
   const order = compareToLive(model, live);

@@ -108,6 +108,8 @@ export async function trainMnist(ctx: TrainingContext): Promise<MnistTrainResult
   try {
     for (let epoch = startEpoch; epoch < hpv.epochs; epoch++) {
       const started = performance.now();
+      // Each epoch's order depends only on the generator state, so a resumed run sees the same batches.
+      order.forEach((_, i) => (order[i] = i));
       shuffleInPlace(order, random);
       let lossSum = 0;
       let accSum = 0;

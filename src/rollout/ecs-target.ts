@@ -422,7 +422,7 @@ export function modelContainer(taskDefinition: TaskDefinition, preferred: string
 
 /**
  * The RegisterTaskDefinition input for a revision identical to `current` except for the model
- * environment of the model container.
+ * environment of the model container (and without AWS-reserved `aws:` tags, which no caller may set).
  */
 export function registrationInput(
   current: { readonly taskDefinition: TaskDefinition; readonly tags: readonly Tag[] },
@@ -432,6 +432,9 @@ export function registrationInput(
   const registerable: Partial<TaskDefinition> = { ...current.taskDefinition };
   for (const field of READ_ONLY_FIELDS) delete registerable[field];
   const target = modelContainer(current.taskDefinition, containerName);
+  // `aws:`-prefixed tags (CloudFormation's stack tags, for one) are AWS's own: describable, but
+  // RegisterTaskDefinition refuses them. AWS re-applies them where they apply.
+  const tags = current.tags.filter((tag) => !tag.key?.toLowerCase().startsWith('aws:'));
   return {
     ...(registerable as RegisterableFields),
     family: current.taskDefinition.family,
@@ -440,7 +443,7 @@ export function registrationInput(
         ? { ...container, environment: withModelEnvironment(container.environment ?? [], model) }
         : container,
     ),
-    ...(current.tags.length > 0 ? { tags: [...current.tags] } : {}),
+    ...(tags.length > 0 ? { tags } : {}),
   };
 }
 

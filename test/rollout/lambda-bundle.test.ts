@@ -2,53 +2,70 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build, type Metafile } from 'esbuild';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build, type BuildOptions, type Metafile } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-// Bundled the way the CDK app's NodejsFunction does it (esbuild, CommonJS output, Node target).
+// Bundled the way the CDK app's NodejsFunction does it: esbuild, Node target, either CommonJS
+// (NodejsFunction's default) or ESM with a require() shim for dependencies that still call it.
 const entry = fileURLToPath(new URL('../../src/rollout/lambda.ts', import.meta.url));
+const FORMATS: Record<'cjs' | 'esm', BuildOptions> = {
+  cjs: { format: 'cjs', outfile: 'index.js' },
+  esm: {
+    format: 'esm',
+    outfile: 'index.mjs',
+    mainFields: ['module', 'main'],
+    banner: {
+      js: "import { createRequire as __createRequire } from 'node:module';const require = __createRequire(import.meta.url);",
+    },
+  },
+};
+type Handler = (event: unknown) => Promise<unknown>;
 let dir: string;
-let metafile: Metafile;
-let bundle: { handler: (event: unknown) => Promise<unknown> };
+const bundles = new Map<string, { metafile: Metafile; handler: Handler }>();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'slipway-rollout-bundle-'));
-  const outfile = join(dir, 'index.js');
-  const result = await build({
-    entryPoints: [entry],
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    outfile,
-    metafile: true,
-    logLevel: 'silent',
-  });
-  metafile = result.metafile;
-  bundle = createRequire(import.meta.url)(outfile) as typeof bundle;
-}, 60_000);
+  for (const [name, options] of Object.entries(FORMATS)) {
+    const outfile = join(dir, options.outfile!);
+    const result = await build({
+      ...options,
+      entryPoints: [entry],
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      outfile,
+      metafile: true,
+      logLevel: 'silent',
+    });
+    const mod = (
+      name === 'cjs' ? createRequire(import.meta.url)(outfile) : await import(pathToFileURL(outfile).href)
+    ) as { handler: Handler };
+    bundles.set(name, { metafile: result.metafile, handler: mod.handler });
+  }
+}, 120_000);
 
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('the rollout Lambda bundle', () => {
+describe.each(Object.keys(FORMATS))('the rollout Lambda bundled as %s', (format) => {
   it('leaves the model runtime, the web server and the trainer out', () => {
-    const heavy = Object.keys(metafile.inputs).filter((input) =>
+    const inputs = Object.keys(bundles.get(format)!.metafile.inputs);
+    const heavy = inputs.filter((input) =>
       /node_modules\/(onnxruntime|fastify|@tensorflow|pino|tar|@aws-sdk\/client-s3)\b/.test(input),
     );
 
     expect(heavy).toEqual([]);
-    expect(Object.keys(metafile.inputs)).toContain('src/rollout/lambda.ts');
+    expect(inputs).toContain('src/rollout/lambda.ts');
   });
 
-  it('exports a handler that fails clearly when its environment is not configured', async () => {
+  it('loads and fails clearly when its environment is not configured', async () => {
     const names = ['SLIPWAY_CLUSTER', 'SLIPWAY_SERVICE', 'SLIPWAY_MODELS_BUCKET'];
     const saved = names.map((name) => [name, process.env[name]] as const);
     for (const name of names) delete process.env[name];
     try {
-      await expect(bundle.handler({})).rejects.toMatchObject({
+      await expect(bundles.get(format)!.handler({})).rejects.toMatchObject({
         code: 'ROLLOUT_CONFIG',
         message: 'missing environment variable(s) SLIPWAY_CLUSTER, SLIPWAY_SERVICE, SLIPWAY_MODELS_BUCKET',
       });

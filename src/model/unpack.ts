@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { Transform } from 'node:stream';
-import type { TransformCallback } from 'node:stream';
+import type { Readable, TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { ARTIFACT } from '../names.ts';
@@ -271,12 +271,12 @@ export async function unpackModel(
 ): Promise<UnpackedModel> {
   const limits: UnpackLimits = { ...DEFAULT_UNPACK_LIMITS, ...options.limits };
   const parent = resolve(options.parentDir ?? tmpdir());
+  const ioError = (what: string, err: unknown): ArtifactError =>
+    new ArtifactError('ARTIFACT_IO', `${what}: ${(err as Error).message}`, { cause: err });
   let input: NodeJS.ReadableStream;
   if (typeof source === 'string') {
     const info = await stat(source).catch((err: unknown) => {
-      throw new ArtifactError('ARTIFACT_IO', `cannot read artifact ${source}: ${(err as Error).message}`, {
-        cause: err,
-      });
+      throw ioError(`cannot read artifact ${source}`, err);
     });
     if (!info.isFile()) throw new ArtifactError('ARTIFACT_IO', `artifact ${source} is not a regular file`);
     input = createReadStream(source, { highWaterMark: 1 << 16 });
@@ -284,8 +284,15 @@ export async function unpackModel(
     input = source;
   }
 
-  // mkdtemp creates the directory with mode 0700: private to this user.
-  const dir = await mkdtemp(join(parent, 'slipway-model-'));
+  let dir: string;
+  try {
+    // mkdtemp creates the directory with mode 0700: private to this user.
+    dir = await mkdtemp(join(parent, 'slipway-model-'));
+  } catch (err) {
+    // A stream we will never read (e.g. an S3 body) must be destroyed, or its socket leaks.
+    (input as Partial<Readable>).destroy?.();
+    throw ioError(`cannot create an extraction directory under ${parent}`, err);
+  }
   try {
     const compressed = new CompressedMeter();
     const decompressed = new DecompressedMeter(compressed, limits);

@@ -360,3 +360,23 @@ describe('unpackModel cleans up after source failures', () => {
     expect(await readdir(parentDir)).toEqual([]);
   });
 });
+
+describe('unpackModel reports environment problems', () => {
+  it('reports a missing parent directory as ARTIFACT_IO and destroys the unread source stream', async () => {
+    const source = Readable.from([rawTarGz([model()])]);
+    const error: unknown = await unpackModel(source, { parentDir: join(sandbox, 'does-not-exist') }).catch(
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(ArtifactError);
+    expect((error as ArtifactError).code).toBe('ARTIFACT_IO');
+    expect((error as ArtifactError).message).toMatch(/does-not-exist/);
+    expect(source.destroyed).toBe(true);
+  });
+
+  it('reports a missing artifact file as ARTIFACT_IO', async () => {
+    await expect(unpackModel(join(archives, 'missing.tar.gz'), { parentDir })).rejects.toMatchObject({
+      code: 'ARTIFACT_IO',
+    });
+    expect(await readdir(parentDir)).toEqual([]);
+  });
+});

@@ -5,9 +5,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENV, modelUploadEventPattern } from '../names.ts';
-import { decideRollout } from '../rollout/decision.ts';
 import type { PinnedModel } from '../rollout/deploy-target.ts';
 import { RolloutError } from '../rollout/errors.ts';
+import { rolloutModelEvent } from '../rollout/operations.ts';
 import { modelEnvironment } from '../rollout/pinned-model.ts';
 import { createStore } from '../store/create-store.ts';
 import type { ObjectStore } from '../store/types.ts';
@@ -176,22 +176,22 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   });
   const target = new LocalDeployTarget(supervisor);
 
+  // The same operation the Lambda runs: decide against the live revision, deploy conditionally.
   const onModelEvent = async (event: S3ObjectCreatedEvent): Promise<void> => {
-    const state = await target.describe();
-    const decision = decideRollout(event, state, { modelsBucket: LOCAL_BUCKETS.models });
+    const outcome = await rolloutModelEvent(event, target, { modelsBucket: LOCAL_BUCKETS.models });
     const key = event.detail.object.key;
     const record = (d: string, detail: string): void => {
       recent.unshift({ time: new Date().toISOString(), key, decision: d, detail });
       recent.splice(10);
       log(`rollout: ${d} ${key}: ${detail}`);
     };
-    if (decision.kind === 'deploy') {
-      const result = await target.deploy(decision.model, { ifRevision: state.revision });
+    if (outcome.kind === 'deploy') {
+      const { result, decision } = outcome;
       record('deploy', `deployment ${result.deploymentId} (${result.revision}) pins ${decision.model.uri}`);
-    } else if (decision.kind === 'skip') {
-      record(`skip (${decision.reason})`, decision.detail);
+    } else if (outcome.kind === 'skip') {
+      record(`skip (${outcome.decision.reason})`, outcome.decision.detail);
     } else {
-      record('reject', decision.reason);
+      record('reject', outcome.decision.reason);
     }
   };
   const bus = new EventBus({
@@ -322,7 +322,7 @@ export function serveSpawner(s3Env: Readonly<Record<string, string>>): TaskSpawn
     const modelEnv = Object.fromEntries(
       Object.entries(modelEnvironment(model)).filter((e): e is [string, string] => e[1] !== undefined),
     );
-    return spawn(command, [...args, '--model', model.uri, '--port', String(port)], {
+    return spawn(command, [...args, '--model', model.uri, '--port', String(port), '--host', '127.0.0.1'], {
       env: {
         ...process.env,
         ...s3Env,

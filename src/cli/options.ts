@@ -1,0 +1,33 @@
+import { UsageError } from '../errors.ts';
+
+/** Parses an integer flag within bounds, or throws a UsageError naming the flag. */
+export function intOption(value: string, flag: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${value}"`);
+  }
+  return n;
+}
+
+/** Parses a TCP port flag (0 = any free port). */
+export function portOption(value: string, flag = '--port'): number {
+  return intOption(value, flag, 0, 65_535);
+}
+
+/** Parses a duration in seconds into milliseconds. */
+export function secondsOption(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new UsageError(`${flag} must be a positive number of seconds, got "${value}"`);
+  return Math.round(n * 1000);
+}
+
+/** Writes one line of JSON (for `--json`). */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Prints lines to stdout. */
+export function printLines(lines: readonly string[]): void {
+  process.stdout.write(`${lines.join('\n')}\n`);
+}

@@ -6,6 +6,8 @@ import type { AddressInfo } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { DOCS_CSP } from '../src/infra/docs-site/docs-site.ts';
+import { handler as cloudFrontRewrite } from '../src/infra/docs-site/url-rewrite.ts';
 
 /** The repository root, derived from this file's location. */
 export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -52,14 +54,12 @@ export async function buildDocs(outDir: string = DEFAULT_DIST): Promise<void> {
 }
 
 /**
- * Maps a request path to the object key the docs distribution serves, the way the
- * CloudFront Function does: a directory URL (`/a/`) or an extension-less one (`/a`,
- * `/v1.2/a`) means that directory's `index.html`.
+ * Maps a request path to the object key the docs distribution serves, by running the
+ * deployed CloudFront Function itself: a directory URL (`/a/`) or an extension-less one
+ * (`/a`, `/v1.2/a`) means that directory's `index.html`.
  */
 export function objectKeyForPath(pathname: string): string {
-  if (pathname.endsWith('/')) return `${pathname}index.html`;
-  const last = pathname.slice(pathname.lastIndexOf('/') + 1);
-  return last.includes('.') ? pathname : `${pathname}/index.html`;
+  return cloudFrontRewrite({ request: { uri: pathname } }).uri;
 }
 
 /** A running loopback server for a built site. */
@@ -69,8 +69,10 @@ export interface DocsServer {
 }
 
 /**
- * Serves a built site on 127.0.0.1 with an ephemeral port, mapping paths like the
- * docs CloudFront Function and answering 404 with the site's own 404 page.
+ * Serves a built site on 127.0.0.1 with an ephemeral port the way CloudFront serves it:
+ * paths mapped by the docs CloudFront Function, the distribution's Content-Security-
+ * Policy on every response (so a violation shows up as a browser console error), and
+ * the site's own 404 page for a missing object.
  */
 export async function serveDocs(root: string = DEFAULT_DIST): Promise<DocsServer> {
   const base = resolve(root);
@@ -88,7 +90,11 @@ export async function serveDocs(root: string = DEFAULT_DIST): Promise<DocsServer
       const found = inside ? await stat(file).catch(() => undefined) : undefined;
       const status = found?.isFile() === true ? 200 : 404;
       const target = status === 200 ? file : join(base, '404.html');
-      res.writeHead(status, { 'content-type': CONTENT_TYPES[extname(target)] ?? 'application/octet-stream' });
+      res.writeHead(status, {
+        'content-type': CONTENT_TYPES[extname(target)] ?? 'application/octet-stream',
+        'content-security-policy': DOCS_CSP,
+        'x-content-type-options': 'nosniff',
+      });
       if (req.method === 'HEAD') {
         res.end();
         return;

@@ -109,6 +109,13 @@ export class EcsDeployTarget implements DeployTarget {
   readonly #taskDefinitions = new Map<string, DescribedTaskDefinition>();
 
   constructor(props: EcsDeployTargetProps) {
+    for (const [name, value] of [
+      [ENV.cluster, props.cluster],
+      [ENV.service, props.service],
+    ] as const) {
+      if (!value?.trim())
+        throw new RolloutError('ROLLOUT_CONFIG', `EcsDeployTarget needs a ${name} value, got "${value}"`);
+    }
     this.#client = props.client;
     this.#cluster = props.cluster;
     this.#service = props.service;

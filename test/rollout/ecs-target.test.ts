@@ -1,5 +1,7 @@
 import {
   AccessDeniedException,
+  ClientException,
+  ServerException,
   DeregisterTaskDefinitionCommand,
   DescribeServicesCommand,
   DescribeTaskDefinitionCommand,
@@ -312,6 +314,34 @@ describe('EcsDeployTarget deploying a model event', () => {
     expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(1);
     expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(sleeps).toHaveLength(0);
+  });
+
+  it('retries ECS server errors, then reports other failures with the ECS message', async () => {
+    ecs
+      .on(DescribeServicesCommand)
+      .rejectsOnce(new ServerException({ message: 'internal error', $metadata: { httpStatusCode: 500 } }))
+      .rejects(new ClientException({ message: 'Cluster identifier is not valid', $metadata: {} }));
+
+    const error = await newTarget()
+      .describe()
+      .catch((e: unknown) => e);
+
+    expect(sleeps).toHaveLength(1);
+    expect((error as RolloutError).code).toBe('ROLLOUT_AWS');
+    expect((error as RolloutError).message).toBe(
+      'ecs:DescribeServices failed (ClientException: Cluster identifier is not valid)',
+    );
+  });
+
+  it('refuses to be built without a cluster or service', () => {
+    expect(
+      () =>
+        new EcsDeployTarget({
+          client: new ECSClient({ region: 'eu-west-1' }),
+          cluster: ' ',
+          service: SERVICE,
+        }),
+    ).toThrow(/SLIPWAY_CLUSTER/);
   });
 
   it('reports a missing service with the failure ECS gives', async () => {

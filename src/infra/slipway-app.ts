@@ -24,11 +24,9 @@ export interface SlipwayApp {
   readonly app: App;
   readonly config: SlipwayConfig;
   readonly registry: RegistryStack;
-  readonly platform: PlatformStack;
+  /** Absent when `imageTag` is not set (only the registry stack can be deployed then). */
+  readonly platform?: PlatformStack;
 }
-
-/** Placeholder tag used only so synthesis can finish and report the missing `imageTag` as an error. */
-const MISSING_IMAGE_TAG = 'imagetag-not-set';
 
 /**
  * Build the Slipway CDK app: the registry stack (ECR, GitHub OIDC, deploy and image roles) and
@@ -48,20 +46,26 @@ export function buildSlipwayApp(options: SlipwayAppOptions = {}): SlipwayApp {
     env,
     description: 'Slipway image registry and GitHub OIDC roles (deploy first)',
   });
-  const platform = new PlatformStack(app, config.stackName, {
-    config: { ...config, imageTag: config.imageTag ?? MISSING_IMAGE_TAG },
-    env,
-    rolloutEntry: options.rolloutEntry,
-    description: 'Slipway ML platform: storage, training, inference service, rollout, docs',
-  });
-  platform.addStackDependency(registry, 'the service and training jobs pull images from the registry stack');
+  let platform: PlatformStack | undefined;
   if (config.imageTag === undefined) {
-    // Only this stack needs a tag: `cdk deploy SlipwayRegistry` still works without one.
-    Annotations.of(platform).addError(
-      'imageTag is not set: pass -c imageTag=<the ECR tag to run, e.g. the commit SHA> (deploy.yml passes $GITHUB_SHA)',
+    // Without a tag the platform cannot run; the registry stack (deployed first) needs none.
+    Annotations.of(registry).addWarningV2(
+      '@slipway/infra:imageTagNotSet',
+      `imageTag is not set, so the ${config.stackName} stack is left out: pass -c imageTag=<the ECR tag to run, e.g. the commit SHA> (deploy.yml passes $GITHUB_SHA)`,
+    );
+  } else {
+    platform = new PlatformStack(app, config.stackName, {
+      config: { ...config, imageTag: config.imageTag },
+      env,
+      rolloutEntry: options.rolloutEntry,
+      description: 'Slipway ML platform: storage, training, inference service, rollout, docs',
+    });
+    platform.addStackDependency(
+      registry,
+      'the service and training jobs pull images from the registry stack',
     );
   }
-  for (const stack of [registry, platform]) Tags.of(stack).add('slipway', stack.stackName);
+  for (const stack of [registry, platform]) if (stack) Tags.of(stack).add('slipway', stack.stackName);
   if (options.nag ?? true) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, config, registry, platform };
 }

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { EXAMPLE_VALUES, InfraConfigError, parseConfig } from '../../src/infra/config.ts';
+import { DEFAULT_STACK_NAME, NO_MODEL_URI } from '../../src/names.ts';
+
+const required = { githubOwner: 'acme', githubRepo: 'slipway' };
+
+function errorOf(raw: Record<string, unknown>): InfraConfigError {
+  try {
+    parseConfig(raw);
+  } catch (err) {
+    if (err instanceof InfraConfigError) return err;
+    throw err;
+  }
+  throw new Error('parseConfig accepted the config');
+}
+
+describe('parseConfig', () => {
+  it('applies the documented defaults', () => {
+    const config = parseConfig(required);
+    expect(config).toMatchObject({
+      stackName: DEFAULT_STACK_NAME,
+      registryStackName: `${DEFAULT_STACK_NAME}Registry`,
+      natStrategy: 'single-nat',
+      notebook: true,
+      serviceCpu: 1024,
+      serviceMemory: 2048,
+      desiredCount: 2,
+      minCount: 2,
+      maxCount: 4,
+      internetFacing: false,
+      initialModelUri: NO_MODEL_URI,
+      logRetentionDays: 30,
+    });
+    expect(config.imageTag).toBeUndefined();
+  });
+
+  it('names both missing GitHub settings', () => {
+    const err = errorOf({});
+    expect(err.code).toBe('INFRA_CONFIG');
+    expect(err.message).toContain('githubOwner = unset');
+    expect(err.message).toContain('githubRepo = unset');
+  });
+
+  it('coerces -c strings to numbers and booleans', () => {
+    const config = parseConfig({ ...required, notebook: 'false', serviceCpu: '2048', serviceMemory: '4096' });
+    expect(config.notebook).toBe(false);
+    expect(config.serviceCpu).toBe(2048);
+    expect(config.serviceMemory).toBe(4096);
+  });
+
+  it('rejects a memory size Fargate does not offer for the CPU, naming the value', () => {
+    expect(errorOf({ ...required, serviceMemory: '3000' }).message).toContain('serviceMemory = 3000');
+  });
+
+  it('rejects an unknown NAT strategy', () => {
+    expect(errorOf({ ...required, natStrategy: 'two-nats' }).message).toContain('natStrategy = "two-nats"');
+  });
+
+  it('requires a certificate and CIDRs for an internet-facing load balancer', () => {
+    const message = errorOf({ ...required, internetFacing: true }).message;
+    expect(message).toContain('certificateArn = unset');
+    expect(message).toContain('allowedCidrs = []');
+  });
+
+  it('refuses a world-open CIDR', () => {
+    const message = errorOf({
+      ...required,
+      internetFacing: 'true',
+      certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abc-123',
+      allowedCidrs: '203.0.113.0/24, 0.0.0.0/0',
+    }).message;
+    expect(message).toContain('allowedCidrs.1 = "0.0.0.0/0"');
+  });
+
+  it('accepts an internet-facing load balancer with a certificate and CIDRs from a comma list', () => {
+    const config = parseConfig({
+      ...required,
+      internetFacing: 'true',
+      certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abc-123',
+      allowedCidrs: '203.0.113.0/24,198.51.100.0/24',
+    });
+    expect(config.allowedCidrs).toEqual(['203.0.113.0/24', '198.51.100.0/24']);
+  });
+
+  it('refuses the mutable `latest` image tag', () => {
+    expect(errorOf({ ...required, imageTag: 'latest' }).message).toContain('imageTag = "latest"');
+  });
+
+  it('accepts none or an s3 URI as the initial model', () => {
+    expect(parseConfig({ ...required, initialModelUri: 's3://b-1/m/model.tar.gz' }).initialModelUri).toBe(
+      's3://b-1/m/model.tar.gz',
+    );
+    expect(errorOf({ ...required, initialModelUri: 'http://x/model' }).message).toContain('initialModelUri');
+  });
+
+  it('rejects an invalid bucket name', () => {
+    expect(errorOf({ ...required, modelsBucketName: 'Bad_Bucket' }).message).toContain(
+      'modelsBucketName = "Bad_Bucket"',
+    );
+  });
+
+  it('rejects a desired count outside the autoscaling range', () => {
+    expect(errorOf({ ...required, desiredCount: 9 }).message).toContain('desiredCount = 9');
+  });
+
+  it('fills example values only where unset when exampleValues is on', () => {
+    const config = parseConfig({ exampleValues: 'true', githubOwner: 'acme' });
+    expect(config.githubOwner).toBe('acme');
+    expect(config.githubRepo).toBe(EXAMPLE_VALUES.githubRepo);
+    expect(config.imageTag).toBe(EXAMPLE_VALUES.imageTag);
+  });
+});

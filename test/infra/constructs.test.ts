@@ -1,0 +1,203 @@
+import { App, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { describe, expect, it } from 'vitest';
+import { InfraConfigError } from '../../src/infra/config.ts';
+import { GithubOidc } from '../../src/infra/github-oidc.ts';
+import { ImageRegistry } from '../../src/infra/image-registry.ts';
+import { InferenceService } from '../../src/infra/inference-service.ts';
+import { ModelStore } from '../../src/infra/model-store.ts';
+import { Network } from '../../src/infra/network.ts';
+import { SharedFileSystem } from '../../src/infra/shared-file-system.ts';
+import { buildSlipwayApp } from '../../src/infra/slipway-app.ts';
+import { TrainingPlatform } from '../../src/infra/training-platform.ts';
+import { cdkJsonContext, synthFindings, tempOutdir } from './fixtures.ts';
+
+function stack(): Stack {
+  return new Stack(new App({ context: cdkJsonContext(), outdir: tempOutdir() }), 'Test');
+}
+
+function inferenceProps(s: Stack): ConstructorParameters<typeof InferenceService>[2] {
+  const vpc = new ec2.Vpc(s, 'Vpc', { maxAzs: 2 });
+  return {
+    vpc,
+    subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+    repository: ecr.Repository.fromRepositoryName(s, 'Repo', 'slipway-inference'),
+    imageTag: 'abc123',
+    modelsBucket: new s3.Bucket(s, 'Models'),
+    family: 'test-inference',
+  };
+}
+
+describe('Network', () => {
+  it('replaces NAT with interface endpoints and isolated subnets in endpoints mode', () => {
+    const s = stack();
+    new Network(s, 'Net', { natStrategy: 'endpoints' });
+    const t = Template.fromStack(s);
+    t.resourceCountIs('AWS::EC2::NatGateway', 0);
+    t.resourceCountIs('AWS::EC2::VPCEndpoint', 6);
+    t.resourcePropertiesCountIs('AWS::EC2::VPCEndpoint', { VpcEndpointType: 'Interface' }, 5);
+  });
+
+  it('runs one NAT gateway per AZ in nat-per-az mode', () => {
+    const s = stack();
+    new Network(s, 'Net', { natStrategy: 'nat-per-az' });
+    Template.fromStack(s).resourceCountIs('AWS::EC2::NatGateway', 2);
+  });
+});
+
+describe('InferenceService', () => {
+  it('serves HTTPS only to the allowed CIDRs when internet-facing', () => {
+    const s = stack();
+    new InferenceService(s, 'Svc', {
+      ...inferenceProps(s),
+      internetFacing: true,
+      certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abc',
+      allowedCidrs: ['203.0.113.0/24'],
+    });
+    const t = Template.fromStack(s);
+    t.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { Scheme: 'internet-facing' });
+    t.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', { Port: 443, Protocol: 'HTTPS' });
+    t.resourcePropertiesCountIs('AWS::ElasticLoadBalancingV2::Listener', { Port: 80 }, 0);
+    t.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      SecurityGroupIngress: [Match.objectLike({ CidrIp: '203.0.113.0/24', FromPort: 443 })],
+    });
+    expect(JSON.stringify(t.toJSON())).not.toContain('0.0.0.0/0"' + ',"Description":"Allow from anyone');
+  });
+
+  it('refuses to be internet-facing without a certificate', () => {
+    const s = stack();
+    expect(
+      () =>
+        new InferenceService(s, 'Svc', {
+          ...inferenceProps(s),
+          internetFacing: true,
+          allowedCidrs: ['203.0.113.0/24'],
+        }),
+    ).toThrow(/certificateArn/);
+  });
+
+  it('refuses a minimum count above the maximum, naming the value', () => {
+    const s = stack();
+    expect(() => new InferenceService(s, 'Svc', { ...inferenceProps(s), minCount: 5, maxCount: 3 })).toThrow(
+      /got 5/,
+    );
+  });
+
+  it('pins the configured initial model in the task definition', () => {
+    const s = stack();
+    new InferenceService(s, 'Svc', { ...inferenceProps(s), initialModelUri: 's3://m/a/model.tar.gz' });
+    Template.fromStack(s).hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([{ Name: 'MODEL_URI', Value: 's3://m/a/model.tar.gz' }]),
+        }),
+      ],
+    });
+  });
+});
+
+describe('TrainingPlatform', () => {
+  it('creates no notebook when turned off', () => {
+    const s = stack();
+    const net = new Network(s, 'Net');
+    const store = new ModelStore(s, 'Store');
+    const fs = new SharedFileSystem(s, 'Fs', { vpc: net.vpc, subnets: net.privateSubnets });
+    new TrainingPlatform(s, 'Training', {
+      vpc: net.vpc,
+      subnets: net.privateSubnets,
+      dataBucket: store.dataBucket,
+      modelsBucket: store.modelsBucket,
+      fileSystem: fs,
+      trainingRepository: ecr.Repository.fromRepositoryName(s, 'Repo', 'slipway-training'),
+      notebook: false,
+    });
+    const t = Template.fromStack(s);
+    t.resourceCountIs('AWS::SageMaker::NotebookInstance', 0);
+    t.resourceCountIs('AWS::SageMaker::NotebookInstanceLifecycleConfig', 0);
+  });
+});
+
+describe('GithubOidc', () => {
+  it('trusts a named environment instead of main when configured', () => {
+    const s = stack();
+    new GithubOidc(s, 'Gh', {
+      repository: { owner: 'acme', repo: 'slipway', environment: 'production' },
+    }).addRole('R', 'r', 'test');
+    Template.fromStack(s).hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [
+          Match.objectLike({
+            Condition: {
+              StringEquals: Match.objectLike({
+                'token.actions.githubusercontent.com:sub': 'repo:acme/slipway:environment:production',
+              }),
+            },
+          }),
+        ],
+      },
+    });
+  });
+
+  it('imports an existing provider instead of creating one', () => {
+    const s = stack();
+    const arn = 'arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com';
+    new GithubOidc(s, 'Gh', {
+      repository: { owner: 'acme', repo: 'slipway' },
+      existingProviderArn: arn,
+    }).addRole('R', 'r', 'test');
+    const t = Template.fromStack(s);
+    t.resourceCountIs('AWS::IAM::OIDCProvider', 0);
+    t.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: { Statement: [Match.objectLike({ Principal: { Federated: arn } })] },
+    });
+  });
+
+  it('rejects a repository name with a wildcard', () => {
+    expect(() => new GithubOidc(stack(), 'Gh', { repository: { owner: 'acme', repo: '*' } })).toThrow(
+      /repo "\*"/,
+    );
+  });
+});
+
+describe('ImageRegistry', () => {
+  it('rejects a non-positive image history', () => {
+    expect(() => new ImageRegistry(stack(), 'Images', { imagesToKeep: 0 })).toThrow(/got 0/);
+  });
+});
+
+describe('cdk-nag harness', () => {
+  it('reports findings on a non-compliant bucket (so a new finding fails the app test)', () => {
+    const s = stack();
+    new s3.Bucket(s, 'Open');
+    Validations.of(s.node.root).addPlugins(new AwsSolutionsChecks(s.node.root));
+    const findings = synthFindings(s.node.root as App);
+    expect(findings).toContain('AwsSolutions-S1 @ Test/Open/Resource');
+    expect(findings).toContain('AwsSolutions-S10 @ Test/Open/Resource');
+  });
+});
+
+describe('buildSlipwayApp', () => {
+  it('fails with a config error naming the missing GitHub owner', () => {
+    expect(() => buildSlipwayApp({ context: { githubRepo: 'slipway' }, nag: false })).toThrow(
+      InfraConfigError,
+    );
+    expect(() => buildSlipwayApp({ context: { githubRepo: 'slipway' }, nag: false })).toThrow(
+      /githubOwner = unset/,
+    );
+  });
+
+  it('leaves the platform stack out, with a warning, when imageTag is missing', () => {
+    const built = buildSlipwayApp({
+      context: { ...cdkJsonContext(), githubOwner: 'acme', githubRepo: 'slipway' },
+      outdir: tempOutdir(),
+      nag: false,
+    });
+    expect(built.platform).toBeUndefined();
+    expect(built.app.node.tryFindChild('Slipway')).toBeUndefined();
+    Annotations.fromStack(built.registry).hasWarning('*', Match.stringLikeRegexp('imageTag is not set'));
+  });
+});

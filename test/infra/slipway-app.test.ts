@@ -1,0 +1,620 @@
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  ENV,
+  GITHUB_OIDC_ROLES,
+  IMAGE_REPOSITORIES,
+  INFERENCE_CONTAINER_NAME,
+  NO_MODEL_URI,
+  STACK_OUTPUTS,
+  modelUploadEventPattern,
+} from '../../src/names.ts';
+import { URL_REWRITE_SOURCE } from '../../src/infra/docs-site/url-rewrite.ts';
+import { READINESS_PATH } from '../../src/infra/inference-service.ts';
+import { buildSlipwayApp, type SlipwayApp } from '../../src/infra/slipway-app.ts';
+import {
+  TEST_CONFIG,
+  actionsOf,
+  cdkJsonContext,
+  grants,
+  logicalId,
+  statementsOfRole,
+  synthFindings,
+  tempOutdir,
+  type Finding,
+  type Statement,
+} from './fixtures.ts';
+
+// One synthesis of the whole app (both stacks, cdk-nag, esbuild bundling) shared by every test.
+let built: SlipwayApp & { platform: NonNullable<SlipwayApp['platform']> };
+let findings: Finding[];
+let platform: Template;
+let registry: Template;
+
+beforeAll(() => {
+  const app = buildSlipwayApp({ context: { ...cdkJsonContext(), ...TEST_CONFIG }, outdir: tempOutdir() });
+  if (!app.platform) throw new Error('the platform stack was not built');
+  built = { ...app, platform: app.platform };
+  findings = synthFindings(built.app);
+  platform = Template.fromStack(built.platform);
+  registry = Template.fromStack(built.registry);
+}, 240_000);
+
+function id(construct: Parameters<typeof logicalId>[0]): string {
+  return logicalId(construct);
+}
+
+function roleStatements(template: Template, role: Parameters<typeof logicalId>[0]): Statement[] {
+  return statementsOfRole(template, id(role));
+}
+
+describe('cdk-nag', () => {
+  it('reports no unacknowledged AwsSolutions finding on either stack', () => {
+    expect(findings).toEqual([]);
+  });
+});
+
+describe('network', () => {
+  it('spans two AZs with public and private subnets', () => {
+    const subnets = Object.values(platform.findResources('AWS::EC2::Subnet')) as Array<{
+      Properties: { MapPublicIpOnLaunch: boolean };
+    }>;
+    expect(subnets.filter((s) => s.Properties.MapPublicIpOnLaunch)).toHaveLength(2);
+    expect(subnets.filter((s) => !s.Properties.MapPublicIpOnLaunch)).toHaveLength(2);
+  });
+
+  it('has an S3 gateway endpoint', () => {
+    platform.hasResourceProperties('AWS::EC2::VPCEndpoint', {
+      VpcEndpointType: 'Gateway',
+      ServiceName: Match.objectLike({
+        'Fn::Join': ['', Match.arrayWith([Match.stringLikeRegexp('\\.s3$')])],
+      }),
+    });
+  });
+
+  it('uses a single NAT gateway by default (the documented cost-aware choice)', () => {
+    platform.resourceCountIs('AWS::EC2::NatGateway', 1);
+  });
+
+  it('logs all VPC traffic', () => {
+    platform.hasResourceProperties('AWS::EC2::FlowLog', { ResourceType: 'VPC', TrafficType: 'ALL' });
+  });
+});
+
+describe('storage', () => {
+  it('enables EventBridge notifications on the models bucket', () => {
+    platform.hasResourceProperties('Custom::S3BucketNotifications', {
+      BucketName: { Ref: id(built.platform.store.modelsBucket) },
+      NotificationConfiguration: { EventBridgeConfiguration: {} },
+    });
+  });
+
+  it('versions the models bucket and expires old versions', () => {
+    platform.hasResourceProperties('AWS::S3::Bucket', {
+      BucketName: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith(['sagemaker-shared-models-'])] }),
+      VersioningConfiguration: { Status: 'Enabled' },
+      LifecycleConfiguration: {
+        Rules: Match.arrayWith([Match.objectLike({ NoncurrentVersionExpiration: { NoncurrentDays: 30 } })]),
+      },
+    });
+  });
+
+  it('names the models bucket uniquely from account and region by default', () => {
+    const bucket = platform.toJSON().Resources[id(built.platform.store.modelsBucket)] as {
+      Properties: { BucketName: unknown };
+    };
+    expect(bucket.Properties.BucketName).toEqual({
+      'Fn::Join': ['', ['sagemaker-shared-models-', { Ref: 'AWS::AccountId' }, '-', { Ref: 'AWS::Region' }]],
+    });
+  });
+
+  it('blocks public access and encrypts every bucket', () => {
+    const buckets = Object.values(platform.findResources('AWS::S3::Bucket')) as Array<{
+      Properties: { PublicAccessBlockConfiguration: unknown; BucketEncryption?: unknown };
+    }>;
+    expect(buckets).toHaveLength(4);
+    for (const b of buckets) {
+      expect(b.Properties.PublicAccessBlockConfiguration).toEqual({
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      });
+      expect(b.Properties.BucketEncryption).toBeDefined();
+    }
+  });
+
+  it('denies non-TLS requests on every bucket', () => {
+    const bucketIds = Object.keys(platform.findResources('AWS::S3::Bucket'));
+    const policies = Object.values(platform.findResources('AWS::S3::BucketPolicy')) as Array<{
+      Properties: { Bucket: { Ref: string }; PolicyDocument: { Statement: Statement[] } };
+    }>;
+    for (const bucketId of bucketIds) {
+      const policy = policies.find((p) => p.Properties.Bucket.Ref === bucketId);
+      expect(policy, bucketId).toBeDefined();
+      expect(policy!.Properties.PolicyDocument.Statement).toContainEqual(
+        expect.objectContaining({
+          Effect: 'Deny',
+          Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+        }),
+      );
+    }
+  });
+
+  it('encrypts EFS and moves cold files to IA', () => {
+    platform.hasResourceProperties('AWS::EFS::FileSystem', {
+      Encrypted: true,
+      LifecyclePolicies: Match.arrayWith([{ TransitionToIA: 'AFTER_30_DAYS' }]),
+    });
+    platform.resourceCountIs('AWS::EFS::AccessPoint', 1);
+  });
+
+  it('opens NFS only to the training and notebook security groups', () => {
+    const efsSg = built.platform.fileSystem.fileSystem.connections.securityGroups[0]!;
+    const ingress = Object.values(platform.findResources('AWS::EC2::SecurityGroupIngress')) as Array<{
+      Properties: { GroupId: unknown; SourceSecurityGroupId?: unknown; CidrIp?: string; FromPort: number };
+    }>;
+    const toEfs = ingress.filter((r) => JSON.stringify(r.Properties.GroupId).includes(id(efsSg)));
+    const sources = toEfs.map((r) => JSON.stringify(r.Properties.SourceSecurityGroupId)).sort();
+    const training = built.platform.training;
+    const notebookSg = training.node.findChild('NotebookSecurityGroup');
+    expect(sources).toEqual(
+      [id(training.jobSecurityGroup), id(notebookSg)]
+        .map((sg) => JSON.stringify({ 'Fn::GetAtt': [sg, 'GroupId'] }))
+        .sort(),
+    );
+    expect(toEfs.every((r) => r.Properties.FromPort === 2049 && r.Properties.CidrIp === undefined)).toBe(
+      true,
+    );
+    const efsSgProps = platform.toJSON().Resources[id(efsSg)] as {
+      Properties: { SecurityGroupIngress?: unknown };
+    };
+    expect(efsSgProps.Properties.SecurityGroupIngress).toBeUndefined();
+  });
+});
+
+describe('training', () => {
+  it('lets the SageMaker role read data and write models but never delete', () => {
+    const statements = roleStatements(platform, built.platform.training.role);
+    const actions = actionsOf(statements);
+    expect(actions.some((a) => grants(a, 's3:PutObject'))).toBe(true);
+    expect(actions.some((a) => grants(a, 's3:DeleteObject'))).toBe(false);
+    const dataArn = { 'Fn::GetAtt': [id(built.platform.store.dataBucket), 'Arn'] };
+    const writesData = statements.some(
+      (s) =>
+        actionsOf([s]).some((a) => grants(a, 's3:PutObject')) &&
+        JSON.stringify(s.Resource).includes(JSON.stringify(dataArn)),
+    );
+    expect(writesData).toBe(false);
+  });
+
+  it('trusts only SageMaker', () => {
+    platform.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [Match.objectLike({ Principal: { Service: 'sagemaker.amazonaws.com' } })],
+      },
+    });
+  });
+
+  it('runs the notebook in a private subnet without internet or root, on an encrypted volume', () => {
+    platform.hasResourceProperties('AWS::SageMaker::NotebookInstance', {
+      DirectInternetAccess: 'Disabled',
+      RootAccess: 'Disabled',
+      KmsKeyId: Match.anyValue(),
+      SubnetId: Match.anyValue(),
+      InstanceType: 'ml.t3.medium',
+    });
+  });
+
+  it('mounts EFS from the notebook lifecycle config, base64-encoded', () => {
+    const config = Object.values(
+      platform.findResources('AWS::SageMaker::NotebookInstanceLifecycleConfig'),
+    )[0] as {
+      Properties: { OnStart: Array<{ Content: { 'Fn::Base64': unknown } }> };
+    };
+    const script = JSON.stringify(config.Properties.OnStart[0]!.Content['Fn::Base64']);
+    expect(script).toContain('mount -t efs');
+    expect(script).toContain(id(built.platform.fileSystem.fileSystem));
+  });
+
+  it('pulls only from the training repository', () => {
+    const statements = roleStatements(platform, built.platform.training.role);
+    const pull = statements.find((s) => actionsOf([s]).includes('ecr:BatchGetImage'));
+    expect(JSON.stringify(pull?.Resource)).toContain(`repository/${IMAGE_REPOSITORIES.training}`);
+    expect(JSON.stringify(pull?.Resource)).not.toContain(IMAGE_REPOSITORIES.inference);
+  });
+});
+
+describe('outputs', () => {
+  it('exports every shared output key as the exact logical ID', () => {
+    const outputs = Object.keys(platform.toJSON().Outputs as Record<string, unknown>);
+    expect(outputs.sort()).toEqual(Object.values(STACK_OUTPUTS).sort());
+  });
+
+  it('joins the training subnets with commas', () => {
+    platform.hasOutput(STACK_OUTPUTS.trainingSubnets, { Value: { 'Fn::Join': [',', Match.anyValue()] } });
+  });
+});
+
+describe('image registry', () => {
+  it('creates both repositories with scan on push, immutable tags and a lifecycle rule', () => {
+    for (const name of Object.values(IMAGE_REPOSITORIES)) {
+      registry.hasResourceProperties('AWS::ECR::Repository', {
+        RepositoryName: name,
+        ImageScanningConfiguration: { ScanOnPush: true },
+        ImageTagMutability: 'IMMUTABLE',
+        LifecyclePolicy: { LifecyclePolicyText: Match.stringLikeRegexp('"countNumber":20') },
+      });
+    }
+  });
+});
+
+describe('inference service', () => {
+  it('enables Container Insights on the cluster', () => {
+    platform.hasResourceProperties('AWS::ECS::Cluster', {
+      ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }],
+    });
+  });
+
+  it('runs the inference container on 8080 with MODEL_URI=none (the no-model first deployment)', () => {
+    platform.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      Cpu: '1024',
+      Memory: '2048',
+      ContainerDefinitions: [
+        Match.objectLike({
+          Name: INFERENCE_CONTAINER_NAME,
+          PortMappings: [Match.objectLike({ ContainerPort: 8080 })],
+          Environment: Match.arrayWith([
+            { Name: ENV.modelUri, Value: NO_MODEL_URI },
+            { Name: ENV.port, Value: '8080' },
+          ]),
+          LogConfiguration: Match.objectLike({ LogDriver: 'awslogs' }),
+        }),
+      ],
+    });
+  });
+
+  it('keeps container logs for the configured retention', () => {
+    const logGroup = built.platform.inference.node.findChild('Logs');
+    const resource = platform.toJSON().Resources[id(logGroup)] as { Properties: { RetentionInDays: number } };
+    expect(resource.Properties.RetentionInDays).toBe(30);
+  });
+
+  it('runs the image tag from the config', () => {
+    const task = Object.values(platform.findResources('AWS::ECS::TaskDefinition'))[0];
+    expect(JSON.stringify(task)).toContain(`${IMAGE_REPOSITORIES.inference}:${TEST_CONFIG.imageTag}`);
+  });
+
+  it('gives the task role no way to write or delete in the models bucket', () => {
+    const actions = actionsOf(roleStatements(platform, built.platform.inference.taskRole));
+    expect(actions.length).toBeGreaterThan(0);
+    for (const write of ['s3:PutObject', 's3:DeleteObject', 's3:DeleteObjectVersion', 's3:PutBucketPolicy']) {
+      expect(
+        actions.filter((a) => grants(a, write)),
+        write,
+      ).toEqual([]);
+    }
+    expect(actions.some((a) => grants(a, 's3:GetObject'))).toBe(true);
+  });
+
+  it('puts the ALB on the internal scheme by default', () => {
+    platform.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { Scheme: 'internal' });
+  });
+
+  it('checks readiness quickly and drains for longer than the server shutdown', () => {
+    platform.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      HealthCheckPath: READINESS_PATH,
+      HealthCheckIntervalSeconds: 10,
+      HealthCheckTimeoutSeconds: 5,
+      HealthyThresholdCount: 2,
+      Port: 8080,
+      TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '30' }]),
+    });
+  });
+
+  it('rolls back failed deployments with the circuit breaker, 100/200 percent', () => {
+    platform.hasResourceProperties('AWS::ECS::Service', {
+      DeploymentConfiguration: {
+        DeploymentCircuitBreaker: { Enable: true, Rollback: true },
+        MinimumHealthyPercent: 100,
+        MaximumPercent: 200,
+      },
+    });
+  });
+
+  it('gives new tasks a grace period that covers model loading', () => {
+    platform.hasResourceProperties('AWS::ECS::Service', {
+      HealthCheckGracePeriodSeconds: 120,
+      DesiredCount: 2,
+    });
+  });
+
+  it('scales on CPU and on requests per target', () => {
+    const metrics = Object.values(platform.findResources('AWS::ApplicationAutoScaling::ScalingPolicy')).map(
+      (p) =>
+        (
+          p as {
+            Properties: {
+              TargetTrackingScalingPolicyConfiguration: {
+                PredefinedMetricSpecification: { PredefinedMetricType: string };
+              };
+            };
+          }
+        ).Properties.TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification
+          .PredefinedMetricType,
+    );
+    expect(metrics.sort()).toEqual(['ALBRequestCountPerTarget', 'ECSServiceAverageCPUUtilization']);
+    platform.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      MinCapacity: 2,
+      MaxCapacity: 4,
+    });
+  });
+});
+
+describe('rollout trigger', () => {
+  it('builds the rule pattern from the shared constant', () => {
+    const rule = Object.values(platform.findResources('AWS::Events::Rule'))[0] as {
+      Properties: { EventPattern: unknown };
+    };
+    const marker = '__MODELS_BUCKET__';
+    const expected = JSON.parse(
+      JSON.stringify(modelUploadEventPattern(marker)).replace(
+        JSON.stringify(marker),
+        JSON.stringify({ Ref: id(built.platform.store.modelsBucket) }),
+      ),
+    ) as unknown;
+    expect(rule.Properties.EventPattern).toEqual(expected);
+  });
+
+  it('targets the Lambda with explicit retries, event age and an SQS DLQ', () => {
+    platform.hasResourceProperties('AWS::Events::Rule', {
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [id(built.platform.rollout.function), 'Arn'] },
+          RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 7200 },
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [id(built.platform.rollout.deadLetterQueue), 'Arn'] } },
+        }),
+      ],
+    });
+  });
+
+  it('runs on the newest Node.js runtime the CDK knows, with reserved concurrency 1', () => {
+    const newest = Object.keys(lambda.Runtime)
+      .map((k) => /^NODEJS_(\d+)_X$/.exec(k)?.[1])
+      .filter((v): v is string => v !== undefined)
+      .map(Number)
+      .sort((a, b) => b - a)[0];
+    platform.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: `nodejs${newest}.x`,
+      ReservedConcurrentExecutions: 1,
+      Handler: 'index.handler',
+    });
+  });
+
+  it('configures the function from the shared ENV keys', () => {
+    platform.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          [ENV.cluster]: { Ref: id(built.platform.inference.cluster) },
+          [ENV.service]: Match.anyValue(),
+          [ENV.modelsBucket]: { Ref: id(built.platform.store.modelsBucket) },
+          [ENV.container]: INFERENCE_CONTAINER_NAME,
+        }),
+      },
+    });
+  });
+
+  it('sends failed async invocations to an on-failure queue', () => {
+    platform.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      MaximumRetryAttempts: 2,
+      MaximumEventAgeInSeconds: 3600,
+      DestinationConfig: {
+        OnFailure: { Destination: { 'Fn::GetAtt': [id(built.platform.rollout.failureQueue), 'Arn'] } },
+      },
+    });
+  });
+
+  it('encrypts both queues and requires TLS on them', () => {
+    const queues = Object.values(platform.findResources('AWS::SQS::Queue')) as Array<{
+      Properties: { SqsManagedSseEnabled?: boolean };
+    }>;
+    expect(queues).toHaveLength(2);
+    expect(queues.every((q) => q.Properties.SqsManagedSseEnabled === true)).toBe(true);
+    const policies = Object.values(platform.findResources('AWS::SQS::QueuePolicy'));
+    expect(policies).toHaveLength(2);
+    for (const p of policies) expect(JSON.stringify(p)).toContain('"aws:SecureTransport":"false"');
+  });
+
+  it('alarms on DLQ depth, failure-queue depth and function errors', () => {
+    const alarms = Object.values(platform.findResources('AWS::CloudWatch::Alarm')) as Array<{
+      Properties: { MetricName: string; Threshold: number };
+    }>;
+    expect(alarms.map((a) => a.Properties.MetricName).sort()).toEqual([
+      'ApproximateNumberOfMessagesVisible',
+      'ApproximateNumberOfMessagesVisible',
+      'Errors',
+    ]);
+    expect(alarms.every((a) => a.Properties.Threshold === 1)).toBe(true);
+  });
+
+  it('lets the function update only its own service', () => {
+    const statements = roleStatements(platform, built.platform.rollout.function.role!);
+    const update = statements.filter((s) => actionsOf([s]).some((a) => grants(a, 'ecs:UpdateService')));
+    expect(update).toHaveLength(1);
+    expect(update[0]!.Resource).toEqual({ Ref: id(built.platform.inference.service) });
+  });
+
+  it('passes only the two task roles, and only to ECS tasks', () => {
+    const statements = roleStatements(platform, built.platform.rollout.function.role!);
+    const pass = statements.filter((s) => actionsOf([s]).some((a) => grants(a, 'iam:PassRole')));
+    expect(pass).toHaveLength(1);
+    const passed = (pass[0]!.Resource as unknown[]).map((r) => JSON.stringify(r)).sort();
+    expect(passed).toEqual(
+      [built.platform.inference.taskRole, built.platform.inference.executionRole]
+        .map((r) => JSON.stringify({ 'Fn::GetAtt': [id(r), 'Arn'] }))
+        .sort(),
+    );
+    expect(pass[0]!.Condition).toEqual({
+      StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' },
+    });
+  });
+});
+
+describe('docs site', () => {
+  it('keeps the docs bucket private with no website hosting', () => {
+    const bucket = platform.toJSON().Resources[id(built.platform.docs.bucket)] as {
+      Properties: Record<string, unknown>;
+    };
+    expect(bucket.Properties.WebsiteConfiguration).toBeUndefined();
+  });
+
+  it('reaches the bucket through Origin Access Control', () => {
+    platform.resourceCountIs('AWS::CloudFront::OriginAccessControl', 1);
+    platform.hasResourceProperties('AWS::CloudFront::Distribution', {
+      DistributionConfig: Match.objectLike({
+        Origins: [
+          Match.objectLike({
+            OriginAccessControlId: { 'Fn::GetAtt': [Match.anyValue(), 'Id'] },
+            S3OriginConfig: { OriginAccessIdentity: '' },
+          }),
+        ],
+      }),
+    });
+  });
+
+  it('lets only this distribution read the docs bucket', () => {
+    const policies = Object.values(platform.findResources('AWS::S3::BucketPolicy')) as Array<{
+      Properties: { Bucket: { Ref: string }; PolicyDocument: { Statement: Statement[] } };
+    }>;
+    const docsPolicy = policies.find((p) => p.Properties.Bucket.Ref === id(built.platform.docs.bucket))!;
+    const allows = docsPolicy.Properties.PolicyDocument.Statement.filter((s) => s.Effect === 'Allow');
+    expect(allows).toHaveLength(1);
+    expect(allows[0]!.Principal).toEqual({ Service: 'cloudfront.amazonaws.com' });
+    expect(allows[0]!.Action).toBe('s3:GetObject');
+    const distributionArn = JSON.stringify(allows[0]!.Condition?.StringEquals?.['AWS:SourceArn']);
+    expect(distributionArn).toContain(':distribution/');
+    expect(distributionArn).toContain(JSON.stringify({ Ref: id(built.platform.docs.distribution) }));
+  });
+
+  it('ships the tested URL-rewrite function on viewer requests', () => {
+    platform.hasResourceProperties('AWS::CloudFront::Function', {
+      FunctionCode: URL_REWRITE_SOURCE,
+      FunctionConfig: Match.objectLike({ Runtime: 'cloudfront-js-2.0' }),
+    });
+    platform.hasResourceProperties('AWS::CloudFront::Distribution', {
+      DistributionConfig: Match.objectLike({
+        DefaultCacheBehavior: Match.objectLike({
+          ViewerProtocolPolicy: 'redirect-to-https',
+          FunctionAssociations: [Match.objectLike({ EventType: 'viewer-request' })],
+        }),
+      }),
+    });
+  });
+
+  it('sends HSTS, CSP, nosniff and frame options', () => {
+    platform.hasResourceProperties('AWS::CloudFront::ResponseHeadersPolicy', {
+      ResponseHeadersPolicyConfig: Match.objectLike({
+        SecurityHeadersConfig: Match.objectLike({
+          StrictTransportSecurity: Match.objectLike({ AccessControlMaxAgeSec: 63072000 }),
+          ContentSecurityPolicy: Match.objectLike({
+            ContentSecurityPolicy: Match.stringLikeRegexp("default-src 'self'"),
+          }),
+          ContentTypeOptions: { Override: true },
+          FrameOptions: { FrameOption: 'DENY', Override: true },
+        }),
+      }),
+    });
+  });
+
+  it('logs requests to the access-log bucket', () => {
+    platform.hasResourceProperties('AWS::CloudFront::Distribution', {
+      DistributionConfig: Match.objectLike({
+        Logging: {
+          Bucket: { 'Fn::GetAtt': [id(built.platform.store.accessLogsBucket), 'RegionalDomainName'] },
+          Prefix: 'cloudfront/',
+        },
+      }),
+    });
+  });
+});
+
+describe('GitHub OIDC', () => {
+  const subject = `repo:${TEST_CONFIG.githubOwner}/${TEST_CONFIG.githubRepo}:ref:refs/heads/main`;
+
+  it('creates the GitHub OIDC provider in the registry stack', () => {
+    registry.hasResourceProperties('AWS::IAM::OIDCProvider', {
+      Url: 'https://token.actions.githubusercontent.com',
+      ClientIdList: ['sts.amazonaws.com'],
+    });
+    platform.resourceCountIs('AWS::IAM::OIDCProvider', 0);
+  });
+
+  it('trusts exactly the repository on main, with StringEquals on aud and sub, for one hour', () => {
+    const roles = [
+      ...Object.values(registry.findResources('AWS::IAM::Role')),
+      ...Object.values(platform.findResources('AWS::IAM::Role')),
+    ] as Array<{
+      Properties: {
+        RoleName?: string;
+        MaxSessionDuration?: number;
+        AssumeRolePolicyDocument: { Statement: Statement[] };
+      };
+    }>;
+    const github = roles.filter((r) =>
+      (Object.values(GITHUB_OIDC_ROLES) as string[]).includes(r.Properties.RoleName ?? ''),
+    );
+    expect(github.map((r) => r.Properties.RoleName).sort()).toEqual(Object.values(GITHUB_OIDC_ROLES).sort());
+    for (const role of github) {
+      expect(role.Properties.MaxSessionDuration).toBe(3600);
+      const trust = role.Properties.AssumeRolePolicyDocument.Statement;
+      expect(trust).toHaveLength(1);
+      expect(trust[0]!.Action).toBe('sts:AssumeRoleWithWebIdentity');
+      expect(trust[0]!.Condition).toEqual({
+        StringEquals: {
+          'token.actions.githubusercontent.com:aud': 'sts.amazonaws.com',
+          'token.actions.githubusercontent.com:sub': subject,
+        },
+      });
+      expect(JSON.stringify(trust)).not.toContain('*');
+    }
+  });
+
+  it('lets deploy-infra only assume the CDK bootstrap roles', () => {
+    const statements = roleStatements(registry, built.registry.deployInfraRole);
+    expect(actionsOf(statements).sort()).toEqual(['sts:AssumeRole', 'sts:TagSession']);
+    const resources = JSON.stringify(statements[0]!.Resource);
+    for (const role of ['deploy-role', 'file-publishing-role', 'image-publishing-role', 'lookup-role']) {
+      expect(resources).toContain(`:role/cdk-hnb659fs-${role}-`);
+    }
+    expect(resources).not.toContain('*');
+  });
+
+  it('lets publish-images push to the two repositories only', () => {
+    const statements = roleStatements(registry, built.registry.publishImagesRole);
+    const push = statements.filter((s) => actionsOf([s]).includes('ecr:PutImage'));
+    const repoIds = [built.registry.images.inference, built.registry.images.training].map((r) => ({
+      'Fn::GetAtt': [id(r), 'Arn'],
+    }));
+    expect(push.flatMap((s) => s.Resource as unknown[])).toEqual(repoIds);
+    const anywhere = statements.filter((s) => s.Resource === '*');
+    expect(actionsOf(anywhere)).toEqual(['ecr:GetAuthorizationToken']);
+  });
+
+  it('lets publish-docs invalidate only the docs distribution', () => {
+    const statements = roleStatements(platform, built.platform.publishDocsRole);
+    const invalidate = statements.filter((s) => actionsOf([s]).includes('cloudfront:CreateInvalidation'));
+    expect(invalidate).toHaveLength(1);
+    expect(JSON.stringify(invalidate[0]!.Resource)).toContain(id(built.platform.docs.distribution));
+    expect(actionsOf(statements).some((a) => grants(a, 'sagemaker:CreateTrainingJob'))).toBe(false);
+  });
+
+  it('lets launch-training create only slipway-* jobs and pass only the training role to SageMaker', () => {
+    const statements = roleStatements(platform, built.platform.launchTrainingRole);
+    const jobs = statements.find((s) => actionsOf([s]).includes('sagemaker:CreateTrainingJob'))!;
+    expect(JSON.stringify(jobs.Resource)).toContain(':training-job/slipway-*');
+    const pass = statements.find((s) => actionsOf([s]).includes('iam:PassRole'))!;
+    expect(pass.Resource).toEqual({ 'Fn::GetAtt': [id(built.platform.training.role), 'Arn'] });
+    expect(pass.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } });
+  });
+});

@@ -6,8 +6,9 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { unpackModel } from '../../src/model/index.ts';
 import { createStore } from '../../src/store/index.ts';
-import { TrainingError, runLocalTrainingJob } from '../../src/train/index.ts';
-import type { LocalJobProgress, LocalTrainingJobOptions } from '../../src/train/index.ts';
+import { TrainingError } from '../../src/train/index.ts';
+import { runLocalTrainingJob } from '../../src/train/local-runner.ts';
+import type { LocalJobProgress, LocalTrainingJobOptions } from '../../src/train/local-runner.ts';
 import { startS3rver, s3rverClient, S3RVER_CREDENTIALS } from '../helpers/s3rver.ts';
 import type { RunningS3rver } from '../helpers/s3rver.ts';
 

@@ -17,6 +17,8 @@ export interface ServeApp {
   readonly app: FastifyInstance;
   readonly host: ModelHost;
   readonly metrics: ServeMetrics;
+  /** HTTP requests received and not yet answered. */
+  readonly inflightRequests: () => number;
 }
 
 /** Options of {@link createApp}. */
@@ -69,7 +71,11 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     bodyLimit: config.bodyLimit,
     // Per-request logs would dominate at inference rates; failures are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
+    // A request that reached an open connection before SIGTERM is in flight: answer it, don't 503 it.
+    return503OnClosing: false,
+    // Closing idle sockets at once would also drop connections accepted just before SIGTERM whose
+    // request is not parsed yet; server.ts closes idle sockets itself once in-flight work is done.
+    forceCloseConnections: false,
     // Client-controlled values are validated as sent: no coercion of "5" into 5 or 5 into [5].
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
@@ -95,7 +101,26 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
     metrics.requestDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
   });
+  // In-flight requests, counted until their response is finished or the socket closes.
+  let inflight = 0;
+  let drained: (() => void) | undefined;
+  app.addHook('onRequest', async (_request, reply) => {
+    inflight++;
+    metrics.inflight.inc();
+    reply.raw.once('close', () => {
+      inflight--;
+      metrics.inflight.dec();
+      if (inflight === 0) drained?.();
+    });
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    // While draining, end keep-alive connections after their current response.
+    if (host.draining) void reply.header('connection', 'close');
+  });
   app.addHook('onClose', async () => {
+    // Fastify runs this hook before its own server.close() has waited for open requests, so the
+    // workers must outlive every request still being answered.
+    if (inflight > 0) await new Promise<void>((resolve) => (drained = resolve));
     await host.close();
   });
 
@@ -104,5 +129,5 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
   await app.register(sagemakerRoutes, routeOptions);
   await app.register(v2Routes, routeOptions);
   await app.register(metricsRoutes, routeOptions);
-  return { app, host, metrics };
+  return { app, host, metrics, inflightRequests: () => inflight };
 }

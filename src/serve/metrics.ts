@@ -9,6 +9,7 @@ export interface ServeMetrics {
   readonly batchSize: Histogram;
   readonly batchRequests: Histogram;
   readonly queueDepth: Gauge;
+  readonly inflight: Gauge;
   readonly modelInfo: Gauge<'name' | 'version' | 'sha256' | 'source'>;
   readonly modelReady: Gauge;
 }
@@ -55,6 +56,11 @@ export function createMetrics(): ServeMetrics {
     queueDepth: new Gauge({
       name: 'slipway_queue_depth',
       help: 'Inference requests waiting for a worker',
+      registers,
+    }),
+    inflight: new Gauge({
+      name: 'slipway_http_requests_in_flight',
+      help: 'HTTP requests received and not yet answered',
       registers,
     }),
     modelInfo: new Gauge({

@@ -3,6 +3,9 @@ import { createApp } from './app.ts';
 import type { ServeConfig } from './config.ts';
 import type { ModelHost } from './model-host.ts';
 
+/** How long after SIGTERM the listener stays open with readiness false (requests may still be arriving). */
+const DRAIN_GRACE_MS = 300;
+
 /** A listening inference server. */
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -35,7 +38,7 @@ export async function startServer(
   config: ServeConfig,
   options: StartServerOptions = {},
 ): Promise<RunningServer> {
-  const { app, host } = await createApp({
+  const { app, host, inflightRequests } = await createApp({
     config,
     logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
   });
@@ -70,8 +73,19 @@ export async function startServer(
       const deadline = new Promise<'deadline'>((resolve) => {
         timer = setTimeout(() => resolve('deadline'), config.shutdownTimeoutMs);
       });
+      // Readiness is already false; keep accepting briefly so requests routed before the load
+      // balancer noticed are served (with Connection: close) rather than reset by the closing listener.
+      await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_GRACE_MS, config.shutdownTimeoutMs)));
+      const started = Date.now();
+      const sweeper = setInterval(() => {
+        // Idle keep-alive sockets would hold close() open; drop them once nothing is in flight and
+        // every connection accepted before the signal has had time to deliver its request.
+        if (inflightRequests() === 0 && Date.now() - started >= DRAIN_GRACE_MS)
+          app.server.closeIdleConnections();
+      }, 50);
       const outcome = await Promise.race([app.close().then(() => 'closed' as const), deadline]);
       clearTimeout(timer);
+      clearInterval(sweeper);
       if (outcome === 'deadline') {
         app.log.warn({ event: 'shutdown_deadline' }, 'in-flight requests did not finish before the deadline');
         app.server.closeAllConnections();

@@ -296,19 +296,22 @@ describe('serving a classifier with a manifest', () => {
     ['not an envelope', '/invocations', { foo: 1 }, 400, /expected a JSON object \{"instances"/],
     ['bad CSV', '/invocations', null, 400, /CSV line 1, column 2/],
   ];
-  it.each(bad)('rejects %s with a clear 4xx naming the problem', async (_what, path, body, status, message) => {
-    const res =
-      body === null
-        ? await fetch(`${server.url}${path}`, {
-            method: 'POST',
-            headers: { 'content-type': 'text/csv' },
-            body: '1,x,3,4',
-          }).then(async (r) => ({ status: r.status, body: (await r.json()) as unknown }))
-        : await postJson(`${server.url}${path}`, body);
-    expect(res.status).toBe(status);
-    assertMatchesSchema('inference_error_response', res.body);
-    expect((res.body as { error: string }).error).toMatch(message);
-  });
+  it.each(bad)(
+    'rejects %s with a clear 4xx naming the problem',
+    async (_what, path, body, status, message) => {
+      const res =
+        body === null
+          ? await fetch(`${server.url}${path}`, {
+              method: 'POST',
+              headers: { 'content-type': 'text/csv' },
+              body: '1,x,3,4',
+            }).then(async (r) => ({ status: r.status, body: (await r.json()) }))
+          : await postJson(`${server.url}${path}`, body);
+      expect(res.status).toBe(status);
+      assertMatchesSchema('inference_error_response', res.body);
+      expect((res.body as { error: string }).error).toMatch(message);
+    },
+  );
 
   it('answers 413 to a body over the limit and 415 to an unsupported content type', async () => {
     const big = await postJson(`${server.url}/v2/models/iris/infer`, {

@@ -43,7 +43,7 @@ async function ortRunsIt(c: Case, signature: ModelSignature): Promise<boolean> {
     c.inputs.forEach((ref, i) => {
       const name = signature.inputs[i]?.name ?? ref.name;
       const t = decodeV2Input({ ...ref, name }, undefined);
-      feeds[name] = new Tensor(t.type, t.data as Float32Array, t.dims);
+      feeds[name] = new Tensor(t.type, t.data, t.dims);
     });
     await session.run(feeds);
     return true;

@@ -4,7 +4,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { InfraConfigError } from '../../src/infra/config.ts';
 import { GithubOidc } from '../../src/infra/github-oidc.ts';
 import { ImageRegistry } from '../../src/infra/image-registry.ts';
@@ -15,6 +15,9 @@ import { SharedFileSystem } from '../../src/infra/shared-file-system.ts';
 import { buildSlipwayApp } from '../../src/infra/slipway-app.ts';
 import { TrainingPlatform } from '../../src/infra/training-platform.ts';
 import { cdkJsonContext, synthFindings, tempOutdir } from './fixtures.ts';
+
+// The first synthesis in a fresh worker loads most of aws-cdk-lib: allow for a busy CI machine.
+vi.setConfig({ testTimeout: 120_000 });
 
 function stack(): Stack {
   return new Stack(new App({ context: cdkJsonContext(), outdir: tempOutdir() }), 'Test');

@@ -1,16 +1,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build, type BuildOptions, type Metafile } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-// Bundled the way the CDK app's NodejsFunction does it: esbuild, Node target, either CommonJS
-// (NodejsFunction's default) or ESM with a require() shim for dependencies that still call it.
+// Bundled the way the CDK app's RolloutTrigger does it (src/infra/rollout-trigger.ts): esbuild,
+// ESM output, module-first main fields, and a require() shim for dependencies that still call it.
+// (NodejsFunction's default, CommonJS, bundles the same inputs.)
 const entry = fileURLToPath(new URL('../../src/rollout/lambda.ts', import.meta.url));
-const FORMATS: Record<'cjs' | 'esm', BuildOptions> = {
-  cjs: { format: 'cjs', outfile: 'index.js' },
+const FORMATS: Record<string, BuildOptions> = {
   esm: {
     format: 'esm',
     outfile: 'index.mjs',
@@ -38,9 +37,7 @@ beforeAll(async () => {
       metafile: true,
       logLevel: 'silent',
     });
-    const mod = (
-      name === 'cjs' ? createRequire(import.meta.url)(outfile) : await import(pathToFileURL(outfile).href)
-    ) as { handler: Handler };
+    const mod = (await import(pathToFileURL(outfile).href)) as { handler: Handler };
     bundles.set(name, { metafile: result.metafile, handler: mod.handler });
   }
 }, 120_000);

@@ -21,6 +21,8 @@ export const MNIST_HYPERPARAMETERS = {
   epochs: hp.int({ default: 12, min: 1, max: 1000 }),
   'batch-size': hp.int({ default: 128, min: 1, max: 8192 }),
   'learning-rate': hp.float({ default: 0.002, min: 1e-7, max: 1 }),
+  /** Per-epoch learning-rate factor: epoch e (from 0) uses learning-rate * lr-decay^e (1 = constant). */
+  'lr-decay': hp.float({ default: 0.8, min: 0.01, max: 1 }),
   /** Width of the first hidden layer; the second has half as many units. */
   'hidden-units': hp.int({ default: 256, min: 2, max: 4096 }),
   seed: hp.int({ default: 42, min: 0, max: 2 ** 31 - 1 }),
@@ -108,6 +110,9 @@ export async function trainMnist(ctx: TrainingContext): Promise<MnistTrainResult
   try {
     for (let epoch = startEpoch; epoch < hpv.epochs; epoch++) {
       const started = performance.now();
+      // A function of the epoch alone, so a resumed job continues the same schedule.
+      const learningRate = hpv['learning-rate'] * hpv['lr-decay'] ** epoch;
+      setLearningRate(model, learningRate);
       // Each epoch's order depends only on the generator state, so a resumed run sees the same batches.
       order.forEach((_, i) => (order[i] = i));
       shuffleInPlace(order, random);
@@ -143,6 +148,7 @@ export async function trainMnist(ctx: TrainingContext): Promise<MnistTrainResult
         epochs: hpv.epochs,
         loss: round(lossSum / seen),
         accuracy: round(accSum / seen),
+        learning_rate: Number(learningRate.toPrecision(4)),
         seconds: round((performance.now() - started) / 1000, 1),
       });
     }
@@ -179,6 +185,15 @@ export async function trainMnist(ctx: TrainingContext): Promise<MnistTrainResult
   ctx.log('model written', { dir: ctx.modelDir, test_accuracy: round(metrics.accuracy) });
   model.dispose();
   return { testAccuracy: metrics.accuracy, epochsRun: hpv.epochs - startEpoch, resumedFromEpoch: startEpoch };
+}
+
+/** Adam reads its `learningRate` field on every step, so assigning it changes the step size from now on. */
+function setLearningRate(model: tf.LayersModel, learningRate: number): void {
+  const optimizer = model.optimizer as tf.Optimizer & { learningRate?: number };
+  if (typeof optimizer.learningRate !== 'number') {
+    throw new Error('the MNIST model is expected to use an optimizer with a learningRate field (Adam)');
+  }
+  optimizer.learningRate = learningRate;
 }
 
 function round(value: number, digits = 4): number {

@@ -8,7 +8,7 @@ import { jobPaths, runTrainingJob } from '../../../../src/train/index.ts';
 import { prepareMnistData } from '../../../../src/train/examples/mnist/prepare-data.ts';
 import { trainMnist } from '../../../../src/train/examples/mnist/train.ts';
 
-// The full run with default hyperparameters takes about 75 s of CPU on one core: too heavy for the
+// The full run with default hyperparameters takes about 61 s of CPU on one core (minutes of wall time on a shared machine): too heavy for the
 // shared 2-core CI budget, so it runs only when asked (SLIPWAY_FULL_MNIST=1); `slipway train` e2e covers it too.
 describe.runIf(process.env['SLIPWAY_FULL_MNIST'] === '1')('MNIST example at default hyperparameters', () => {
   it('reaches at least 95% accuracy on the 2,000 held-out digits', async () => {

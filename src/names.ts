@@ -57,6 +57,8 @@ export const ENV = {
   modelName: 'SLIPWAY_MODEL_NAME',
   /** Training: root of the SageMaker job layout (default `/opt/ml`; the local runner points it at a job dir). */
   jobRoot: 'SLIPWAY_JOB_ROOT',
+  /** Training image: the entrypoint `train` runs (default: the MNIST example in dist). */
+  trainEntry: 'SLIPWAY_TRAIN_ENTRY',
 } as const;
 
 /** Default port of the inference service and of the local load balancer. */

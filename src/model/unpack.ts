@@ -8,7 +8,7 @@ import type { Readable, TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { ARTIFACT } from '../names.ts';
-import { isSlipwayError } from '../errors.ts';
+import { UsageError, isSlipwayError } from '../errors.ts';
 import { ArtifactError } from './errors.ts';
 import { parseManifest } from './manifest.ts';
 import { assertOnnxLoads } from './onnx-load.ts';
@@ -270,6 +270,11 @@ export async function unpackModel(
   options: UnpackOptions = {},
 ): Promise<UnpackedModel> {
   const limits: UnpackLimits = { ...DEFAULT_UNPACK_LIMITS, ...options.limits };
+  for (const [name, value] of Object.entries(limits)) {
+    if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+      throw new UsageError(`unpack limit ${name} must be a non-negative number, got ${String(value)}`);
+    }
+  }
   const parent = resolve(options.parentDir ?? tmpdir());
   const ioError = (what: string, err: unknown): ArtifactError =>
     new ArtifactError('ARTIFACT_IO', `${what}: ${(err as Error).message}`, { cause: err });

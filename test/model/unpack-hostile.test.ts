@@ -380,3 +380,12 @@ describe('unpackModel reports environment problems', () => {
     expect(await readdir(parentDir)).toEqual([]);
   });
 });
+
+describe('unpackModel validates its options', () => {
+  it('rejects a negative or non-numeric limit as a usage error before touching the disk', async () => {
+    await expect(
+      unpackModel(join(archives, 'x.tar.gz'), { parentDir, limits: { maxEntries: -1 } }),
+    ).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/maxEntries/) as unknown });
+    expect(await readdir(parentDir)).toEqual([]);
+  });
+});

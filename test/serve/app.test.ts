@@ -305,7 +305,7 @@ describe('serving a classifier with a manifest', () => {
               method: 'POST',
               headers: { 'content-type': 'text/csv' },
               body: '1,x,3,4',
-            }).then(async (r) => ({ status: r.status, body: (await r.json()) }))
+            }).then(async (r) => ({ status: r.status, body: await r.json() }))
           : await postJson(`${server.url}${path}`, body);
       expect(res.status).toBe(status);
       assertMatchesSchema('inference_error_response', res.body);

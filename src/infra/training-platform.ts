@@ -149,12 +149,14 @@ export class TrainingPlatform extends Construct {
     // Runs at every notebook start: mounts the EFS access point over TLS under the Jupyter home.
     const script = [
       '#!/bin/bash',
-      'set -euo pipefail',
+      // A failed mount must not keep the notebook from starting: log it and carry on.
+      'set -uo pipefail',
       'MOUNT=/home/ec2-user/SageMaker/efs',
       'mkdir -p "$MOUNT"',
-      'if ! command -v mount.efs >/dev/null 2>&1; then yum install -y amazon-efs-utils; fi',
-      `mount -t efs -o tls,iam,accesspoint=${fs.accessPoint.accessPointId} ${fs.fileSystem.fileSystemId}:/ "$MOUNT"`,
-      'chown ec2-user:ec2-user "$MOUNT"',
+      // Bounded: with the `endpoints` NAT strategy there is no package repository to reach.
+      'command -v mount.efs >/dev/null 2>&1 || timeout 120 yum install -y amazon-efs-utils || true',
+      `mount -t efs -o tls,iam,accesspoint=${fs.accessPoint.accessPointId} ${fs.fileSystem.fileSystemId}:/ "$MOUNT" || echo "slipway: EFS mount failed" >&2`,
+      'chown ec2-user:ec2-user "$MOUNT" || true',
       '',
     ].join('\n');
     const lifecycle = new sagemaker.CfnNotebookInstanceLifecycleConfig(this, 'NotebookLifecycle', {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
@@ -113,13 +113,18 @@ export class FileObjectStore {
       if (name.endsWith(TEMP_SUFFIX)) continue;
       const full = join(dir, name);
       let info;
+      let linked: boolean;
       try {
+        linked = (await lstat(full)).isSymbolicLink();
         info = await stat(full);
       } catch (err) {
+        // Vanished since readdir, or a dangling link: not an object.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw mapFsError(err, full, 'list');
       }
       if (info.isDirectory()) {
+        // Linked directories are not followed: a link cycle would make the listing endless.
+        if (linked) continue;
         const asDir = `${full}/`;
         if (asDir.startsWith(prefix) || prefix.startsWith(asDir)) yield* this.#walk(full, prefix);
       } else if (info.isFile() && full.startsWith(prefix)) {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -64,5 +64,18 @@ describe('file:// store', () => {
     const base = prefix();
     await store.put(`${base}dir/file.txt`, 'x');
     await expect(store.head(`${base}dir`)).rejects.toMatchObject({ code: 'STORE_NOT_FOUND' });
+  });
+
+  it('lists linked files but does not follow a directory link back into itself', async () => {
+    const base = prefix();
+    const dir = join(root, `t${counter}`);
+    await store.put(`${base}a/model.tar.gz`, 'x');
+    await symlink(join(dir, 'a'), join(dir, 'a', 'loop'));
+    await symlink(join(dir, 'a', 'model.tar.gz'), join(dir, 'linked.tar.gz'));
+    await symlink(join(dir, 'gone'), join(dir, 'dangling'));
+    expect((await listAll(store, base)).map((o) => o.uri).sort()).toEqual([
+      `${base}a/model.tar.gz`,
+      `${base}linked.tar.gz`,
+    ]);
   });
 });

@@ -1,6 +1,7 @@
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ENV,
   GITHUB_OIDC_ROLES,
@@ -29,17 +30,22 @@ import {
 // One synthesis of the whole app (both stacks, cdk-nag, esbuild bundling) shared by every test.
 let built: SlipwayApp & { platform: NonNullable<SlipwayApp['platform']> };
 let findings: Finding[];
+let outdir: string;
 let platform: Template;
 let registry: Template;
 
 beforeAll(() => {
-  const app = buildSlipwayApp({ context: { ...cdkJsonContext(), ...TEST_CONFIG }, outdir: tempOutdir() });
+  outdir = tempOutdir();
+  const app = buildSlipwayApp({ context: { ...cdkJsonContext(), ...TEST_CONFIG }, outdir });
   if (!app.platform) throw new Error('the platform stack was not built');
   built = { ...app, platform: app.platform };
   findings = synthFindings(built.app);
   platform = Template.fromStack(built.platform);
   registry = Template.fromStack(built.registry);
 }, 240_000);
+
+// The assembly holds the bundled Lambda (megabytes): do not leave it in /tmp.
+afterAll(() => rmSync(outdir, { recursive: true, force: true }));
 
 function id(construct: Parameters<typeof logicalId>[0]): string {
   return logicalId(construct);

@@ -95,7 +95,8 @@ describe('s3:// store against s3rver', () => {
   });
 
   it('reads the endpoint from SLIPWAY_S3_ENDPOINT when none is given', async () => {
-    const saved = { ...process.env };
+    const keys = ['SLIPWAY_S3_ENDPOINT', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'] as const;
+    const saved = keys.map((key) => process.env[key]);
     process.env.SLIPWAY_S3_ENDPOINT = s3.endpoint;
     process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
     process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
@@ -105,7 +106,11 @@ describe('s3:// store against s3rver', () => {
       await fromEnv.put(uri, 'via env');
       expect((await readAll(await fromEnv.get(uri))).toString()).toBe('via env');
     } finally {
-      process.env = saved;
+      keys.forEach((key, i) => {
+        const value = saved[i];
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      });
     }
   });
 

@@ -227,7 +227,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       supervisor.begin(newest);
     } else if (options.bootstrap) {
       training.state = 'running';
-      training.detail = 'empty store: staging MNIST and training the example model';
+      training.detail = 'staging MNIST and training the example model';
       log(`empty store: ${training.detail}`);
       bootstrapped = options
         .bootstrap({

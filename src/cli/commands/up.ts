@@ -1,7 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { UsageError } from '../../errors.ts';
 import { DEFAULT_PORT } from '../../names.ts';
 import { mnistBootstrap } from '../../local/bootstrap.ts';
 import { DEFAULT_STATE_DIR } from '../../local/state-dir.ts';
@@ -18,6 +19,11 @@ interface UpFlags {
   train: boolean;
   epochs: string;
   trainLimit: string;
+  hp: string[];
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 /** Registers `slipway up`: the whole pipeline on this machine (what `npm start` runs). */
@@ -40,6 +46,7 @@ export function registerUp(program: Command): void {
     .option('--no-train', 'on an empty store, wait for `slipway deploy` instead of training the example')
     .option('--epochs <n>', 'epochs of the example training run on an empty store', '4')
     .option('--train-limit <n>', 'training digits used by the example run (0 = all 8000)', '0')
+    .option('--hp <key=value>', 'another hyperparameter of the example run (repeatable)', collect, [])
     .action(async (flags: UpFlags) => {
       const port = portOption(flags.port);
       const tasks = intOption(flags.tasks, '--tasks', 1, 16);
@@ -47,6 +54,7 @@ export function registerUp(program: Command): void {
       const hyperparameters = {
         epochs: String(intOption(flags.epochs, '--epochs', 1, 1000)),
         'train-limit': String(intOption(flags.trainLimit, '--train-limit', 0, 1_000_000)),
+        ...Object.fromEntries(flags.hp.map(hyperparameter)),
       };
       const say = (message: string): void => {
         process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);
@@ -64,6 +72,12 @@ export function registerUp(program: Command): void {
       void announceWhenServing(twin, say);
       await stop;
     });
+}
+
+function hyperparameter(pair: string): [string, string] {
+  const eq = pair.indexOf('=');
+  if (eq <= 0) throw new UsageError(`--hp expects key=value, got "${pair}"`);
+  return [pair.slice(0, eq), pair.slice(eq + 1)];
 }
 
 function printBanner(twin: Twin, tasks: number): void {
@@ -95,7 +109,7 @@ async function announceWhenServing(twin: Twin, say: (m: string) => void): Promis
   say('serving; get a prediction (a handwritten 7 from MNIST):');
   process.stdout.write(
     `\n  curl -s -X POST ${twin.url}/invocations -H 'content-type: application/json' --data @${rel}\n` +
-      `  slipway predict --png my-digit.png${twin.port === DEFAULT_PORT ? '' : ` --url ${twin.url}`}\n\n`,
+      `  slipway predict my-digit.png${twin.paths.root === resolve(DEFAULT_STATE_DIR) ? '' : ` --state-dir ${relative(process.cwd(), twin.paths.root)}`}\n\n`,
   );
 }
 

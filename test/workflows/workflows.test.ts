@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { DEFAULT_STACK_NAME, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, STACK_OUTPUTS } from '../../src/names.ts';
+import { MNIST_HYPERPARAMETERS } from '../../src/train/examples/mnist/train.ts';
 import { checkWorkflow, formatViolations, type WorkflowReport } from './workflow-rules.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -133,6 +134,16 @@ describe('GitHub Actions workflows', () => {
     );
     expect(allRuns('train.yml')).toMatch(/node bin\/slipway\.js train --cloud/);
     expect(report('train.yml').jobs.flatMap((job) => job.roles)).toEqual([GITHUB_OIDC_ROLES.launchTraining]);
+  });
+
+  it('train offers the MNIST example’s hyperparameters with the example’s own defaults', () => {
+    const on = raw('train.yml').on as { workflow_dispatch: { inputs: Record<string, { default: string }> } };
+    const specs = MNIST_HYPERPARAMETERS as Record<string, { default?: unknown }>;
+    for (const name of ['epochs', 'batch-size', 'learning-rate', 'seed']) {
+      expect(specs[name], name).toBeDefined();
+      expect(on.workflow_dispatch.inputs[name]?.default, name).toBe(String(specs[name]!.default));
+      expect(allRuns('train.yml')).toContain(`--hp "${name}=$`);
+    }
   });
 
   it('use Node 20 with the npm cache wherever they set up Node', () => {

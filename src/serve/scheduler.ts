@@ -1,4 +1,5 @@
 import { decideBatch } from './batching.ts';
+import { ServeError } from './errors.ts';
 import type { BatchPolicy, QueuedItem } from './batching.ts';
 import { concatRows, sliceRows } from './tensor-codec.ts';
 import type { WireTensor } from './tensor-codec.ts';
@@ -162,6 +163,14 @@ export class Scheduler {
   /** Stops the batching timer (queued requests are settled by the pool closing). */
   close(): void {
     if (this.#timer) clearTimeout(this.#timer);
-    for (const item of this.#queue.splice(0)) item.reject(new Error('the server is shutting down'));
+    for (const item of this.#queue.splice(0)) {
+      item.reject(
+        new ServeError(
+          'SERVE_UNAVAILABLE',
+          503,
+          'the model is being replaced or the server is shutting down',
+        ),
+      );
+    }
   }
 }

@@ -95,6 +95,13 @@ describe('GitHub Actions workflows', () => {
     expect(allRuns('deploy.yml')).toMatch(/deploy "\$SLIPWAY_STACK"[^\n]*\n?.*-c imageTag="\$GITHUB_SHA"/s);
   });
 
+  it('deploy carries the live model over to the new task-definition revision', () => {
+    const runs = allRuns('deploy.yml');
+    expect(runs).toContain('node bin/slipway.js status --cloud --stack "$SLIPWAY_STACK" --json');
+    expect(runs).toContain('npx tsx scripts/live-model-uri.ts');
+    expect(runs).toContain('-c initialModelUri="$LIVE_MODEL_URI"');
+  });
+
   it('deploy names the infra’s two stacks, registry first', () => {
     expect(raw('deploy.yml').env).toEqual({
       SLIPWAY_REGISTRY_STACK: `${DEFAULT_STACK_NAME}Registry`,

@@ -5,14 +5,17 @@ import { fileURLToPath } from 'node:url';
 /** Repository root (this file lives in test/helpers). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** `../shared/conformance/onnx-backend` beside the repository (present in CI's clean clone too). */
-export const ONNX_BACKEND_DIR = resolve(REPO_ROOT, '..', 'shared', 'conformance', 'onnx-backend');
+/** Reference material vendored into the repository (conformance corpus, OpenAPI document). */
+export const SHARED_FIXTURES_DIR = resolve(REPO_ROOT, 'test', 'fixtures', 'shared');
+
+/** The ONNX backend test data (see test/fixtures/shared/README.md). */
+export const ONNX_BACKEND_DIR = resolve(SHARED_FIXTURES_DIR, 'conformance', 'onnx-backend');
 
 /** Absolute path of a model in the ONNX backend test data; throws with a clear message when missing. */
 export function conformanceModel(relativePath: string): string {
   const path = join(ONNX_BACKEND_DIR, relativePath);
   if (!existsSync(path)) {
-    throw new Error(`ONNX conformance model not found: ${path} (expected ../shared beside the repository)`);
+    throw new Error(`ONNX conformance model not found: ${path} (see test/fixtures/shared/README.md)`);
   }
   return path;
 }

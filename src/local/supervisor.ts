@@ -424,10 +424,34 @@ export class Supervisor {
       }
       if (this.stopped) return 'stopped';
       if (await probe(url, 1_000)) return undefined;
+      // A server that gave up loading its model stays alive but never gets ready: fail fast.
+      const loadFailure = await this.loadFailure(task);
+      if (loadFailure !== undefined) return `failed to load its model: ${loadFailure}`;
       if (Date.now() > deadline) {
         return `was not ready within ${(this.options.readinessTimeoutMs ?? 60_000) / 1000} s${lastWords(task.output)}`;
       }
       await sleep(150);
+    }
+  }
+
+  /** The error a task reports on its info path when its model failed to load. */
+  private async loadFailure(task: Task): Promise<string | undefined> {
+    try {
+      const res = await fetch(`${task.url}${this.options.infoPath ?? '/'}`, {
+        signal: AbortSignal.timeout(1_000),
+      });
+      if (res.ok) {
+        await res.arrayBuffer();
+        return undefined;
+      }
+      const info = (await res.json()) as { status?: unknown; error?: unknown };
+      return info.status === 'failed'
+        ? typeof info.error === 'string'
+          ? info.error
+          : 'unknown error'
+        : undefined;
+    } catch {
+      return undefined;
     }
   }
 

@@ -6,7 +6,11 @@ import { fakeSpawner, isAlive, waitFor } from './helpers.ts';
 
 // Model URIs stand for fake behaviours: s3://m/v<N> serves version N, s3://m/broken crashes at start.
 const spawn = fakeSpawner((uri): Record<string, string> =>
-  uri.endsWith('broken') ? { FAKE_MODE: 'crash-on-start' } : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
+  uri.endsWith('broken')
+    ? { FAKE_MODE: 'crash-on-start' }
+    : uri.endsWith('unloadable')
+      ? { FAKE_MODE: 'load-failed' }
+      : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
 );
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -106,6 +110,15 @@ describe('Supervisor', () => {
     const res = await fetch(`${lb.url}/invocations`, { method: 'POST', body: '{}' });
     expect(res.status).toBe(200);
     expect(res.headers.get(MODEL_VERSION_HEADER)).toBe('1');
+  });
+
+  it('fails a rollout fast when the new tasks stay up but report that their model failed to load', async () => {
+    const { sup } = await setup({ readinessTimeoutMs: 60_000 });
+    await sup.deploy('s3://m/v1');
+    const failed = await sup.deploy('s3://m/unloadable');
+    expect(failed.rolloutState).toBe('FAILED');
+    expect(failed.rolloutStateReason).toMatch(/failed to load its model: model.tar.gz is not a gzip archive/);
+    expect(sup.primary()?.modelUri).toBe('s3://m/v1');
   });
 
   it('replaces a task that crashes while serving, and logs it', async () => {

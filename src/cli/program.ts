@@ -2,8 +2,12 @@ import { Command, CommanderError } from 'commander';
 import { isSlipwayError } from '../errors.ts';
 import { commands } from './registry.ts';
 
-/** Build the `slipway` command with every subcommand registered. */
-export function buildProgram(): Command {
+/**
+ * Build the `slipway` command. When `argv` names a subcommand only that one is loaded (the
+ * inference tasks start through `slipway serve`, so its start-up time is rollout time); otherwise
+ * every subcommand is loaded so `--help` can list them.
+ */
+export async function buildProgram(argv: readonly string[] = []): Promise<Command> {
   const program = new Command('slipway')
     .description(
       'ML training and deployment on AWS: train on SageMaker, serve ONNX on ECS Fargate, roll out on upload.\n' +
@@ -12,13 +16,16 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const register of commands) register(program);
+  const requested = argv.slice(2).find((arg) => !arg.startsWith('-'));
+  const only = commands.find((entry) => entry.name === requested);
+  const registers = await Promise.all((only ? [only] : commands).map((entry) => entry.load()));
+  for (const register of registers) register(program);
   return program;
 }
 
 /** Run the CLI and return the process exit code; user mistakes print one line and a hint. */
 export async function runCli(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync([...argv]);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

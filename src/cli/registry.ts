@@ -1,22 +1,21 @@
 import type { Command } from 'commander';
-import { registerDeploy } from './commands/deploy.ts';
-import { registerPredict } from './commands/predict.ts';
-import { registerRollback } from './commands/rollback.ts';
-import { registerServe } from './commands/serve.ts';
-import { registerStatus } from './commands/status.ts';
-import { registerTrain } from './commands/train.ts';
-import { registerUp } from './commands/up.ts';
 
 /** Registers one subcommand on the program. */
 export type RegisterCommand = (program: Command) => void;
 
+/** A subcommand, loaded on demand so that `slipway serve` does not pay for TensorFlow.js or the CDK. */
+export interface CommandEntry {
+  readonly name: string;
+  readonly load: () => Promise<RegisterCommand>;
+}
+
 /** Every subcommand of `slipway`, in the order `--help` lists them. */
-export const commands: readonly RegisterCommand[] = [
-  registerUp,
-  registerTrain,
-  registerDeploy,
-  registerStatus,
-  registerRollback,
-  registerPredict,
-  registerServe,
+export const commands: readonly CommandEntry[] = [
+  { name: 'up', load: async () => (await import('./commands/up.ts')).registerUp },
+  { name: 'train', load: async () => (await import('./commands/train.ts')).registerTrain },
+  { name: 'deploy', load: async () => (await import('./commands/deploy.ts')).registerDeploy },
+  { name: 'status', load: async () => (await import('./commands/status.ts')).registerStatus },
+  { name: 'rollback', load: async () => (await import('./commands/rollback.ts')).registerRollback },
+  { name: 'predict', load: async () => (await import('./commands/predict.ts')).registerPredict },
+  { name: 'serve', load: async () => (await import('./commands/serve.ts')).registerServe },
 ];

@@ -1,3 +1,4 @@
+import type * as NodeCrypto from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +22,43 @@ type S3rverConstructor = new (options: {
 const require = createRequire(import.meta.url);
 // s3rver ships no type declarations; the interface above pins what we use.
 const S3rver = require('s3rver') as S3rverConstructor;
+
+let desShimInstalled = false;
+
+/**
+ * s3rver 3.7 encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 (Node >= 17)
+ * no longer provides, so every truncated listing fails with a 500. The token only has to
+ * round-trip through s3rver itself, so "des" is served by AES-128-CBC with the 8-byte key and IV
+ * doubled. Only the "des" algorithm name is touched; nothing else in the process uses it.
+ */
+export function installS3rverDesShim(): void {
+  if (desShimInstalled) return;
+  desShimInstalled = true;
+  const crypto = require('node:crypto') as typeof NodeCrypto;
+  const double = (value: unknown): Buffer => {
+    const bytes = Buffer.from(value as Uint8Array);
+    return Buffer.concat([bytes, bytes]);
+  };
+  const { createCipheriv, createDecipheriv } = crypto;
+  crypto.createCipheriv = ((algorithm: string, key: unknown, iv: unknown, options?: unknown) =>
+    algorithm === 'des'
+      ? createCipheriv('aes-128-cbc', double(key), double(iv))
+      : createCipheriv(
+          algorithm,
+          key as Buffer,
+          iv as Buffer,
+          options as undefined,
+        )) as typeof crypto.createCipheriv;
+  crypto.createDecipheriv = ((algorithm: string, key: unknown, iv: unknown, options?: unknown) =>
+    algorithm === 'des'
+      ? createDecipheriv('aes-128-cbc', double(key), double(iv))
+      : createDecipheriv(
+          algorithm,
+          key as Buffer,
+          iv as Buffer,
+          options as undefined,
+        )) as typeof crypto.createDecipheriv;
+}
 
 /** Credentials s3rver accepts (it verifies request signatures against these fixed keys). */
 export const LOCAL_S3_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
@@ -56,6 +94,7 @@ export interface LocalS3 {
 export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
   await mkdir(options.directory, { recursive: true });
   const port = options.port ?? 0;
+  installS3rverDesShim();
   const server = new S3rver({
     address: options.address ?? '127.0.0.1',
     port,

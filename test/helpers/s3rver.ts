@@ -1,4 +1,3 @@
-import type * as NodeCrypto from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,6 +6,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
+import { installS3rverDesShim } from '../../src/local/s3-server.ts';
 
 /** The subset of s3rver's (untyped, CommonJS) API this helper uses. */
 interface S3rverInstance extends EventEmitter {
@@ -32,43 +32,6 @@ const require = createRequire(import.meta.url);
 // s3rver ships no type declarations; the interface above pins what we rely on.
 const S3rver = require('s3rver') as S3rverConstructor;
 const S3Object = require('s3rver/lib/models/object') as S3ObjectConstructor;
-
-let desShimInstalled = false;
-
-/**
- * s3rver 3.7 encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 (Node >= 17)
- * no longer provides, so every truncated listing fails with a 500. The token only has to
- * round-trip through s3rver itself, so "des" is served by AES-128-CBC with the 8-byte key and IV
- * doubled. Only the "des" algorithm name is touched; nothing else in the process uses it.
- */
-function installDesShim(): void {
-  if (desShimInstalled) return;
-  desShimInstalled = true;
-  const crypto = require('node:crypto') as typeof NodeCrypto;
-  const double = (value: unknown): Buffer => {
-    const bytes = Buffer.from(value as Uint8Array);
-    return Buffer.concat([bytes, bytes]);
-  };
-  const { createCipheriv, createDecipheriv } = crypto;
-  crypto.createCipheriv = ((algorithm: string, key: unknown, iv: unknown, options?: unknown) =>
-    algorithm === 'des'
-      ? createCipheriv('aes-128-cbc', double(key), double(iv))
-      : createCipheriv(
-          algorithm,
-          key as Buffer,
-          iv as Buffer,
-          options as undefined,
-        )) as typeof crypto.createCipheriv;
-  crypto.createDecipheriv = ((algorithm: string, key: unknown, iv: unknown, options?: unknown) =>
-    algorithm === 'des'
-      ? createDecipheriv('aes-128-cbc', double(key), double(iv))
-      : createDecipheriv(
-          algorithm,
-          key as Buffer,
-          iv as Buffer,
-          options as undefined,
-        )) as typeof crypto.createDecipheriv;
-}
 
 /** Credentials s3rver accepts (it checks signatures against these fixed keys). */
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
@@ -96,7 +59,7 @@ export interface RunningS3rver {
  * @example const s3 = await startS3rver({ buckets: ['models'] }); ...; await s3.stop();
  */
 export async function startS3rver(options: { buckets?: readonly string[] } = {}): Promise<RunningS3rver> {
-  installDesShim();
+  installS3rverDesShim();
   const dir = await mkdtemp(join(tmpdir(), 'slipway-s3rver-'));
   const server = new S3rver({
     address: '127.0.0.1',

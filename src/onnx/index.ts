@@ -7,6 +7,5 @@ export {
   SUPPORTED_LAYERS,
 } from './export.ts';
 export type { OnnxExportOptions } from './export.ts';
-export { onnxSignature } from './signature.ts';
 export { OnnxExportError, ONNX_EXPORT_ERROR_CODES } from './errors.ts';
 export type { OnnxExportErrorCode } from './errors.ts';

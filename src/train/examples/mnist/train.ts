@@ -4,8 +4,9 @@ import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { createManifest } from '../../../model/manifest.ts';
 import { sha256File } from '../../../model/checksum.ts';
+import { readOnnxSignature } from '../../../model/onnx-signature.ts';
 import { ARTIFACT } from '../../../names.ts';
-import { exportToOnnx, onnxSignature } from '../../../onnx/index.ts';
+import { exportToOnnx } from '../../../onnx/index.ts';
 import { hp, parseHyperparameters, runTrainingJob } from '../../index.ts';
 import type { TrainingContext } from '../../index.ts';
 import { useWasmBackend } from '../tfjs-wasm.ts';
@@ -162,7 +163,8 @@ export async function trainMnist(ctx: TrainingContext): Promise<MnistTrainResult
   const onnxPath = path.join(ctx.modelDir, ARTIFACT.onnx);
   const onnx = exportToOnnx(model, { inputName: INPUT_NAME, outputName: OUTPUT_NAME, modelName: 'mnist' });
   await writeFile(onnxPath, onnx);
-  const signature = onnxSignature(onnx);
+  // The signature comes from the exported graph itself, read the way serving reads models.
+  const signature = await readOnnxSignature(onnx);
   const createdAt = new Date();
   const manifest = createManifest({
     name: 'mnist',

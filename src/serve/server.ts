@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createApp } from './app.ts';
 import type { ServeConfig } from './config.ts';
@@ -5,6 +6,9 @@ import type { ModelHost } from './model-host.ts';
 
 /** How long after SIGTERM the listener stays open with readiness false (requests may still be arriving). */
 const DRAIN_GRACE_MS = 300;
+
+/** How long a connection that never sent a request may stay open during a drain. */
+const UNUSED_CONNECTION_GRACE_MS = 2_000;
 
 /** A listening inference server. */
 export interface RunningServer {
@@ -38,7 +42,7 @@ export async function startServer(
   config: ServeConfig,
   options: StartServerOptions = {},
 ): Promise<RunningServer> {
-  const { app, host, inflightRequests } = await createApp({
+  const { app, host } = await createApp({
     config,
     logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
   });
@@ -62,6 +66,7 @@ export async function startServer(
   );
   void host.load(config.modelUri);
 
+  const connections = trackConnections(app.server);
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
   let shuttingDown: Promise<void> | undefined;
@@ -76,19 +81,23 @@ export async function startServer(
       // Readiness is already false; keep accepting briefly so requests routed before the load
       // balancer noticed are served (with Connection: close) rather than reset by the closing listener.
       await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_GRACE_MS, config.shutdownTimeoutMs)));
-      const started = Date.now();
-      const sweeper = setInterval(() => {
-        // Idle keep-alive sockets would hold close() open; drop them once nothing is in flight and
-        // every connection accepted before the signal has had time to deliver its request.
-        if (inflightRequests() === 0 && Date.now() - started >= DRAIN_GRACE_MS)
-          app.server.closeIdleConnections();
-      }, 50);
-      const outcome = await Promise.race([app.close().then(() => 'closed' as const), deadline]);
+      const sweeper = setInterval(() => sweepIdleConnections(connections), 50);
+      // Let one poll phase run so connections that queued while the event loop was busy are
+      // accepted, then stop accepting at the socket level. Node's http close() would also reap
+      // "idle" connections, and a connection whose request bytes have not been parsed yet counts
+      // as idle: its client would see a reset for a request it had already sent.
+      await new Promise((resolve) => setImmediate(resolve));
+      const drained = new Promise<'closed'>((resolve) => {
+        net.Server.prototype.close.call(app.server, () => resolve('closed'));
+      });
+      const outcome = await Promise.race([drained, deadline]);
+      if (outcome === 'closed') await app.close();
       clearTimeout(timer);
       clearInterval(sweeper);
       if (outcome === 'deadline') {
         app.log.warn({ event: 'shutdown_deadline' }, 'in-flight requests did not finish before the deadline');
         app.server.closeAllConnections();
+        await app.close();
       }
       app.log.info({ event: 'stopped' }, 'stopped');
       resolveClosed();
@@ -105,4 +114,49 @@ export async function startServer(
   }
 
   return { app, host, port, url: `http://${reachable}:${port}`, shutdown, closed };
+}
+
+/** What the drain needs to know about one client connection. */
+interface ConnectionState {
+  /** Requests on this connection that have not finished yet. */
+  active: number;
+  /** Responses already sent on it. */
+  served: number;
+  /** When it connected, or when its last response finished. */
+  since: number;
+}
+
+/** Follows every connection of the server, so the drain can tell idle ones from new ones. */
+function trackConnections(server: net.Server): Map<net.Socket, ConnectionState> {
+  const connections = new Map<net.Socket, ConnectionState>();
+  server.on('connection', (socket: net.Socket) => {
+    connections.set(socket, { active: 0, served: 0, since: Date.now() });
+    socket.once('close', () => connections.delete(socket));
+  });
+  server.on('request', (req: { socket: net.Socket }, res: { once(event: 'close', fn: () => void): void }) => {
+    const state = connections.get(req.socket);
+    if (!state) return;
+    state.active += 1;
+    res.once('close', () => {
+      state.active -= 1;
+      state.served += 1;
+      state.since = Date.now();
+    });
+  });
+  return connections;
+}
+
+/**
+ * Closes keep-alive connections that sit idle after a response, so the drain can finish. A
+ * connection that has not delivered its first request yet is left alone for a while: its client
+ * may already have sent the request (the event loop just has not read it), and closing it would
+ * reset a request the server accepted. Node's own closeIdleConnections() cannot tell the two apart.
+ */
+function sweepIdleConnections(connections: Map<net.Socket, ConnectionState>): void {
+  const now = Date.now();
+  for (const [socket, state] of connections) {
+    if (state.active > 0) continue;
+    const idleFor = now - state.since;
+    if ((state.served > 0 && idleFor >= 100) || idleFor >= UNUSED_CONNECTION_GRACE_MS) socket.destroy();
+  }
 }

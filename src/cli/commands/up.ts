@@ -68,9 +68,12 @@ export function registerUp(program: Command): void {
         log: say,
       });
       printBanner(twin, tasks);
-      const stop = waitForSignal(twin, say);
-      void announceWhenServing(twin, say);
-      await stop;
+      // The announcement polls until the first model serves; it must end when the twin stops
+      // (e.g. Ctrl-C during training), or its timer would keep the process alive.
+      const stopping = new AbortController();
+      void announceWhenServing(twin, say, stopping.signal);
+      await waitForSignal(twin, say);
+      stopping.abort();
     });
 }
 
@@ -96,11 +99,12 @@ function printBanner(twin: Twin, tasks: number): void {
   );
 }
 
-async function announceWhenServing(twin: Twin, say: (m: string) => void): Promise<void> {
+async function announceWhenServing(twin: Twin, say: (m: string) => void, signal: AbortSignal): Promise<void> {
   while (
     !twin.supervisor.deployments().some((d) => d.rolloutState === 'COMPLETED' && d.status === 'PRIMARY')
   ) {
     await new Promise((r) => setTimeout(r, 500));
+    if (signal.aborted) return;
     if (twin.supervisor.deployments().length === 0 && twin.training.state === 'failed') return;
   }
   const sample = join(twin.paths.root, 'sample-request.json');

@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { SlipwayError, UsageError } from '../../errors.ts';
+import { toDeploymentInfo } from '../../local/local-deploy-target.ts';
 import { LOCAL_S3_CREDENTIALS } from '../../local/s3-server.ts';
 import { ARTIFACT } from '../../names.ts';
 import type { DeployTarget, DeploymentInfo } from '../../rollout/deploy-target.ts';
@@ -134,7 +135,7 @@ async function findDeployment(
     if (where.kind === 'local') {
       const local = await where.client.status();
       const found = local.deployments.find((d) => d.model.key === key && (!etag || d.model.etag === etag));
-      if (found) return { ...toInfo(found) };
+      if (found) return toDeploymentInfo(found);
       const skipped = local.recentEvents.find((e) => decodeURIComponent(e.key.replace(/\+/g, ' ')) === key);
       if (skipped && skipped.decision !== 'deploy') return `${skipped.decision}: ${skipped.detail}`;
     }
@@ -146,29 +147,4 @@ async function findDeployment(
     }
     await new Promise((r) => setTimeout(r, where.kind === 'cloud' ? 5_000 : 250));
   }
-}
-
-function toInfo(d: {
-  id: string;
-  status: DeploymentInfo['status'];
-  rolloutState: DeploymentInfo['rolloutState'];
-  rolloutStateReason: string;
-  revision: string;
-  model: DeploymentInfo['model'];
-  desiredCount: number;
-  runningCount: number;
-  failedTasks: number;
-}): DeploymentInfo {
-  return {
-    id: d.id,
-    status: d.status,
-    rolloutState: d.rolloutState,
-    reason: d.rolloutStateReason,
-    revision: d.revision,
-    model: d.model,
-    desiredCount: d.desiredCount,
-    runningCount: d.runningCount,
-    pendingCount: 0,
-    failedTasks: d.failedTasks,
-  };
 }

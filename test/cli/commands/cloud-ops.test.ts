@@ -2,6 +2,8 @@ import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-clo
 import { ECSClient, RegisterTaskDefinitionCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { captureOutput } from '../../helpers/capture-output.ts';
+import type { CapturedOutput } from '../../helpers/capture-output.ts';
 import { runCli } from '../../../src/cli/program.ts';
 import { STACK_OUTPUTS } from '../../../src/names.ts';
 import { EcsDeployTarget } from '../../../src/rollout/ecs-target.ts';
@@ -21,8 +23,7 @@ const outputs: Record<string, string> = {
 const A_URI = `s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`;
 const B_URI = `s3://${MODELS_BUCKET}/runs/b/model.tar.gz?versionId=vb`;
 
-let stdout: string;
-let stderr: string;
+let output: CapturedOutput;
 let world: EcsWorld;
 
 function stackWith(values: Record<string, string>): void {
@@ -57,16 +58,7 @@ async function deployAThenB(): Promise<void> {
 }
 
 beforeEach(() => {
-  stdout = '';
-  stderr = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
+  output = captureOutput();
   vi.stubEnv('AWS_REGION', 'eu-west-1');
   world = simulateEcs(ecs);
 });
@@ -85,7 +77,7 @@ describe('--cloud operations read the deployed stack and drive ECS', () => {
     const code = await runCli(['node', 'slipway', 'status', '--cloud', '--json']);
 
     expect(code).toBe(0);
-    const printed = JSON.parse(stdout) as { stack: string; service: unknown };
+    const printed = JSON.parse(output.stdout) as { stack: string; service: unknown };
     expect(printed.stack).toBe('Slipway');
     expect(JSON.stringify(printed.service)).toContain(B_URI);
   });
@@ -98,7 +90,7 @@ describe('--cloud operations read the deployed stack and drive ECS', () => {
     const code = await runCli(['node', 'slipway', 'rollback', '--cloud', '--json']);
 
     expect(code).toBe(0);
-    const result = JSON.parse(stdout) as { model?: { uri?: string } };
+    const result = JSON.parse(output.stdout) as { model?: { uri?: string } };
     expect(result.model?.uri).toBe(A_URI);
     const updates = ecs.commandCalls(UpdateServiceCommand).slice(updatesBefore);
     expect(updates).toHaveLength(1);
@@ -113,7 +105,7 @@ describe('--cloud operations read the deployed stack and drive ECS', () => {
     const code = await runCli(['node', 'slipway', 'status', '--cloud']);
 
     expect(code).toBe(1);
-    expect(stderr).toContain(STACK_OUTPUTS.service);
+    expect(output.stderr).toContain(STACK_OUTPUTS.service);
     expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(0);
   });
 });

@@ -6,6 +6,8 @@ import {
 } from '@aws-sdk/client-sagemaker';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { captureOutput } from '../../helpers/capture-output.ts';
+import type { CapturedOutput } from '../../helpers/capture-output.ts';
 import { runCli } from '../../../src/cli/program.ts';
 import { STACK_OUTPUTS } from '../../../src/names.ts';
 
@@ -22,19 +24,9 @@ const outputs: Record<string, string> = {
   [STACK_OUTPUTS.fileSystemId]: 'fs-0123456789abcdef0',
 };
 
-let stdout: string;
-let stderr: string;
+let output: CapturedOutput;
 beforeEach(() => {
-  stdout = '';
-  stderr = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
+  output = captureOutput();
   vi.stubEnv('AWS_REGION', 'eu-west-1');
 });
 afterEach(() => {
@@ -80,9 +72,9 @@ describe('slipway train --cloud', () => {
       '--channel',
       'shared=efs:///datasets',
     ]);
-    expect(stderr).toContain('[cloud-1] Completed: Training job completed');
+    expect(output.stderr).toContain('[cloud-1] Completed: Training job completed');
     expect(code).toBe(0);
-    expect(stdout).toBe('s3://acme-models/cloud-1/output/model.tar.gz\n');
+    expect(output.stdout).toBe('s3://acme-models/cloud-1/output/model.tar.gz\n');
     const input = sagemaker.commandCalls(CreateTrainingJobCommand)[0]?.args[0].input;
     expect(input).toMatchObject({
       TrainingJobName: 'cloud-1',
@@ -111,7 +103,7 @@ describe('slipway train --cloud', () => {
     stackWith(noVpc);
     const code = await runCli(['node', 'slipway', 'train', '--cloud', '--channel', 'shared=efs:///d']);
     expect(code).toBe(1);
-    expect(stderr).toContain('EFS channel "shared" needs VPC config');
+    expect(output.stderr).toContain('EFS channel "shared" needs VPC config');
     expect(sagemaker.commandCalls(CreateTrainingJobCommand)).toHaveLength(0);
   });
 
@@ -120,7 +112,7 @@ describe('slipway train --cloud', () => {
     stackWith(noRole);
     const code = await runCli(['node', 'slipway', 'train', '--cloud']);
     expect(code).toBe(1);
-    expect(stderr).toBe(
+    expect(output.stderr).toBe(
       `slipway: stack Slipway has no output ${STACK_OUTPUTS.trainingRoleArn}; is it a Slipway stack?\n`,
     );
   });

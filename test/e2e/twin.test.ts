@@ -87,11 +87,10 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'slipway-e2e-'));
   const port = await freePort();
   url = `http://127.0.0.1:${port}`;
-  twin = spawn(
-    process.execPath,
-    [bin, 'up', '--port', String(port), '--epochs', '6', '--hp', 'learning-rate=0.004'],
-    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  twin = spawn(process.execPath, [bin, 'up', '--port', String(port)], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   exited = new Promise((resolve) => twin.once('exit', (code) => resolve(code)));
   twin.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   twin.stderr?.on('data', (c: Buffer) => (output += c.toString()));

@@ -44,7 +44,7 @@ export function registerUp(program: Command): void {
     .option('--tasks <n>', 'inference tasks per deployment', '2')
     .option('--s3-port <n>', 'port of the local S3 server (default: any free port)')
     .option('--no-train', 'on an empty store, wait for `slipway deploy` instead of training the example')
-    .option('--epochs <n>', 'epochs of the example training run on an empty store', '4')
+    .option('--epochs <n>', 'epochs of the example training run on an empty store', '6')
     .option('--train-limit <n>', 'training digits used by the example run (0 = all 8000)', '0')
     .option('--hp <key=value>', 'another hyperparameter of the example run (repeatable)', collect, [])
     .action(async (flags: UpFlags) => {
@@ -54,6 +54,9 @@ export function registerUp(program: Command): void {
       const hyperparameters = {
         epochs: String(intOption(flags.epochs, '--epochs', 1, 1000)),
         'train-limit': String(intOption(flags.trainLimit, '--train-limit', 0, 1_000_000)),
+        // The short first run needs a faster rate than the example's 12-epoch default to pass 95%
+        // on held-out digits (4 epochs at 0.002 measured 94.85%); --hp learning-rate=... wins.
+        'learning-rate': '0.004',
         ...Object.fromEntries(flags.hp.map(hyperparameter)),
       };
       const say = (message: string): void => {

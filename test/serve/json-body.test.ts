@@ -20,3 +20,31 @@ describe('parseJsonBody', () => {
     expect(() => parseJsonBody('{"a":')).toThrow(/malformed JSON/);
   });
 });
+
+describe('jsonDepthExceeds', () => {
+  it('agrees with the nesting JSON.parse sees, whatever strings and escapes sit between brackets', () => {
+    const depthOf = (value: unknown): number =>
+      Array.isArray(value)
+        ? 1 + Math.max(0, ...value.map(depthOf))
+        : value !== null && typeof value === 'object'
+          ? 1 + Math.max(0, ...Object.values(value).map(depthOf))
+          : 0;
+    const bodies = [
+      '{"a":"x\\\\"}',
+      '{"a":"\\\\\\"[[[","b":[[1]]}',
+      '[{"k\\"{":[{"x":"]]]"}]}]',
+      '[[],[[]],{"a":{}}]',
+      JSON.stringify({ s: '\\'.repeat(7) + '"[[' }),
+    ];
+    for (const body of bodies) {
+      const depth = depthOf(JSON.parse(body));
+      expect(jsonDepthExceeds(body, depth), body).toBe(false);
+      expect(jsonDepthExceeds(body, depth - 1), body).toBe(true);
+    }
+  });
+
+  it('leaves an unterminated string to JSON.parse', () => {
+    expect(jsonDepthExceeds('["abc', 1)).toBe(false);
+    expect(() => parseJsonBody('["abc')).toThrow(/malformed JSON/);
+  });
+});

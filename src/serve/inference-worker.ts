@@ -3,6 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { WorkerReply, WorkerRequest, WorkerInit } from './worker-protocol.ts';
+import { transferables } from './tensor-codec.ts';
 import type { OrtType, WireTensor } from './tensor-codec.ts';
 
 const port = parentPort;
@@ -11,7 +12,8 @@ const init = workerData as WorkerInit;
 let session: InferenceSession | undefined;
 
 function reply(message: WorkerReply): void {
-  port!.postMessage(message);
+  // Result buffers are this thread's own copies: move them to the server thread instead of cloning.
+  port!.postMessage(message, message.kind === 'result' ? transferables(Object.values(message.outputs)) : []);
 }
 
 function messageOf(err: unknown): string {

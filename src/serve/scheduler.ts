@@ -125,7 +125,9 @@ export class Scheduler {
   #execute(items: readonly Pending[]): void {
     if (items.length === 1) {
       const item = items[0]!;
-      this.#pool.run(item.request.feeds, item.request.fetches).then(item.resolve, item.reject);
+      this.#pool
+        .run(item.request.feeds, item.request.fetches, { transfer: true })
+        .then(item.resolve, item.reject);
       return;
     }
     const feeds: Record<string, WireTensor> = {};
@@ -133,7 +135,7 @@ export class Scheduler {
       feeds[name] = concatRows(items.map((item) => item.request.feeds[name]!));
     }
     const total = items.reduce((sum, item) => sum + item.rows, 0);
-    this.#pool.run(feeds).then(
+    this.#pool.run(feeds, undefined, { transfer: true }).then(
       (outputs) => {
         // An output whose dim 0 is not the batch (e.g. a global statistic) cannot be split:
         // fall back to running each request on its own rather than answer wrongly.

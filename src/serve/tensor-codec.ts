@@ -45,7 +45,9 @@ export interface V2Input {
   readonly name: string;
   readonly shape: readonly number[];
   readonly datatype: string;
-  readonly data: unknown;
+  /** JSON elements; absent when the input travels as binary (`parameters.binary_data_size`). */
+  readonly data?: unknown;
+  readonly parameters?: Record<string, unknown>;
 }
 
 /** One v2 response output. */
@@ -410,4 +412,21 @@ export function sliceRows(tensor: WireTensor, start: number, count: number): Wir
       ? (tensor.data as string[]).slice(start * per, (start + count) * per)
       : (tensor.data as Float32Array).slice(start * per, (start + count) * per);
   return { type: tensor.type, dims, data };
+}
+
+/**
+ * The buffers of these tensors that may be transferred (moved, not copied) to another thread:
+ * only a typed array that spans its whole, unshared ArrayBuffer, so a transfer never detaches
+ * memory that something else (a Buffer pool slab, another tensor) still uses.
+ */
+export function transferables(tensors: Iterable<WireTensor>): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const { data } of tensors) {
+    if (Array.isArray(data)) continue;
+    const { buffer } = data;
+    if (buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === buffer.byteLength) {
+      out.add(buffer);
+    }
+  }
+  return [...out];
 }

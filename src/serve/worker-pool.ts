@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ServeError } from './errors.ts';
+import { transferables } from './tensor-codec.ts';
 import type { WireTensor } from './tensor-codec.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 
@@ -20,6 +21,8 @@ interface Job {
   readonly id: number;
   readonly feeds: Record<string, WireTensor>;
   readonly fetches: readonly string[] | undefined;
+  /** The feeds' buffers move to the worker (the caller never reads them again). */
+  readonly transfer: boolean;
   readonly resolve: (outputs: InferenceOutputs) => void;
   readonly reject: (err: Error) => void;
 }
@@ -147,8 +150,15 @@ export class WorkerPool {
     await Promise.all(this.#slots.map((slot) => this.#loadInto(slot, onnxPath)));
   }
 
-  /** Runs one inference on a worker thread. */
-  run(feeds: Record<string, WireTensor>, fetches?: readonly string[]): Promise<InferenceOutputs> {
+  /**
+   * Runs one inference on a worker thread. With `transfer`, the feeds' buffers are moved to the
+   * worker instead of copied, and the caller must not read them again.
+   */
+  run(
+    feeds: Record<string, WireTensor>,
+    fetches?: readonly string[],
+    options: { transfer?: boolean } = {},
+  ): Promise<InferenceOutputs> {
     if (this.#closed) {
       return Promise.reject(new ServeError('SERVE_UNAVAILABLE', 503, 'the server is shutting down'));
     }
@@ -156,7 +166,14 @@ export class WorkerPool {
       return Promise.reject(new ServeError('SERVE_INFERENCE_FAILED', 500, 'no inference worker is running'));
     }
     return new Promise<InferenceOutputs>((resolve, reject) => {
-      this.#queue.push({ id: this.#nextId++, feeds, fetches, resolve, reject });
+      this.#queue.push({
+        id: this.#nextId++,
+        feeds,
+        fetches,
+        transfer: options.transfer ?? false,
+        resolve,
+        reject,
+      });
       this.#dispatch();
     });
   }
@@ -168,7 +185,7 @@ export class WorkerPool {
       const job = this.#queue.shift()!;
       slot.job = job;
       const message: WorkerRequest = { kind: 'run', id: job.id, feeds: job.feeds, fetches: job.fetches };
-      slot.worker.postMessage(message);
+      slot.worker.postMessage(message, job.transfer ? transferables(Object.values(job.feeds)) : []);
     }
     if (this.idleWorkers > 0) this.onIdle?.();
   }

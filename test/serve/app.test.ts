@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_MODEL_MESSAGE } from '../../src/serve/model-host.ts';
 import { writeClassifierDir } from './fixtures/onnx-builder.ts';
+import { binaryRequest, encodeTensorBytes, postBinary } from './fixtures/binary-client.ts';
 import { assertMatchesSchema } from './fixtures/openapi.ts';
 import { getJson, listenApp, postJson, testConfig } from './fixtures/serve-app.ts';
 import type { ListeningApp } from './fixtures/serve-app.ts';
@@ -327,6 +328,202 @@ describe('serving a classifier with a manifest', () => {
     });
     expect(xml.status).toBe(415);
     expect(((await xml.json()) as { error: string }).error).toMatch(/unsupported Content-Type/);
+  });
+
+  describe('binary tensor data extension', () => {
+    const infer = () => `${server.url}/v2/models/iris/infer`;
+    const raw = async (
+      path: string,
+      body: Buffer | string,
+      headers: Record<string, string>,
+    ): Promise<{ status: number; error: string }> => {
+      const res = await fetch(`${server.url}${path}`, { method: 'POST', headers, body });
+      const text = await res.text();
+      return { status: res.status, error: (JSON.parse(text) as { error: string }).error };
+    };
+    /** A binary body whose JSON header is `header` and whose binary part is `binary`. */
+    const body = (header: unknown, binary: Buffer) => {
+      const json = Buffer.from(JSON.stringify(header));
+      return {
+        body: Buffer.concat([json, binary]),
+        headers: {
+          'content-type': 'application/octet-stream',
+          'inference-header-content-length': String(json.length),
+        },
+      };
+    };
+    const xInput = (size: number, extra: Record<string, unknown> = {}) => ({
+      name: 'x',
+      shape: [1, 4],
+      datatype: 'FP32',
+      parameters: { binary_data_size: size },
+      ...extra,
+    });
+    const rowBytes = encodeTensorBytes('FP32', row);
+
+    it('is announced in the server metadata', async () => {
+      expect((await getJson(`${server.url}/v2`)).body).toMatchObject({ extensions: ['binary_tensor_data'] });
+    });
+
+    it('takes binary inputs and returns binary outputs that equal the JSON answer', async () => {
+      const data = [...row, 0.5, 0.6, 0.7, 0.8];
+      const json = await postJson(infer(), {
+        inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', data }],
+      });
+      const expected = (json.body as { outputs: { name: string; data: number[] }[] }).outputs;
+      const request = binaryRequest([{ name: 'x', datatype: 'FP32', shape: [2, 4], data }], {
+        id: 'bin-1',
+        parameters: { binary_data_output: true },
+      });
+      for (const contentType of ['application/octet-stream', 'application/json']) {
+        const res = await postBinary(infer(), request, contentType);
+        expect(res.status, res.error).toBe(200);
+        expect(res.headers.get('content-type')).toBe('application/octet-stream');
+        expect(res.response!.header).toMatchObject({ id: 'bin-1', model_name: 'iris', model_version: '3' });
+        for (const out of res.response!.outputs) {
+          expect(out.binary).toBe(true);
+          const want = expected.find((e) => e.name === out.name)!.data;
+          out.data.forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 6));
+        }
+      }
+    });
+
+    it('returns JSON outputs unless asked, and honours binary_data per output over binary_data_output', async () => {
+      const plain = await postBinary(
+        infer(),
+        binaryRequest([{ name: 'x', datatype: 'FP32', shape: [1, 4], data: row }]),
+      );
+      expect(plain.status).toBe(200);
+      expect(plain.headers.get('content-type')).toMatch(/application\/json/);
+      expect(plain.response!.outputs.every((o) => !o.binary)).toBe(true);
+
+      const ask = (outputParameters: Record<string, unknown>) =>
+        postBinary(
+          infer(),
+          binaryRequest([{ name: 'x', datatype: 'FP32', shape: [1, 4], data: row }], {
+            parameters: { binary_data_output: true },
+            outputs: [{ name: 'probs', parameters: outputParameters }],
+          }),
+        );
+      expect((await ask({ binary_data: false })).response!.outputs[0]!.binary).toBe(false);
+      expect((await ask({})).response!.outputs[0]!.binary).toBe(true);
+    });
+
+    const cases: [string, string, Buffer | string, Record<string, string>, RegExp][] = [
+      [
+        'a header that is not a number',
+        '/v2/models/iris/infer',
+        '{}',
+        { 'content-type': 'application/octet-stream', 'inference-header-content-length': '12abc' },
+        /must be a byte count/,
+      ],
+      [
+        'a header longer than the body',
+        '/v2/models/iris/infer',
+        '{}',
+        { 'content-type': 'application/octet-stream', 'inference-header-content-length': '99' },
+        /JSON part is 99 bytes but the body has 2/,
+      ],
+      [
+        'an octet-stream body without the header',
+        '/v2/models/iris/infer',
+        Buffer.alloc(16),
+        { 'content-type': 'application/octet-stream' },
+        /send the Inference-Header-Content-Length header/,
+      ],
+      [
+        'a header that cuts the JSON short',
+        '/v2/models/iris/infer',
+        '{"inputs": []}',
+        { 'content-type': 'application/octet-stream', 'inference-header-content-length': '5' },
+        /malformed JSON/,
+      ],
+      [
+        'a JSON part that is not an object',
+        '/v2/models/iris/infer',
+        '[1]',
+        { 'content-type': 'application/octet-stream', 'inference-header-content-length': '3' },
+        /JSON part of a binary request must be an object/,
+      ],
+      ...(
+        [
+          [
+            'a size that does not match the shape',
+            { inputs: [xInput(12)] },
+            rowBytes.subarray(0, 12),
+            /needs 16 bytes of binary data but binary_data_size is 12/,
+          ],
+          [
+            'a size past the binary part',
+            { inputs: [xInput(32)] },
+            rowBytes,
+            /binary_data_size 32 but only 16 bytes/,
+          ],
+          [
+            'bytes after the last input',
+            { inputs: [xInput(16)] },
+            Buffer.concat([rowBytes, Buffer.alloc(3)]),
+            /3 bytes after the last binary input/,
+          ],
+          [
+            'both data and binary_data_size',
+            { inputs: [xInput(16, { data: row })] },
+            rowBytes,
+            /both "data" and binary_data_size/,
+          ],
+          ['a negative size', { inputs: [xInput(-4)] }, rowBytes, /binary_data_size must be an integer >= 0/],
+          [
+            'a size as a string',
+            { inputs: [xInput('16' as unknown as number)] },
+            rowBytes,
+            /binary_data_size must be an integer >= 0/,
+          ],
+          [
+            'an input with neither',
+            { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32' }] },
+            rowBytes,
+            /has no data/,
+          ],
+          [
+            'binary_data_output that is not a boolean',
+            { parameters: { binary_data_output: 'yes' }, inputs: [xInput(16)] },
+            rowBytes,
+            /binary_data_output must be true or false/,
+          ],
+          [
+            'a wrong datatype',
+            { inputs: [xInput(16, { datatype: 'INT32' })] },
+            rowBytes,
+            /expects datatype FP32, got INT32/,
+          ],
+        ] as const
+      ).map(([what, header, binary, message]): [string, string, Buffer, Record<string, string>, RegExp] => {
+        const b = body(header, binary);
+        return [what, '/v2/models/iris/infer', b.body, b.headers, message];
+      }),
+      [
+        'binary_data_size in a plain JSON request',
+        '/v2/models/iris/infer',
+        JSON.stringify({ inputs: [xInput(16)] }),
+        { 'content-type': 'application/json' },
+        /has binary_data_size but the request has no binary part/,
+      ],
+      [
+        'a binary body sent to /invocations',
+        '/invocations',
+        body({ instances: [row] }, rowBytes).body,
+        body({ instances: [row] }, rowBytes).headers,
+        /binary tensor extension .* is for \/v2\/models/,
+      ],
+    ];
+    it.each(cases)(
+      'rejects %s with a 400 naming the problem',
+      async (_what, path, payload, headers, message) => {
+        const res = await raw(path, payload, headers);
+        expect(res.status).toBe(400);
+        expect(res.error).toMatch(message);
+      },
+    );
   });
 
   it('answers 404 with a JSON error for unknown routes', async () => {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readOnnxSignature } from '../../src/model/index.ts';
 import type { ModelSignature } from '../../src/model/index.ts';
 import { decodeV2Input } from '../../src/serve/tensor-codec.ts';
+import { binaryRequest, postBinary } from './fixtures/binary-client.ts';
 import { assertMatchesSchema, SHARED_DIR } from './fixtures/openapi.ts';
 import { listenApp, postJson, testConfig } from './fixtures/serve-app.ts';
 import type { ListeningApp } from './fixtures/serve-app.ts';
@@ -54,7 +55,7 @@ async function ortRunsIt(c: Case, signature: ModelSignature): Promise<boolean> {
   }
 }
 
-describe('ONNX backend conformance corpus over /v2/models/{name}/infer', () => {
+describe('ONNX backend conformance corpus over /v2/models/{name}/infer, as JSON and as binary tensors', () => {
   let server: ListeningApp;
 
   beforeAll(async () => {
@@ -103,26 +104,47 @@ describe('ONNX backend conformance corpus over /v2/models/{name}/infer', () => {
           assertMatchesSchema('inference_response', res.body);
           const body = res.body as { id: string; outputs: ReferenceTensor[] };
           expect(body.id).toBe(name);
-          c.outputs.forEach((ref, i) => {
-            const out = body.outputs.find((o) => o.name === signature.outputs[i]?.name);
-            if (!out) {
-              failures.push(`${name}: output ${i} missing`);
-              return;
-            }
-            const float = ['FP16', 'FP32', 'FP64'].includes(ref.datatype);
-            const problem =
-              out.datatype !== ref.datatype
-                ? `datatype ${out.datatype} != ${ref.datatype}`
-                : JSON.stringify(out.shape) !== JSON.stringify(ref.shape)
-                  ? `shape ${JSON.stringify(out.shape)} != ${JSON.stringify(ref.shape)}`
-                  : firstMismatch(out.data, ref.data, float);
-            if (problem) failures.push(`${name}: output ${out.name}: ${problem}`);
-          });
+          // The same case again with the binary tensor extension, both ways.
+          const binary = await postBinary(
+            `${server.url}/v2/models/${name}/infer`,
+            binaryRequest(
+              request.inputs.map((input, i) => ({ ...input, datatype: c.inputs[i]!.datatype })),
+              { id: name, parameters: { binary_data_output: true } },
+            ),
+          );
+          if (binary.status !== 200 || !binary.response) {
+            failures.push(`${name}: binary request: HTTP ${binary.status} ${binary.error}`);
+            continue;
+          }
+          expect(binary.response.header.id).toBe(name);
+          const check = (
+            via: string,
+            outputs: readonly { name: string; datatype: string; shape: number[]; data: unknown[] }[],
+          ) =>
+            c.outputs.forEach((ref, i) => {
+              const out = outputs.find((o) => o.name === signature.outputs[i]?.name);
+              if (!out) {
+                failures.push(`${name} (${via}): output ${i} missing`);
+                return;
+              }
+              const float = ['FP16', 'FP32', 'FP64'].includes(ref.datatype);
+              const problem =
+                out.datatype !== ref.datatype
+                  ? `datatype ${out.datatype} != ${ref.datatype}`
+                  : JSON.stringify(out.shape) !== JSON.stringify(ref.shape)
+                    ? `shape ${JSON.stringify(out.shape)} != ${JSON.stringify(ref.shape)}`
+                    : firstMismatch(out.data, ref.data, float);
+              if (problem) failures.push(`${name} (${via}): output ${out.name}: ${problem}`);
+            });
+          check('JSON', body.outputs);
+          check('binary', binary.response.outputs);
+          if (!binary.response.outputs.every((o) => o.binary))
+            failures.push(`${name}: an output came back as JSON`);
           served.push(`${suite}/${name}`);
         }
       }
       console.log(
-        `conformance: ${served.length} cases served and matched, ${outOfScope.length} out of scope (onnxruntime-node cannot run them): ${outOfScope.join(', ')}`,
+        `conformance: ${served.length} cases served and matched (JSON and binary), ${outOfScope.length} out of scope (onnxruntime-node cannot run them): ${outOfScope.join(', ')}`,
       );
       expect(failures).toEqual([]);
       expect(served.length).toBeGreaterThanOrEqual(70);

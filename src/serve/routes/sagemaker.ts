@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { TensorSpec } from '../../model/types.ts';
+import { BINARY_PART } from '../binary-tensor.ts';
 import { badRequest } from '../errors.ts';
 import type { ModelInfo } from '../model-host.ts';
 import {
@@ -195,6 +196,11 @@ export function sagemakerRoutes(
 
   app.post('/invocations', async (request) => {
     const model = requireModel(host);
+    if (isRecord(request.body) && BINARY_PART in request.body) {
+      throw badRequest(
+        'the binary tensor extension (Inference-Header-Content-Length) is for /v2/models/{name}/infer; send JSON or CSV to /invocations',
+      );
+    }
     const columns = instancesOf(request.body, model);
     const feeds: Record<string, WireTensor> = {};
     let count = 0;

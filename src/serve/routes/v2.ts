@@ -1,20 +1,33 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import {
+  BINARY_PART,
+  INFERENCE_HEADER,
+  binaryDataSize,
+  decodeBinaryInput,
+  encodeBinaryTensor,
+  wantsBinaryOutput,
+} from '../binary-tensor.ts';
+import type { WithBinaryPart } from '../binary-tensor.ts';
 import { badRequest } from '../errors.ts';
-import { decodeV2Input, encodeV2Output } from '../tensor-codec.ts';
+import { ORT_TO_DATATYPE, decodeV2Input, encodeV2Output } from '../tensor-codec.ts';
 import type { V2Input, V2Output, WireTensor } from '../tensor-codec.ts';
 import type { ModelInfo } from '../model-host.ts';
 import type { RouteOptions } from './common.ts';
 import { requireModel } from './common.ts';
 
 /** Server name and version reported by `GET /v2`. */
-export const SERVER_METADATA = { name: 'slipway', version: '0.1.0', extensions: [] as string[] } as const;
+export const SERVER_METADATA = {
+  name: 'slipway',
+  version: '0.1.0',
+  extensions: ['binary_tensor_data'],
+} as const;
 
 /** A v2 inference request after schema validation. */
 export interface V2InferRequest {
   readonly id?: string;
   readonly parameters?: Record<string, unknown>;
   readonly inputs: readonly V2Input[];
-  readonly outputs?: readonly { readonly name: string }[];
+  readonly outputs?: readonly { readonly name: string; readonly parameters?: Record<string, unknown> }[];
 }
 
 /** A v2 inference response. */
@@ -40,7 +53,7 @@ export const inferRequestSchema = {
       maxItems: 1024,
       items: {
         type: 'object',
-        required: ['name', 'shape', 'datatype', 'data'],
+        required: ['name', 'shape', 'datatype'],
         properties: {
           name: { type: 'string' },
           shape: { type: 'array', maxItems: 32, items: { type: 'integer', minimum: 0 } },
@@ -87,44 +100,127 @@ function modelMetadata(model: ModelInfo) {
   };
 }
 
+/** A v2 request decoded to tensors, with what the response must contain. */
+export interface DecodedV2Request {
+  readonly feeds: Record<string, WireTensor>;
+  /** Output names to compute, in request order; all outputs when undefined. */
+  readonly fetches: string[] | undefined;
+  /** Outputs to return as binary data (binary tensor extension). */
+  readonly binaryOutputs: ReadonlySet<string>;
+}
+
 /**
  * Validates a v2 request against the model's signature and decodes it to tensors:
  * unknown, duplicate or missing inputs, unknown requested outputs and oversized batches are 400s.
+ * Inputs may carry JSON `data` or, with the binary tensor extension, `binary_data_size` bytes of
+ * the request's binary part, consumed in input order.
  */
 export function decodeV2Request(
   body: V2InferRequest,
   model: ModelInfo,
   maxRequestRows: number,
-): { feeds: Record<string, WireTensor>; fetches: string[] | undefined } {
+): DecodedV2Request {
   const specs = new Map(model.signature.inputs.map((s) => [s.name, s]));
   const expected = [...specs.keys()].join(', ');
+  const binary = (body as WithBinaryPart)[BINARY_PART];
+  let offset = 0;
   const feeds: Record<string, WireTensor> = {};
   for (const input of body.inputs) {
     const spec = specs.get(input.name);
+    const what = `input '${input.name}'`;
     if (!spec) throw badRequest(`unknown input '${input.name}'; the model's inputs are: ${expected}`);
-    if (Object.hasOwn(feeds, input.name)) throw badRequest(`input '${input.name}' is given more than once`);
+    if (Object.hasOwn(feeds, input.name)) throw badRequest(`${what} is given more than once`);
     if (model.batchable && (input.shape[0] ?? 0) > maxRequestRows) {
       throw badRequest(
-        `input '${input.name}' has a batch of ${input.shape[0]} rows, over the limit of ${maxRequestRows}; split the request`,
+        `${what} has a batch of ${input.shape[0]} rows, over the limit of ${maxRequestRows}; split the request`,
       );
     }
-    feeds[input.name] = decodeV2Input(input, spec);
+    const size = binaryDataSize(input.parameters, what);
+    if (size === undefined) {
+      if (input.data === undefined) {
+        throw badRequest(
+          `${what} has no data: give "data", or parameters.binary_data_size with a binary body (Inference-Header-Content-Length)`,
+        );
+      }
+      feeds[input.name] = decodeV2Input(input, spec);
+      continue;
+    }
+    if (input.data !== undefined) throw badRequest(`${what} has both "data" and binary_data_size; give one`);
+    if (binary === undefined) {
+      throw badRequest(
+        `${what} has binary_data_size but the request has no binary part (send the Inference-Header-Content-Length header)`,
+      );
+    }
+    if (offset + size > binary.length) {
+      throw badRequest(
+        `${what} has binary_data_size ${size} but only ${binary.length - offset} bytes of binary data remain`,
+      );
+    }
+    feeds[input.name] = decodeBinaryInput(input, spec, binary.subarray(offset, offset + size));
+    offset += size;
   }
   const missing = [...specs.keys()].filter((name) => !Object.hasOwn(feeds, name));
   if (missing.length > 0)
     throw badRequest(`missing input(s): ${missing.join(', ')}; the model's inputs are: ${expected}`);
+  if (binary !== undefined && offset !== binary.length) {
+    throw badRequest(
+      `the binary part has ${binary.length - offset} bytes after the last binary input; binary_data_size values must add up to the binary part`,
+    );
+  }
   let fetches: string[] | undefined;
+  const binaryOutputs = new Set<string>();
+  const known = model.signature.outputs.map((s) => s.name);
   if (body.outputs && body.outputs.length > 0) {
-    const known = new Set(model.signature.outputs.map((s) => s.name));
     fetches = [];
-    for (const { name } of body.outputs) {
-      if (!known.has(name)) {
-        throw badRequest(`unknown output '${name}'; the model's outputs are: ${[...known].join(', ')}`);
+    for (const { name, parameters } of body.outputs) {
+      if (!known.includes(name)) {
+        throw badRequest(`unknown output '${name}'; the model's outputs are: ${known.join(', ')}`);
       }
       if (!fetches.includes(name)) fetches.push(name);
+      if (wantsBinaryOutput(body.parameters, parameters)) binaryOutputs.add(name);
     }
+  } else if (wantsBinaryOutput(body.parameters, undefined)) {
+    for (const name of known) binaryOutputs.add(name);
   }
-  return { feeds, fetches };
+  return { feeds, fetches, binaryOutputs };
+}
+
+/**
+ * Encodes the inference response: plain JSON, or with the binary tensor extension when any
+ * output is asked for as binary (the JSON header, then each binary output's bytes in order).
+ */
+export function encodeV2Response(
+  response: Omit<V2InferResponse, 'outputs'>,
+  names: readonly string[],
+  outputs: Record<string, WireTensor>,
+  binaryOutputs: ReadonlySet<string>,
+): { json: V2InferResponse } | { headerLength: number; body: Buffer } {
+  if (binaryOutputs.size === 0) {
+    return { json: { ...response, outputs: names.map((name) => encodeV2Output(name, outputs[name]!)) } };
+  }
+  const parts: Buffer[] = [];
+  const encoded = names.map((name): V2Output | BinaryV2Output => {
+    const tensor = outputs[name]!;
+    if (!binaryOutputs.has(name)) return encodeV2Output(name, tensor);
+    const bytes = encodeBinaryTensor(tensor);
+    parts.push(bytes);
+    return {
+      name,
+      datatype: ORT_TO_DATATYPE[tensor.type],
+      shape: [...tensor.dims],
+      parameters: { binary_data_size: bytes.length },
+    };
+  });
+  const header = Buffer.from(JSON.stringify({ ...response, outputs: encoded }), 'utf8');
+  return { headerLength: header.length, body: Buffer.concat([header, ...parts]) };
+}
+
+/** A response output whose data follows the JSON header as binary. */
+interface BinaryV2Output {
+  name: string;
+  datatype: V2Output['datatype'];
+  shape: number[];
+  parameters: { binary_data_size: number };
 }
 
 /** Open Inference Protocol v2 (KServe / Triton REST) endpoints. */
@@ -167,22 +263,28 @@ export function v2Routes(
     ready,
   );
 
-  const infer = async (request: { params: ModelParams; body: V2InferRequest }): Promise<V2InferResponse> => {
+  const infer = async (
+    request: { params: ModelParams; body: V2InferRequest },
+    reply: FastifyReply,
+  ): Promise<V2InferResponse | Buffer> => {
     const model = requireModel(host, request.params.name, request.params.version);
-    const { feeds, fetches } = decodeV2Request(request.body, model, config.maxRequestRows);
+    const { feeds, fetches, binaryOutputs } = decodeV2Request(request.body, model, config.maxRequestRows);
     const outputs = await host.infer({ feeds, fetches });
     const order = model.signature.outputs.map((s) => s.name);
     const names = fetches ?? [
       ...order.filter((n) => outputs[n] !== undefined),
       ...Object.keys(outputs).filter((n) => !order.includes(n)),
     ];
-    const response: V2InferResponse = {
+    const head: Omit<V2InferResponse, 'outputs'> = {
       model_name: model.name,
       model_version: model.version,
-      outputs: names.map((name) => encodeV2Output(name, outputs[name]!)),
+      ...(request.body.id === undefined ? {} : { id: request.body.id }),
     };
-    if (request.body.id !== undefined) response.id = request.body.id;
-    return response;
+    const encoded = encodeV2Response(head, names, outputs, binaryOutputs);
+    if ('json' in encoded) return encoded.json;
+    void reply.header(INFERENCE_HEADER, String(encoded.headerLength));
+    void reply.type('application/octet-stream');
+    return encoded.body;
   };
   const inferSchema = { params: modelParamsSchema, body: inferRequestSchema };
   app.post<{ Params: ModelParams; Body: V2InferRequest }>(

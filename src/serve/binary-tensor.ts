@@ -1,0 +1,162 @@
+// The Open Inference Protocol's binary tensor data extension (KServe / Triton): a JSON inference
+// header of `Inference-Header-Content-Length` bytes, then the raw bytes of each binary tensor in
+// input order. Tensors travel little-endian, row-major, unpadded; BOOL is one byte (0 or 1), BYTES
+// is a 4-byte little-endian length before each element. Typed arrays here use the platform's byte
+// order, which is little-endian on every platform Node and Fargate run on (x86-64, arm64).
+import type { Datatype, TensorSpec } from '../model/types.ts';
+import { badRequest } from './errors.ts';
+import { DATATYPE_TO_ORT, allocateData, checkShape, elementCount, isDatatype } from './tensor-codec.ts';
+import type { TensorData, WireTensor } from './tensor-codec.ts';
+
+/** Request and response header naming the length of the JSON part of a binary body. */
+export const INFERENCE_HEADER = 'inference-header-content-length';
+
+/** Where a parsed request body keeps its binary part (a symbol, so schema validation never sees it). */
+export const BINARY_PART: unique symbol = Symbol('slipway.binaryPart');
+
+/** A parsed JSON body that may carry the binary part of the request. */
+export interface WithBinaryPart {
+  [BINARY_PART]?: Buffer;
+}
+
+/** Bytes per element of the fixed-width datatypes. */
+export const ELEMENT_BYTES: Readonly<Record<Exclude<Datatype, 'BYTES'>, number>> = {
+  BOOL: 1,
+  UINT8: 1,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 2,
+  FP16: 2,
+  UINT32: 4,
+  INT32: 4,
+  FP32: 4,
+  UINT64: 8,
+  INT64: 8,
+  FP64: 8,
+};
+
+/**
+ * Splits a binary-extension body at the length given by the `Inference-Header-Content-Length`
+ * header. The header value must be a decimal integer within the body.
+ */
+export function splitBinaryBody(body: Buffer, headerValue: string): { json: string; binary: Buffer } {
+  if (!/^\d{1,15}$/.test(headerValue.trim())) {
+    throw badRequest(
+      `the Inference-Header-Content-Length header must be a byte count, got ${JSON.stringify(headerValue.slice(0, 40))}`,
+    );
+  }
+  const length = Number(headerValue.trim());
+  if (length === 0 || length > body.length) {
+    throw badRequest(
+      `the Inference-Header-Content-Length header says the JSON part is ${length} bytes but the body has ${body.length}`,
+    );
+  }
+  return { json: body.toString('utf8', 0, length), binary: body.subarray(length) };
+}
+
+/** The `binary_data_size` parameter of an input, or undefined when the input carries JSON data. */
+export function binaryDataSize(parameters: unknown, what: string): number | undefined {
+  if (parameters === null || typeof parameters !== 'object') return undefined;
+  const size = (parameters as Record<string, unknown>).binary_data_size;
+  if (size === undefined) return undefined;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+    throw badRequest(`${what}: parameters.binary_data_size must be an integer >= 0`);
+  }
+  return size;
+}
+
+/**
+ * Reads the next `size` bytes of the binary part as the input's tensor, with the same datatype and
+ * shape checks as JSON data. The bytes are copied, so the tensor owns (and may transfer) its buffer.
+ */
+export function decodeBinaryInput(
+  input: { readonly name: string; readonly shape: readonly number[]; readonly datatype: string },
+  spec: TensorSpec | undefined,
+  bytes: Buffer,
+): WireTensor {
+  const what = `input '${input.name}'`;
+  if (!isDatatype(input.datatype))
+    throw badRequest(`${what}: datatype ${input.datatype} is not a v2 datatype`);
+  const datatype = input.datatype;
+  if (spec && spec.datatype !== datatype) {
+    throw badRequest(`${what}: the model expects datatype ${spec.datatype}, got ${datatype}`);
+  }
+  if (spec) checkShape(input.shape, spec, what);
+  const count = elementCount(input.shape);
+  const dims = [...input.shape];
+  if (datatype === 'BYTES') {
+    return { type: 'string', dims, data: readByteStrings(bytes, count, what) };
+  }
+  const width = ELEMENT_BYTES[datatype];
+  if (bytes.length !== count * width) {
+    throw badRequest(
+      `${what}: shape [${input.shape.join(',')}] of ${datatype} needs ${count * width} bytes of binary data but binary_data_size is ${bytes.length}`,
+    );
+  }
+  const data = allocateData(datatype, count) as Exclude<TensorData, string[]>;
+  new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(bytes);
+  if (datatype === 'BOOL') {
+    const bad = (data as Uint8Array).findIndex((b) => b > 1);
+    if (bad >= 0) {
+      throw badRequest(`${what}: BOOL element ${bad} is byte ${data[bad]}, but must be 0 or 1`);
+    }
+  }
+  return { type: DATATYPE_TO_ORT[datatype], dims, data };
+}
+
+function readByteStrings(bytes: Buffer, count: number, what: string): string[] {
+  const out = new Array<string>(count);
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    if (offset + 4 > bytes.length) {
+      throw badRequest(`${what}: the binary data ends at BYTES element ${i} of ${count}`);
+    }
+    const length = bytes.readUInt32LE(offset);
+    offset += 4;
+    if (offset + length > bytes.length) {
+      throw badRequest(
+        `${what}: BYTES element ${i} says ${length} bytes but only ${bytes.length - offset} remain`,
+      );
+    }
+    out[i] = bytes.toString('utf8', offset, offset + length);
+    offset += length;
+  }
+  if (offset !== bytes.length) {
+    throw badRequest(
+      `${what}: ${bytes.length - offset} bytes of binary data are left after its ${count} BYTES elements`,
+    );
+  }
+  return out;
+}
+
+/** The raw bytes of a tensor in the extension's layout (views, not copies, for numeric tensors). */
+export function encodeBinaryTensor(tensor: WireTensor): Buffer {
+  const { data } = tensor;
+  if (Array.isArray(data)) {
+    const parts: Buffer[] = [];
+    for (const s of data) {
+      const bytes = Buffer.from(s, 'utf8');
+      const length = Buffer.allocUnsafe(4);
+      length.writeUInt32LE(bytes.length);
+      parts.push(length, bytes);
+    }
+    return Buffer.concat(parts);
+  }
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** True when the request asks for this output as binary (`binary_data` overrides `binary_data_output`). */
+export function wantsBinaryOutput(requestParameters: unknown, outputParameters: unknown): boolean {
+  const flag = (parameters: unknown, key: string, what: string): boolean | undefined => {
+    if (parameters === null || typeof parameters !== 'object') return undefined;
+    const value = (parameters as Record<string, unknown>)[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'boolean') throw badRequest(`${what}.${key} must be true or false`);
+    return value;
+  };
+  return (
+    flag(outputParameters, 'binary_data', 'output parameters') ??
+    flag(requestParameters, 'binary_data_output', 'parameters') ??
+    false
+  );
+}

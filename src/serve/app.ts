@@ -82,7 +82,7 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
   const metrics = createMetrics();
   const host = new ModelHost({ config, log: app.log, metrics });
 
-  registerBodyParsers(app);
+  registerBodyParsers(app, config.bodyLimit);
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const { status, message, retryAfter } = toResponse(err, config.bodyLimit);
@@ -96,15 +96,18 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` }),
   );
 
-  app.addHook('onResponse', async (request, reply) => {
+  // Hooks take callbacks rather than being async: at inference rates a promise per hook per request
+  // is measurable main-thread work.
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
     metrics.requestDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+    done();
   });
   // In-flight requests, counted until their response is finished or the socket closes.
   let inflight = 0;
   let drained: (() => void) | undefined;
-  app.addHook('onRequest', async (_request, reply) => {
+  app.addHook('onRequest', (_request, reply, done) => {
     inflight++;
     metrics.inflight.inc();
     reply.raw.once('close', () => {
@@ -112,10 +115,12 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
       metrics.inflight.dec();
       if (inflight === 0) drained?.();
     });
+    done();
   });
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     // While draining, end keep-alive connections after their current response.
     if (host.draining) void reply.header('connection', 'close');
+    done(null, payload);
   });
   app.addHook('onClose', async () => {
     // Fastify runs this hook before its own server.close() has waited for open requests, so the

@@ -5,7 +5,7 @@
 // order, which is little-endian on every platform Node and Fargate run on (x86-64, arm64).
 import type { Datatype, TensorSpec } from '../model/types.ts';
 import { badRequest } from './errors.ts';
-import { DATATYPE_TO_ORT, allocateData, checkShape, elementCount, isDatatype } from './tensor-codec.ts';
+import { DATATYPE_TO_ORT, checkShape, elementCount, isDatatype } from './tensor-codec.ts';
 import type { TensorData, WireTensor } from './tensor-codec.ts';
 
 /** Request and response header naming the length of the JSON part of a binary body. */
@@ -33,6 +33,27 @@ export const ELEMENT_BYTES: Readonly<Record<Exclude<Datatype, 'BYTES'>, number>>
   UINT64: 8,
   INT64: 8,
   FP64: 8,
+};
+
+type NumericData = Exclude<TensorData, string[]>;
+const TYPED_ARRAYS: Readonly<
+  Record<
+    Exclude<Datatype, 'BYTES'>,
+    new (buffer: ArrayBufferLike, offset?: number, length?: number) => NumericData
+  >
+> = {
+  BOOL: Uint8Array,
+  UINT8: Uint8Array,
+  INT8: Int8Array,
+  UINT16: Uint16Array,
+  INT16: Int16Array,
+  FP16: Uint16Array,
+  UINT32: Uint32Array,
+  INT32: Int32Array,
+  FP32: Float32Array,
+  UINT64: BigUint64Array,
+  INT64: BigInt64Array,
+  FP64: Float64Array,
 };
 
 /**
@@ -67,7 +88,7 @@ export function binaryDataSize(parameters: unknown, what: string): number | unde
 
 /**
  * Reads the next `size` bytes of the binary part as the input's tensor, with the same datatype and
- * shape checks as JSON data. The bytes are copied, so the tensor owns (and may transfer) its buffer.
+ * shape checks as JSON data. The tensor views the body's memory when it can (no copy).
  */
 export function decodeBinaryInput(
   input: { readonly name: string; readonly shape: readonly number[]; readonly datatype: string },
@@ -93,8 +114,13 @@ export function decodeBinaryInput(
       `${what}: shape [${input.shape.join(',')}] of ${datatype} needs ${count * width} bytes of binary data but binary_data_size is ${bytes.length}`,
     );
   }
-  const data = allocateData(datatype, count) as Exclude<TensorData, string[]>;
-  new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(bytes);
+  // A view in place when the bytes sit on an element boundary (the body reader aligns the binary
+  // part for this), otherwise an aligned copy.
+  const Typed = TYPED_ARRAYS[datatype];
+  const data =
+    bytes.byteOffset % width === 0
+      ? new Typed(bytes.buffer, bytes.byteOffset, count)
+      : new Typed(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
   if (datatype === 'BOOL') {
     const bad = (data as Uint8Array).findIndex((b) => b > 1);
     if (bad >= 0) {

@@ -1,7 +1,9 @@
-import type { FastifyInstance } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BINARY_PART, INFERENCE_HEADER, splitBinaryBody } from './binary-tensor.ts';
 import type { WithBinaryPart } from './binary-tensor.ts';
-import { badRequest } from './errors.ts';
+import { ServeError, badRequest } from './errors.ts';
 
 /** Deepest JSON nesting a request body may have (tensor rank + envelope, with room to spare). */
 export const MAX_JSON_DEPTH = 64;
@@ -56,6 +58,92 @@ export function parseJsonBody(text: string, maxDepth = MAX_JSON_DEPTH): unknown 
 }
 
 /**
+ * Reads a request body into one buffer the parser owns. `lead` bytes of room are left in front
+ * of it, so a caller that knows where binary data starts can place it on an 8-byte boundary and
+ * view tensors in place rather than copy them. With a Content-Length the body is read straight
+ * into its final buffer (one copy from the socket); a chunked body is gathered, then copied once.
+ */
+export function readBody(
+  payload: Readable,
+  contentLength: number | undefined,
+  limit: number,
+  lead: number,
+): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    if (contentLength !== undefined && contentLength > limit) {
+      reject(tooLarge(limit));
+      payload.resume();
+      return;
+    }
+    // Allocating a declared length up front is bounded, so a client that announces a large body and
+    // sends little cannot make the server reserve the whole limit per connection.
+    const whole =
+      contentLength === undefined || contentLength > PREALLOCATE_MAX
+        ? undefined
+        : Buffer.allocUnsafeSlow(lead + contentLength);
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const finish = (err?: Error) => {
+      payload.off('data', onData);
+      payload.off('end', onEnd);
+      payload.off('error', onError);
+      if (err) {
+        payload.resume();
+        reject(err);
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      if (received + chunk.length > limit) return finish(tooLarge(limit));
+      if (contentLength !== undefined && received + chunk.length > contentLength) {
+        return finish(badRequest(`the body is longer than its Content-Length of ${contentLength} bytes`));
+      }
+      if (whole) chunk.copy(whole, lead + received);
+      else chunks.push(chunk);
+      received += chunk.length;
+    };
+    const onEnd = () => {
+      finish();
+      if (contentLength !== undefined && received !== contentLength) {
+        reject(badRequest(`the body ended after ${received} of its ${contentLength} bytes`));
+        return;
+      }
+      if (whole) {
+        resolve(whole.subarray(lead));
+        return;
+      }
+      const out = Buffer.allocUnsafeSlow(lead + received);
+      let at = lead;
+      for (const c of chunks) at += c.copy(out, at);
+      resolve(out.subarray(lead));
+    };
+    const onError = (err: Error) => finish(badRequest(`the request body could not be read: ${err.message}`));
+    payload.on('data', onData);
+    payload.on('end', onEnd);
+    payload.on('error', onError);
+  });
+}
+
+/** Largest body read straight into a buffer of its declared length; larger ones are gathered as they come. */
+const PREALLOCATE_MAX = 4 * 1024 * 1024;
+
+function tooLarge(limit: number): ServeError {
+  return new ServeError(
+    'SERVE_BAD_REQUEST',
+    413,
+    `the request body is larger than the limit of ${limit} bytes`,
+  );
+}
+
+/**
+ * Bytes to leave in front of a binary-extension body so its binary part starts 8-byte aligned
+ * (0 when the header is absent or not a plain number; the parser reports a bad header itself).
+ */
+function alignmentLead(header: string | string[] | undefined): number {
+  if (typeof header !== 'string' || !/^\d{1,15}$/.test(header.trim())) return 0;
+  return (8 - (Number(header.trim()) % 8)) % 8;
+}
+
+/**
  * Parses a request body that may use the binary tensor extension: with the
  * `Inference-Header-Content-Length` header, the JSON part is parsed and the bytes after it are kept
  * under {@link BINARY_PART} for the v2 inference route.
@@ -79,32 +167,32 @@ export function parseInferenceBody(body: Buffer, headerValue: string | string[] 
  * bodies), accepts `application/octet-stream` for binary-extension bodies, and CSV as text (for
  * /invocations).
  */
-export function registerBodyParsers(app: FastifyInstance): void {
+export function registerBodyParsers(app: FastifyInstance, bodyLimit: number): void {
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    try {
-      done(null, parseInferenceBody(body as Buffer, request.headers[INFERENCE_HEADER]));
-    } catch (err) {
-      done(err as Error, undefined);
-    }
-  });
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (request, body, done) => {
+  const parseInference = (request: FastifyRequest, payload: Readable): Promise<unknown> => {
     const header = request.headers[INFERENCE_HEADER];
-    if (header === undefined) {
-      done(
+    if (header === undefined && !/json/i.test(request.headers['content-type'] ?? '')) {
+      payload.resume();
+      return Promise.reject(
         badRequest(
           'an application/octet-stream body must use the binary tensor extension: send the Inference-Header-Content-Length header with the length of its JSON part',
         ),
-        undefined,
       );
-      return;
     }
-    try {
-      done(null, parseInferenceBody(body as Buffer, header));
-    } catch (err) {
-      done(err as Error, undefined);
-    }
-  });
+    const length = request.headers['content-length'];
+    return readBody(
+      payload,
+      length === undefined ? undefined : Number(length),
+      bodyLimit,
+      alignmentLead(header),
+    ).then((body) => parseInferenceBody(body, header));
+  };
+  app.addContentTypeParser('application/json', (request: FastifyRequest, payload: IncomingMessage) =>
+    parseInference(request, payload),
+  );
+  app.addContentTypeParser('application/octet-stream', (request: FastifyRequest, payload: IncomingMessage) =>
+    parseInference(request, payload),
+  );
   app.addContentTypeParser('text/csv', { parseAs: 'string' }, (_request, body, done) => {
     done(null, body);
   });

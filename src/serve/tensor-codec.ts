@@ -392,8 +392,14 @@ export function concatRows(tensors: readonly WireTensor[]): WireTensor {
     return { type: first.type, dims, data: tensors.flatMap((t) => t.data as string[]) };
   }
   const total = tensors.reduce((sum, t) => sum + t.data.length, 0);
-  const Ctor = (first.data as Float32Array).constructor as new (n: number) => Float32Array;
-  const out = new Ctor(total);
+  const Ctor = (first.data as Float32Array).constructor as new (
+    buffer: ArrayBuffer,
+    offset: number,
+    length: number,
+  ) => Float32Array;
+  // Every element is written below, so skip the zero-fill; the batch owns its whole buffer (transferable).
+  const bytes = Buffer.allocUnsafeSlow(total * (first.data as Float32Array).BYTES_PER_ELEMENT);
+  const out = new Ctor(bytes.buffer, bytes.byteOffset, total);
   let offset = 0;
   for (const t of tensors) {
     out.set(t.data as Float32Array, offset);

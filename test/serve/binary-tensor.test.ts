@@ -10,7 +10,7 @@ import { decodeTensorBytes, encodeTensorBytes } from './fixtures/binary-client.t
 const input = (datatype: string, shape: number[]) => ({ name: 't', datatype, shape });
 
 describe('decodeBinaryInput', () => {
-  it('reads every fixed-width datatype little-endian into a buffer the tensor owns', () => {
+  it('reads every fixed-width datatype little-endian, aligned or not', () => {
     const cases = [
       ['INT8', [-128, 0, 127]],
       ['UINT16', [0, 65535, 7]],
@@ -28,9 +28,17 @@ describe('decodeBinaryInput', () => {
       const tensor = decodeBinaryInput(input(datatype, [3]), undefined, padded);
       expect(tensor.dims).toEqual([3]);
       expect(decodeTensorBytes(datatype, encodeBinaryTensor(tensor)), datatype).toEqual(values);
-      const data = tensor.data as Uint8Array;
-      expect(data.byteOffset === 0 && data.byteLength === data.buffer.byteLength).toBe(true);
     }
+  });
+
+  it('views aligned bytes in place and copies unaligned ones', () => {
+    const body = Buffer.alloc(24);
+    const aligned = decodeBinaryInput(input('FP32', [4]), undefined, body.subarray(8, 24));
+    body.writeFloatLE(2.5, 8);
+    expect((aligned.data as Float32Array)[0]).toBe(2.5);
+    const unaligned = decodeBinaryInput(input('FP32', [4]), undefined, body.subarray(6, 22));
+    body.writeFloatLE(7, 6);
+    expect((unaligned.data as Float32Array)[0]).not.toBe(7);
   });
 
   it('rejects BOOL bytes other than 0 and 1', () => {

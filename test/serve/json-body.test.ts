@@ -1,5 +1,6 @@
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { jsonDepthExceeds, parseJsonBody } from '../../src/serve/json-body.ts';
+import { jsonDepthExceeds, parseJsonBody, readBody } from '../../src/serve/json-body.ts';
 
 describe('parseJsonBody', () => {
   it('parses ordinary JSON', () => {
@@ -46,5 +47,29 @@ describe('jsonDepthExceeds', () => {
   it('leaves an unterminated string to JSON.parse', () => {
     expect(jsonDepthExceeds('["abc', 1)).toBe(false);
     expect(() => parseJsonBody('["abc')).toThrow(/malformed JSON/);
+  });
+});
+
+describe('readBody', () => {
+  const stream = (...chunks: string[]) => Readable.from(chunks.map((c) => Buffer.from(c)));
+
+  it('reads a body with or without a Content-Length, leaving `lead` bytes of room in front', async () => {
+    for (const length of [11, undefined]) {
+      const body = await readBody(stream('hello', ' ', 'world'), length, 100, 3);
+      expect(body.toString()).toBe('hello world');
+      expect(body.byteOffset).toBe(3);
+    }
+  });
+
+  it('answers 413 past the limit, declared or streamed, and 400 when the length does not match', async () => {
+    await expect(readBody(stream('x'.repeat(10)), 10, 5, 0)).rejects.toMatchObject({
+      statusCode: 413,
+      message: 'the request body is larger than the limit of 5 bytes',
+    });
+    await expect(readBody(stream('abc', 'def'), undefined, 5, 0)).rejects.toMatchObject({ statusCode: 413 });
+    await expect(readBody(stream('abcdef'), 4, 100, 0)).rejects.toThrow(
+      /longer than its Content-Length of 4 bytes/,
+    );
+    await expect(readBody(stream('ab'), 4, 100, 0)).rejects.toThrow(/ended after 2 of its 4 bytes/);
   });
 });

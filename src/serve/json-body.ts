@@ -87,6 +87,7 @@ export function readBody(
       payload.off('data', onData);
       payload.off('end', onEnd);
       payload.off('error', onError);
+      payload.off('close', onClose);
       if (err) {
         payload.resume();
         reject(err);
@@ -116,10 +117,13 @@ export function readBody(
       for (const c of chunks) at += c.copy(out, at);
       resolve(out.subarray(lead));
     };
+    const onClose = () => finish(badRequest('the client closed the connection before the body ended'));
     const onError = (err: Error) => finish(badRequest(`the request body could not be read: ${err.message}`));
     payload.on('data', onData);
     payload.on('end', onEnd);
     payload.on('error', onError);
+    // A client that goes away mid-body must not leave this promise (and its buffer) pending.
+    payload.on('close', onClose);
   });
 }
 

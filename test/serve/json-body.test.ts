@@ -73,3 +73,13 @@ describe('readBody', () => {
     await expect(readBody(stream('ab'), 4, 100, 0)).rejects.toThrow(/ended after 2 of its 4 bytes/);
   });
 });
+
+describe('readBody on a client that goes away', () => {
+  it('rejects when the stream closes before the body ends', async () => {
+    const payload = new Readable({ read() {} });
+    const reading = readBody(payload, 100, 1000, 0);
+    payload.push(Buffer.from('{"inputs":'));
+    payload.destroy();
+    await expect(reading).rejects.toThrow(/closed the connection before the body ended/);
+  });
+});

@@ -114,7 +114,16 @@ describe('under load', () => {
       return seed % n;
     };
     const valid = { name: 'image', shape: [1, 3, SIZE, SIZE], datatype: 'FP32', data: [0] };
-    const mutations: (() => { path: string; type: string; body: string })[] = [
+    const binaryBody = (header: unknown, binaryLength: number) => {
+      const json = Buffer.from(JSON.stringify(header));
+      return { json, body: Buffer.concat([json, Buffer.alloc(binaryLength, rand(256))]) };
+    };
+    const mutations: (() => {
+      path: string;
+      type: string;
+      body: string | Buffer;
+      headers?: Record<string, string>;
+    })[] = [
       () => ({
         path: '/v2/models/cnn/infer',
         type: 'application/json',
@@ -199,6 +208,57 @@ describe('under load', () => {
         type: 'application/json',
         body: JSON.stringify({ instances: new Array(2000).fill([0]) }),
       }),
+      // The binary tensor extension: lying sizes, bogus header values, missing headers.
+      () => {
+        const size = [0, 4, 48, 49152, 49151, 2 ** 40, -8][rand(7)]!;
+        const { json, body } = binaryBody(
+          { inputs: [{ ...valid, data: undefined, parameters: { binary_data_size: size } }] },
+          rand(60000),
+        );
+        return {
+          path: '/v2/models/cnn/infer',
+          type: 'application/octet-stream',
+          body,
+          headers: { 'inference-header-content-length': String(json.length) },
+        };
+      },
+      () => ({
+        path: '/v2/models/cnn/infer',
+        type: ['application/octet-stream', 'application/json'][rand(2)]!,
+        body: binaryBody({ inputs: [valid] }, rand(100)).body,
+        headers: {
+          'inference-header-content-length': ['', 'abc', '-1', '1e3', '999999999', String(rand(80))][
+            rand(6)
+          ]!,
+        },
+      }),
+      () => ({
+        path: '/v2/models/cnn/infer',
+        type: 'application/octet-stream',
+        body: Buffer.alloc(rand(5000), 7),
+      }),
+      () => {
+        const { json, body } = binaryBody(
+          {
+            parameters: { binary_data_output: ['yes', 1, true][rand(3)] },
+            inputs: [
+              {
+                ...valid,
+                datatype: ['BOOL', 'BYTES', 'FP32'][rand(3)],
+                data: undefined,
+                parameters: { binary_data_size: 49152 },
+              },
+            ],
+          },
+          49152,
+        );
+        return {
+          path: ['/v2/models/cnn/infer', '/invocations'][rand(2)]!,
+          type: 'application/octet-stream',
+          body,
+          headers: { 'inference-header-content-length': String(json.length) },
+        };
+      },
     ];
     const limit = 1024 * 1024;
     const send = async () => {
@@ -206,7 +266,7 @@ describe('under load', () => {
       try {
         const res = await fetch(`${server.url}${m.path}`, {
           method: 'POST',
-          headers: { 'content-type': m.type },
+          headers: { 'content-type': m.type, ...m.headers },
           body: m.body,
         });
         const text = await res.text();
@@ -251,6 +311,8 @@ describe('under load', () => {
         'GARBAGE\r\n\r\n',
         'POST /v2 HTTP/1.1\r\nContent-Length: -5\r\n\r\n',
         'GET / HTTP/9.9\r\n\r\n',
+        // A body shorter than its Content-Length, then the client stops sending.
+        'POST /v2/models/cnn/infer HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"inputs":',
         '\u0000'.repeat(100),
       ].map(raw),
     );

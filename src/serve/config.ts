@@ -19,7 +19,11 @@ export interface ServeConfig {
   readonly intraOpThreads: number;
   /** Largest dynamic batch (rows along dim 0); 1 turns batching off. */
   readonly maxBatchSize: number;
-  /** Longest a request waits for its batch to fill while other batches are running. */
+  /**
+   * Longest a request waits for its batch to fill while other batches are running. The default, 0,
+   * never holds a request while a worker is idle: batches form from what queued while every worker
+   * was busy (measured on CPU to beat any fixed wait, see bench/serve.ts).
+   */
   readonly maxBatchDelayMs: number;
   /** Largest number of rows one request may carry along a dynamic dim 0. */
   readonly maxRequestRows: number;
@@ -93,7 +97,7 @@ export function loadServeConfig(
     workers: plan.workers,
     intraOpThreads: plan.intraOpThreads,
     maxBatchSize,
-    maxBatchDelayMs: overrides.maxBatchDelayMs ?? intFrom(env, ENV.maxBatchDelayMs, 0, 10_000) ?? 2,
+    maxBatchDelayMs: overrides.maxBatchDelayMs ?? intFrom(env, ENV.maxBatchDelayMs, 0, 10_000) ?? 0,
     maxRequestRows: Math.max(maxBatchSize, 1024),
     bodyLimit: intFrom(env, ENV.bodyLimit, 1024) ?? 32 * 1024 * 1024,
     shutdownTimeoutMs: intFrom(env, ENV.shutdownTimeoutMs, 0) ?? 20_000,

@@ -1,32 +1,45 @@
 // Benchmark of the inference service against raw in-process onnxruntime on the same thread budget.
-// Prints throughput and p50/p99 latency for an MLP and a CNN at concurrency 1, 8 and 64, and the
-// ratios measured in this one run. Run: npm run bench:serve [-- --seconds 4]
-import { spawn } from 'node:child_process';
+//
+// For a small MLP and a mid-size CNN it measures throughput and p50/p99 latency at concurrency 1, 8
+// and 64, with JSON bodies and with the binary tensor extension, batching on and off, and prints
+// the ratios to raw onnxruntime measured in this one run. Each point is the median of `--rounds`
+// interleaved rounds (raw, then the servers, then raw again...), so a machine whose speed drifts
+// during the run skews both sides alike. The server runs as the container runs it (the compiled
+// `dist/` build, built first); the load comes from a separate process (bench/load-client.ts).
+//
+// Run: npm run bench:serve [-- --seconds 2 --rounds 3]
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { loadServeConfig } from '../src/serve/config.ts';
 import { availableCpus, planThreads } from '../src/serve/cpu.ts';
 import { buildCnn, buildMlp, writeModel } from '../test/serve/fixtures/onnx-builder.ts';
+import { runLoad, summarize } from './load-client.ts';
+import type { LoadResult, LoadSpec } from './load-client.ts';
 
-const secondsArg = process.argv.indexOf('--seconds');
-const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 3;
-const CONCURRENCY = [1, 8, 64];
-const BIN = resolve(import.meta.dirname, '../bin/slipway.js');
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  const value = i > 0 ? Number(process.argv[i + 1]) : fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
+  return value;
+}
+
+const SECONDS = arg('--seconds', 2);
+const ROUNDS = Math.round(arg('--rounds', 3));
+const CONCURRENCY = [1, 8, 64] as const;
+const ENCODINGS = ['json', 'binary'] as const;
+const ROOT = resolve(import.meta.dirname, '..');
+
+type Encoding = (typeof ENCODINGS)[number];
 
 interface Model {
   readonly name: string;
   readonly bytes: Uint8Array;
   readonly input: string;
   readonly shape: number[];
-}
-
-interface Result {
-  readonly throughput: number;
-  readonly p50: number;
-  readonly p99: number;
 }
 
 const MODELS: Model[] = [
@@ -44,23 +57,26 @@ const MODELS: Model[] = [
   },
 ];
 
-function summarize(latencies: number[], elapsedMs: number): Result {
-  const sorted = [...latencies].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
-  return { throughput: (latencies.length / elapsedMs) * 1000, p50: at(0.5), p99: at(0.99) };
+const MODES = [
+  { label: 'batching on', args: [] as string[] },
+  { label: 'batching off', args: ['--max-batch-size', '1'] },
+] as const;
+
+/** Input values as a client would send an image scaled to [0, 1]: float32, so long decimals in JSON. */
+function inputValues(model: Model): Float32Array {
+  const n = model.shape.reduce((a, b) => a * b, 1);
+  return Float32Array.from({ length: n }, (_, i) => (i % 17) / 17);
 }
 
-async function rawBaseline(model: Model, threads: number): Promise<Result> {
+async function rawBaseline(model: Model, threads: number): Promise<LoadResult> {
   const session = await InferenceSession.create(model.bytes, {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
   });
-  const n = model.shape.reduce((a, b) => a * b, 1);
-  const data = Float32Array.from({ length: n }, (_, i) => (i % 17) / 17);
-  const feeds = { [model.input]: new Tensor('float32', data, model.shape) };
-  for (let i = 0; i < 20; i++) await session.run(feeds);
+  const feeds = { [model.input]: new Tensor('float32', inputValues(model), model.shape) };
+  for (let i = 0; i < 50; i++) await session.run(feeds);
   const latencies: number[] = [];
   const start = performance.now();
   while (performance.now() - start < SECONDS * 1000) {
@@ -73,17 +89,59 @@ async function rawBaseline(model: Model, threads: number): Promise<Result> {
   return result;
 }
 
+/** The request one model's clients send, in each encoding. */
+function requestFor(model: Model, encoding: Encoding): Pick<LoadSpec, 'headers' | 'bodyBase64'> {
+  const values = inputValues(model);
+  if (encoding === 'json') {
+    const body = JSON.stringify({
+      inputs: [{ name: model.input, shape: model.shape, datatype: 'FP32', data: Array.from(values) }],
+    });
+    return {
+      headers: { 'content-type': 'application/json' },
+      bodyBase64: Buffer.from(body).toString('base64'),
+    };
+  }
+  const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  const header = Buffer.from(
+    JSON.stringify({
+      parameters: { binary_data_output: true },
+      inputs: [
+        {
+          name: model.input,
+          shape: model.shape,
+          datatype: 'FP32',
+          parameters: { binary_data_size: bytes.length },
+        },
+      ],
+    }),
+  );
+  return {
+    headers: {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(header.length),
+    },
+    bodyBase64: Buffer.concat([header, bytes]).toString('base64'),
+  };
+}
+
 async function startServer(
   modelDir: string,
-  args: string[],
+  args: readonly string[],
 ): Promise<{ port: number; stop: () => Promise<void> }> {
   const proc = spawn(
     process.execPath,
-    [BIN, 'serve', '--model', modelDir, '--host', '127.0.0.1', '--port', '0', ...args],
-    {
-      env: { ...process.env, LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
+    [
+      join(ROOT, 'dist/cli/main.js'),
+      'serve',
+      '--model',
+      modelDir,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      ...args,
+    ],
+    { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const exited = new Promise<void>((done) => proc.on('exit', () => done()));
   let port = 0;
@@ -109,96 +167,122 @@ async function startServer(
   };
 }
 
-async function load(port: number, model: Model, concurrency: number): Promise<Result> {
-  const n = model.shape.reduce((a, b) => a * b, 1);
-  const body = JSON.stringify({
-    inputs: [
-      {
-        name: model.input,
-        shape: model.shape,
-        datatype: 'FP32',
-        data: Array.from({ length: n }, (_, i) => (i % 17) / 17),
-      },
-    ],
-  });
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const path = `/v2/models/${model.name}/infer`;
-  const once = () =>
-    new Promise<void>((done, fail) => {
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port,
-          path,
-          method: 'POST',
-          agent,
-          headers: { 'content-type': 'application/json' },
-        },
-        (res) => {
-          res.resume();
-          res.on('end', () => (res.statusCode === 200 ? done() : fail(new Error(`HTTP ${res.statusCode}`))));
-        },
-      );
-      req.on('error', fail);
-      req.end(body);
-    });
-  const run = async (ms: number, latencies: number[]) => {
-    const start = performance.now();
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (performance.now() - start < ms) {
-          const t = performance.now();
-          await once();
-          latencies.push(performance.now() - t);
-        }
-      }),
-    );
-    return performance.now() - start;
+function median(results: readonly LoadResult[]): LoadResult {
+  const mid = <K extends keyof LoadResult>(key: K) => {
+    const sorted = results.map((r) => r[key]).sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)]!;
   };
-  await run(500, []);
-  const latencies: number[] = [];
-  const elapsed = await run(SECONDS * 1000, latencies);
-  agent.destroy();
-  return summarize(latencies, elapsed);
+  return {
+    requests: mid('requests'),
+    errors: mid('errors'),
+    throughput: mid('throughput'),
+    p50: mid('p50'),
+    p99: mid('p99'),
+  };
 }
 
-const f = (v: number, digits = 2) => v.toFixed(digits).padStart(8);
+/** Collects each point's results over the rounds. */
+class Points {
+  readonly #points = new Map<string, LoadResult[]>();
+  add(key: string, result: LoadResult): void {
+    this.#points.set(key, [...(this.#points.get(key) ?? []), result]);
+  }
+  get(key: string): LoadResult {
+    return median(this.#points.get(key) ?? []);
+  }
+}
+
+const f = (v: number, digits = 2) => v.toFixed(digits).padStart(9);
+
+async function measureServer(
+  model: Model,
+  dir: string,
+  mode: (typeof MODES)[number],
+  points: Points,
+): Promise<void> {
+  const server = await startServer(dir, mode.args);
+  try {
+    const base = { port: server.port, warmupMs: 500, durationMs: SECONDS * 1000 };
+    if (mode.label === 'batching on') {
+      // The cost of HTTP alone: an empty GET, same client, same concurrency as the top point.
+      const floor = await runLoad({
+        ...base,
+        method: 'GET',
+        path: '/v2/health/live',
+        headers: {},
+        bodyBase64: '',
+        concurrency: 64,
+      });
+      points.add('floor', floor);
+    }
+    for (const encoding of ENCODINGS) {
+      const request = requestFor(model, encoding);
+      for (const c of CONCURRENCY) {
+        const r = await runLoad({
+          ...base,
+          ...request,
+          path: `/v2/models/${model.name}/infer`,
+          concurrency: c,
+        });
+        points.add(`${mode.label}/${encoding}/${c}`, r);
+      }
+    }
+  } finally {
+    await server.stop();
+  }
+}
 
 async function main(): Promise<void> {
   const cpus = availableCpus();
   const plan = planThreads(cpus);
+  const defaults = loadServeConfig({});
+  console.log('building dist/ (the server is measured as the container runs it)...');
+  const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('npm run build failed');
   const root = await mkdtemp(join(tmpdir(), 'slipway-bench-'));
-  const report: Record<string, unknown> = { cpus, plan, seconds: SECONDS };
+  const report: Record<string, unknown> = { cpus, plan, seconds: SECONDS, rounds: ROUNDS };
   console.log(
-    `CPU budget ${cpus}: server ${plan.workers} worker(s) x ${plan.intraOpThreads} thread(s); raw session ${cpus} intra-op thread(s); ${SECONDS}s per point`,
+    `CPU budget ${cpus}: server ${plan.workers} worker(s) x ${plan.intraOpThreads} thread(s), default batching (max ${defaults.maxBatchSize} rows, ${defaults.maxBatchDelayMs} ms delay); raw session ${cpus} intra-op thread(s), one request at a time. ${SECONDS} s per point, median of ${ROUNDS} interleaved rounds; load from a separate process.`,
   );
   try {
     for (const model of MODELS) {
       const dir = join(root, model.name);
       await writeModel(dir, model.bytes);
-      const raw = await rawBaseline(model, cpus);
+      const points = new Points();
+      for (let round = 1; round <= ROUNDS; round++) {
+        process.stdout.write(`${model.name}: round ${round}/${ROUNDS}...\n`);
+        points.add('raw', await rawBaseline(model, cpus));
+        for (const mode of MODES) await measureServer(model, dir, mode, points);
+      }
+      const raw = points.get('raw');
+      const floor = points.get('floor');
       console.log(
         `\n${model.name}: raw onnxruntime (in-process, batch 1): ${f(raw.throughput, 0)} req/s  p50 ${f(raw.p50)} ms  p99 ${f(raw.p99)} ms`,
       );
+      console.log(
+        `  HTTP floor (GET /v2/health/live, c=64): ${f(floor.throughput, 0)} req/s (x${(floor.throughput / raw.throughput).toFixed(2)} raw)`,
+      );
       const rows: Record<string, unknown>[] = [];
-      for (const [label, args] of [
-        ['batching on ', ['--max-batch-size', '32', '--max-batch-delay-ms', '2']],
-        ['batching off', ['--max-batch-size', '1']],
-      ] as const) {
-        const server = await startServer(dir, [...args]);
-        try {
+      for (const mode of MODES) {
+        for (const encoding of ENCODINGS) {
           for (const c of CONCURRENCY) {
-            const r = await load(server.port, model, c);
-            rows.push({ mode: label.trim(), concurrency: c, ...r });
+            const r = points.get(`${mode.label}/${encoding}/${c}`);
+            rows.push({ mode: mode.label, encoding, concurrency: c, ...r });
+            const delta = r.p50 - raw.p50;
             console.log(
-              `  server ${label} c=${String(c).padStart(2)}: ${f(r.throughput, 0)} req/s (x${(r.throughput / raw.throughput).toFixed(2)} raw)  p50 ${f(r.p50)} ms (${r.p50 - raw.p50 >= 0 ? '+' : ''}${(r.p50 - raw.p50).toFixed(2)} ms vs raw)  p99 ${f(r.p99)} ms`,
+              `  ${mode.label.padEnd(12)} ${encoding.padEnd(6)} c=${String(c).padStart(2)}: ${f(r.throughput, 0)} req/s (x${(r.throughput / raw.throughput).toFixed(2)} raw)  p50 ${f(r.p50)} ms (${delta >= 0 ? '+' : ''}${delta.toFixed(2)} ms vs raw)  p99 ${f(r.p99)} ms${r.errors > 0 ? `  ${r.errors} errors` : ''}`,
             );
           }
-        } finally {
-          await server.stop();
         }
       }
-      report[model.name] = { raw, server: rows };
+      const best64 = Math.max(...ENCODINGS.map((e) => points.get(`batching on/${e}/64`).throughput));
+      const best1 = Math.min(...ENCODINGS.map((e) => points.get(`batching on/${e}/1`).p50));
+      const throughputMet = best64 >= raw.throughput;
+      const latencyMet = best1 - raw.p50 <= 1;
+      console.log(
+        `  targets (batching on): c=64 throughput >= raw: ${throughputMet ? 'met' : 'NOT met'} (best x${(best64 / raw.throughput).toFixed(2)}); c=1 p50 within 1 ms of raw: ${latencyMet ? 'met' : 'NOT met'} (best +${(best1 - raw.p50).toFixed(2)} ms)`,
+      );
+      report[model.name] = { raw, floor, server: rows, targets: { throughputMet, latencyMet } };
     }
   } finally {
     await rm(root, { recursive: true, force: true });

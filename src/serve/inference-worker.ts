@@ -13,7 +13,22 @@ let session: InferenceSession | undefined;
 
 function reply(message: WorkerReply): void {
   // Result buffers are this thread's own copies: move them to the server thread instead of cloning.
-  port!.postMessage(message, message.kind === 'result' ? transferables(Object.values(message.outputs)) : []);
+  const transfer =
+    message.kind === 'result' ? [...transferables(Object.values(message.outputs)), ...message.recycled] : [];
+  port!.postMessage(message, transfer);
+}
+
+/** The feeds' buffers to hand back for reuse (never one an output also uses). */
+function recyclable(feeds: Record<string, WireTensor>, outputs: Record<string, WireTensor>): ArrayBuffer[] {
+  const used = new Set(
+    Object.values(outputs).map((t) => (Array.isArray(t.data) ? undefined : t.data.buffer)),
+  );
+  const out = new Set<ArrayBuffer>();
+  for (const { data } of Object.values(feeds)) {
+    if (!Array.isArray(data) && data.buffer instanceof ArrayBuffer && !used.has(data.buffer))
+      out.add(data.buffer);
+  }
+  return [...out];
 }
 
 function messageOf(err: unknown): string {
@@ -56,7 +71,13 @@ port.on('message', (message: WorkerRequest) => {
     );
   } else {
     run(message.feeds, message.fetches).then(
-      (outputs) => reply({ kind: 'result', id: message.id, outputs }),
+      (outputs) =>
+        reply({
+          kind: 'result',
+          id: message.id,
+          outputs,
+          recycled: message.recycle ? recyclable(message.feeds, outputs) : [],
+        }),
       (err: unknown) => reply({ kind: 'run-error', id: message.id, message: messageOf(err) }),
     );
   }

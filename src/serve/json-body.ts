@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BINARY_PART, INFERENCE_HEADER, splitBinaryBody } from './binary-tensor.ts';
+import { BufferRecycler } from './buffer-recycler.ts';
 import type { WithBinaryPart } from './binary-tensor.ts';
 import { ServeError, badRequest } from './errors.ts';
 
@@ -68,6 +69,7 @@ export function readBody(
   contentLength: number | undefined,
   limit: number,
   lead: number,
+  allocate: (bytes: number) => ArrayBuffer = (bytes) => new ArrayBuffer(bytes),
 ): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     if (contentLength !== undefined && contentLength > limit) {
@@ -80,7 +82,7 @@ export function readBody(
     const whole =
       contentLength === undefined || contentLength > PREALLOCATE_MAX
         ? undefined
-        : Buffer.allocUnsafeSlow(lead + contentLength);
+        : Buffer.from(allocate(lead + contentLength), 0, lead + contentLength);
     const chunks: Buffer[] = [];
     let received = 0;
     const finish = (err?: Error) => {
@@ -173,24 +175,43 @@ export function parseInferenceBody(body: Buffer, headerValue: string | string[] 
  */
 export function registerBodyParsers(app: FastifyInstance, bodyLimit: number): void {
   app.removeContentTypeParser('application/json');
-  const parseInference = (request: FastifyRequest, payload: Readable): Promise<unknown> => {
+  // Request bodies are read into recycled buffers: at inference rates, a fresh buffer per request
+  // is what drives V8 into major collections. A JSON body's buffer is free once it is parsed; a
+  // binary body's, once its response is sent (its tensors view the buffer until then).
+  const bodies = new BufferRecycler(32 * 1024 * 1024);
+  const held = new WeakMap<FastifyRequest, ArrayBuffer>();
+  const parseInference = async (request: FastifyRequest, payload: Readable): Promise<unknown> => {
     const header = request.headers[INFERENCE_HEADER];
     if (header === undefined && !/json/i.test(request.headers['content-type'] ?? '')) {
       payload.resume();
-      return Promise.reject(
-        badRequest(
-          'an application/octet-stream body must use the binary tensor extension: send the Inference-Header-Content-Length header with the length of its JSON part',
-        ),
+      throw badRequest(
+        'an application/octet-stream body must use the binary tensor extension: send the Inference-Header-Content-Length header with the length of its JSON part',
       );
     }
     const length = request.headers['content-length'];
-    return readBody(
+    const body = await readBody(
       payload,
       length === undefined ? undefined : Number(length),
       bodyLimit,
       alignmentLead(header),
-    ).then((body) => parseInferenceBody(body, header));
+      bodies.allocate,
+    );
+    if (header !== undefined) {
+      held.set(request, body.buffer as ArrayBuffer);
+      return parseInferenceBody(body, header);
+    }
+    try {
+      return parseInferenceBody(body, header);
+    } finally {
+      bodies.release(body.buffer as ArrayBuffer);
+    }
   };
+  app.addHook('onResponse', (request, reply, done) => {
+    const buffer = held.get(request);
+    // Only after a response that went out whole: an aborted request may still be queued.
+    if (buffer && reply.raw.writableFinished) bodies.release(buffer);
+    done();
+  });
   app.addContentTypeParser('application/json', (request: FastifyRequest, payload: IncomingMessage) =>
     parseInference(request, payload),
   );

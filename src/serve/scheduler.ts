@@ -1,7 +1,7 @@
 import { decideBatch } from './batching.ts';
 import { ServeError } from './errors.ts';
 import type { BatchPolicy, QueuedItem } from './batching.ts';
-import { concatRows, sliceRows } from './tensor-codec.ts';
+import { concatRows, sliceRows, transferables } from './tensor-codec.ts';
 import type { WireTensor } from './tensor-codec.ts';
 import type { InferenceOutputs, WorkerPool } from './worker-pool.ts';
 
@@ -126,16 +126,26 @@ export class Scheduler {
     if (items.length === 1) {
       const item = items[0]!;
       this.#pool
-        .run(item.request.feeds, item.request.fetches, { transfer: true })
+        .run(item.request.feeds, item.request.fetches, {
+          transfer: transferables(Object.values(item.request.feeds)),
+        })
         .then(item.resolve, item.reject);
       return;
     }
     const feeds: Record<string, WireTensor> = {};
     for (const name of Object.keys(items[0]!.request.feeds)) {
-      feeds[name] = concatRows(items.map((item) => item.request.feeds[name]!));
+      feeds[name] = concatRows(
+        items.map((item) => item.request.feeds[name]!),
+        this.#pool.recycler.allocate,
+      );
     }
     const total = items.reduce((sum, item) => sum + item.rows, 0);
-    this.#pool.run(feeds, undefined, { transfer: true }).then(
+    // The batch buffers are the scheduler's own (from the recycler): they move to the worker and
+    // come back with the result for the next batch.
+    const batchBuffers = Object.values(feeds).flatMap((t) =>
+      Array.isArray(t.data) ? [] : [t.data.buffer as ArrayBuffer],
+    );
+    this.#pool.run(feeds, undefined, { transfer: batchBuffers, recycle: true }).then(
       (outputs) => {
         // An output whose dim 0 is not the batch (e.g. a global statistic) cannot be split:
         // fall back to running each request on its own rather than answer wrongly.

@@ -382,8 +382,19 @@ export function nest(values: readonly unknown[], dims: readonly number[]): unkno
   return build(0, 0);
 }
 
-/** Concatenates tensors of equal type and trailing dims along dim 0. */
-export function concatRows(tensors: readonly WireTensor[]): WireTensor {
+/** Supplies the memory for a batch: at least `bytes` long, owned by the caller (see BufferRecycler). */
+export type BatchAllocator = (bytes: number) => ArrayBuffer;
+
+const freshBuffer: BatchAllocator = (bytes) => new ArrayBuffer(bytes);
+
+/**
+ * Concatenates tensors of equal type and trailing dims along dim 0, into memory from `allocate`
+ * (a view from offset 0, so the buffer may be longer than the batch).
+ */
+export function concatRows(
+  tensors: readonly WireTensor[],
+  allocate: BatchAllocator = freshBuffer,
+): WireTensor {
   const first = tensors[0]!;
   if (tensors.length === 1) return first;
   const rows = tensors.reduce((sum, t) => sum + (t.dims[0] ?? 0), 0);
@@ -397,9 +408,7 @@ export function concatRows(tensors: readonly WireTensor[]): WireTensor {
     offset: number,
     length: number,
   ) => Float32Array;
-  // Every element is written below, so skip the zero-fill; the batch owns its whole buffer (transferable).
-  const bytes = Buffer.allocUnsafeSlow(total * (first.data as Float32Array).BYTES_PER_ELEMENT);
-  const out = new Ctor(bytes.buffer, bytes.byteOffset, total);
+  const out = new Ctor(allocate(total * (first.data as Float32Array).BYTES_PER_ELEMENT), 0, total);
   let offset = 0;
   for (const t of tensors) {
     out.set(t.data as Float32Array, offset);
@@ -423,7 +432,7 @@ export function sliceRows(tensor: WireTensor, start: number, count: number): Wir
 /**
  * The buffers of these tensors that may be transferred (moved, not copied) to another thread:
  * only a typed array that spans its whole, unshared ArrayBuffer, so a transfer never detaches
- * memory that something else (a Buffer pool slab, another tensor) still uses.
+ * memory that something else (a request body, a Buffer pool slab, another tensor) still uses.
  */
 export function transferables(tensors: Iterable<WireTensor>): ArrayBuffer[] {
   const out = new Set<ArrayBuffer>();

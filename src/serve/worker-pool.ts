@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ServeError } from './errors.ts';
-import { transferables } from './tensor-codec.ts';
+import { BufferRecycler } from './buffer-recycler.ts';
 import type { WireTensor } from './tensor-codec.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 
@@ -21,8 +21,10 @@ interface Job {
   readonly id: number;
   readonly feeds: Record<string, WireTensor>;
   readonly fetches: readonly string[] | undefined;
-  /** The feeds' buffers move to the worker (the caller never reads them again). */
-  readonly transfer: boolean;
+  /** Buffers that move to the worker instead of being copied (the caller never reads them again). */
+  readonly transfer: readonly ArrayBuffer[];
+  /** The worker hands the feeds' buffers back to {@link WorkerPool.recycler}. */
+  readonly recycle: boolean;
   readonly resolve: (outputs: InferenceOutputs) => void;
   readonly reject: (err: Error) => void;
 }
@@ -66,6 +68,8 @@ export class WorkerPool {
   #closed = false;
   /** Called whenever a worker becomes idle (the scheduler uses it to form the next batch). */
   onIdle: (() => void) | undefined;
+  /** Batch buffers that come back from the workers, for the next batches. */
+  readonly recycler = new BufferRecycler();
 
   constructor(options: WorkerPoolOptions) {
     this.#options = options;
@@ -109,6 +113,7 @@ export class WorkerPool {
     }
     const job = slot.job;
     slot.job = undefined;
+    if (reply.kind === 'result') for (const buffer of reply.recycled) this.recycler.release(buffer);
     if (job && job.id === reply.id) {
       if (reply.kind === 'result') job.resolve(reply.outputs);
       else {
@@ -151,13 +156,14 @@ export class WorkerPool {
   }
 
   /**
-   * Runs one inference on a worker thread. With `transfer`, the feeds' buffers are moved to the
-   * worker instead of copied, and the caller must not read them again.
+   * Runs one inference on a worker thread. Buffers in `transfer` move to the worker instead of
+   * being copied, and the caller must not read them again; with `recycle`, the worker returns the
+   * feeds' buffers to {@link recycler} afterwards (for buffers that came from it).
    */
   run(
     feeds: Record<string, WireTensor>,
     fetches?: readonly string[],
-    options: { transfer?: boolean } = {},
+    options: { transfer?: readonly ArrayBuffer[]; recycle?: boolean } = {},
   ): Promise<InferenceOutputs> {
     if (this.#closed) {
       return Promise.reject(new ServeError('SERVE_UNAVAILABLE', 503, 'the server is shutting down'));
@@ -170,7 +176,8 @@ export class WorkerPool {
         id: this.#nextId++,
         feeds,
         fetches,
-        transfer: options.transfer ?? false,
+        transfer: options.transfer ?? [],
+        recycle: options.recycle ?? false,
         resolve,
         reject,
       });
@@ -184,8 +191,24 @@ export class WorkerPool {
       if (slot.job || slot.loading) continue;
       const job = this.#queue.shift()!;
       slot.job = job;
-      const message: WorkerRequest = { kind: 'run', id: job.id, feeds: job.feeds, fetches: job.fetches };
-      slot.worker.postMessage(message, job.transfer ? transferables(Object.values(job.feeds)) : []);
+      const message: WorkerRequest = {
+        kind: 'run',
+        id: job.id,
+        feeds: job.feeds,
+        fetches: job.fetches,
+        recycle: job.recycle,
+      };
+      try {
+        slot.worker.postMessage(message, job.transfer);
+      } catch (err) {
+        // E.g. a buffer that cannot be cloned or moved: this job fails, the worker stays free.
+        slot.job = undefined;
+        job.reject(
+          new ServeError('SERVE_INFERENCE_FAILED', 500, 'the request could not be passed to a worker', {
+            cause: err,
+          }),
+        );
+      }
     }
     if (this.idleWorkers > 0) this.onIdle?.();
   }

@@ -13,11 +13,19 @@ export type WorkerRequest =
       readonly id: number;
       readonly feeds: Record<string, WireTensor>;
       readonly fetches: readonly string[] | undefined;
+      /** Send the feeds' buffers back with the result, for reuse (see BufferRecycler). */
+      readonly recycle: boolean;
     };
 
 /** Messages from a worker to the pool. */
 export type WorkerReply =
   | { readonly kind: 'loaded' }
   | { readonly kind: 'load-error'; readonly message: string }
-  | { readonly kind: 'result'; readonly id: number; readonly outputs: Record<string, WireTensor> }
+  | {
+      readonly kind: 'result';
+      readonly id: number;
+      readonly outputs: Record<string, WireTensor>;
+      /** The request's feed buffers, returned when it asked to recycle them. */
+      readonly recycled: ArrayBuffer[];
+    }
   | { readonly kind: 'run-error'; readonly id: number; readonly message: string };

@@ -184,6 +184,30 @@ describe('serving a classifier with a manifest', () => {
     );
     expect(together.map((r) => r.body)).toEqual(alone);
     const after = await server.metrics.batchRequests.get();
+    // Batch buffers are reused across batches: rounds in a different order, half of them binary,
+    // must still give each row its own answer.
+    const probs = (body: unknown) => (body as { outputs: { data: number[] }[] }).outputs[0]!.data;
+    for (let round = 1; round <= 4; round++) {
+      const order = rows.map((_, i) => (i * 7 + round) % rows.length);
+      const answers = await Promise.all(
+        order.map(async (i, k) => {
+          if (k % 2 === 0) {
+            const res = await postJson(`${server.url}/v2/models/iris/infer`, {
+              inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: rows[i]! }],
+            });
+            return probs(res.body);
+          }
+          const res = await postBinary(
+            `${server.url}/v2/models/iris/infer`,
+            binaryRequest([{ name: 'x', datatype: 'FP32', shape: [1, 4], data: rows[i]! }]),
+          );
+          return res.response!.outputs[0]!.data as number[];
+        }),
+      );
+      answers.forEach((got, k) =>
+        expect(got, `round ${round}, row ${order[k]}`).toEqual(probs(alone[order[k]!])),
+      );
+    }
     const sum = (m: typeof after) =>
       m.values.find((v) => v.metricName === 'slipway_batch_requests_sum')?.value ?? 0;
     const count = (m: typeof after) =>

@@ -21,6 +21,14 @@ const STRING_END = /["\\]/g;
  * float array to a small fraction of the JSON.parse that follows.
  */
 export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
+  // Nesting needs that many opening brackets: most bodies (a few objects around flat arrays) are
+  // cleared by counting them, without the scan.
+  let opening = 0;
+  for (const bracket of ['[', '{']) {
+    for (let i = text.indexOf(bracket); i >= 0 && opening <= maxDepth; i = text.indexOf(bracket, i + 1))
+      opening++;
+  }
+  if (opening <= maxDepth) return false;
   let depth = 0;
   STRUCTURAL.lastIndex = 0;
   for (let m = STRUCTURAL.exec(text); m !== null; m = STRUCTURAL.exec(text)) {

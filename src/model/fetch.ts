@@ -1,3 +1,4 @@
+import { StoreError } from '../store/errors.ts';
 import type { ObjectInfo, ObjectStore } from '../store/types.ts';
 import { unpackModel } from './unpack.ts';
 import type { UnpackOptions } from './unpack.ts';
@@ -16,10 +17,28 @@ export type FetchedModel = UnpackedModel & { readonly source: ObjectInfo };
 export async function fetchModel(
   store: ObjectStore,
   uri: string,
-  options: UnpackOptions = {},
+  options: UnpackOptions & {
+    /**
+     * The ETag the object must have (the rollout pins it in SLIPWAY_MODEL_ETAG): an object
+     * overwritten since is refused with STORE_CHANGED rather than served under the old pin.
+     */
+    readonly ifMatch?: string;
+  } = {},
 ): Promise<FetchedModel> {
+  const { ifMatch, ...unpackOptions } = options;
   const source = uri.endsWith('/') ? await store.newestModel(uri) : await store.head(uri);
-  const body = await store.get(source.uri);
-  const model = await unpackModel(body, options);
+  if (ifMatch !== undefined && source.etag !== undefined && source.etag !== unquoted(ifMatch)) {
+    throw new StoreError(
+      'STORE_CHANGED',
+      `${source.uri}: the object changed: its ETag is ${source.etag}, the deployment pinned ${unquoted(ifMatch)}`,
+    );
+  }
+  // The check above reads metadata; If-Match on the read itself closes the gap until the bytes come.
+  const body = await store.get(source.uri, ifMatch === undefined ? {} : { ifMatch });
+  const model = await unpackModel(body, unpackOptions);
   return { ...model, source };
+}
+
+function unquoted(etag: string): string {
+  return etag.replace(/^"|"$/g, '');
 }

@@ -13,6 +13,11 @@ export interface ServeConfig {
   readonly modelName: string | undefined;
   /** Version reported when the artifact has no manifest (MODEL_VERSION). */
   readonly modelVersion: string | undefined;
+  /**
+   * SLIPWAY_MODEL_ETAG: the ETag the rollout pinned for MODEL_URI; an S3 object that no longer has
+   * it is refused (not served under the old pin). Ignored when --model overrides MODEL_URI.
+   */
+  readonly modelEtag: string | undefined;
   readonly host: string;
   readonly port: number;
   readonly workers: number;
@@ -92,6 +97,7 @@ export function loadServeConfig(
     modelUri: overrides.modelUri ?? (env[ENV.modelUri]?.trim() || SAGEMAKER_MODEL_DIR),
     modelName: env[ENV.modelName]?.trim() || undefined,
     modelVersion: env[ENV.modelVersion]?.trim() || undefined,
+    modelEtag: overrides.modelUri === undefined ? env[ENV.modelEtag]?.trim() || undefined : undefined,
     host: overrides.host ?? '0.0.0.0',
     port,
     workers: plan.workers,

@@ -139,7 +139,9 @@ async function resolveModel(uri: string, config: ServeConfig): Promise<Resolved>
     }
   }
   const store = createStore(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {});
-  const fetched = await fetchModel(store, uri);
+  // The pinned ETag belongs to MODEL_URI, not to whatever else this host is asked to load.
+  const ifMatch = uri === config.modelUri ? config.modelEtag : undefined;
+  const fetched = await fetchModel(store, uri, ifMatch === undefined ? {} : { ifMatch });
   return { ...fetched, sourceUri: fetched.source.uri, ownedDir: fetched.dir, fallbackName: 'model' };
 }
 

@@ -3,7 +3,7 @@ import { FileObjectStore } from './file-store.ts';
 import { S3ObjectStore, createS3Client } from './s3-store.ts';
 import type { S3StoreOptions } from './s3-store.ts';
 import { StoreError } from './errors.ts';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreLocation } from './types.ts';
+import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, StoreLocation } from './types.ts';
 import { parseStoreUri } from './uri.ts';
 
 /** Options of {@link createStore}; they configure the S3 side (file:// needs none). */
@@ -32,9 +32,9 @@ export function createStore(options: StoreOptions = {}): ObjectStore {
   const s3Store = (): S3ObjectStore => (s3 ??= new S3ObjectStore(createS3Client(options)));
 
   return {
-    async get(uri: string): Promise<Readable> {
+    async get(uri: string, getOptions?: GetOptions): Promise<Readable> {
       const location = objectLocation(uri);
-      return location.scheme === 's3' ? s3Store().get(location) : files.get(location.path);
+      return location.scheme === 's3' ? s3Store().get(location, getOptions) : files.get(location.path);
     },
     async put(
       uri: string,

@@ -10,6 +10,8 @@ export const STORE_ERROR_CODES = [
   'STORE_NO_SUCH_BUCKET',
   /** S3 refused the request (403), or the file system refused access. */
   'STORE_ACCESS_DENIED',
+  /** The object is not the one asked for: its ETag differs from `ifMatch` (412). */
+  'STORE_CHANGED',
   /** Anything else: network failure, disk full, unexpected service error. */
   'STORE_IO',
 ] as const;

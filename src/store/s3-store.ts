@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { ENV } from '../names.ts';
 import { StoreError } from './errors.ts';
 import { pickNewestModelFrom } from './newest.ts';
-import type { ObjectInfo, PutOptions } from './types.ts';
+import type { GetOptions, ObjectInfo, PutOptions } from './types.ts';
 import { formatStoreUri } from './uri.ts';
 
 /** Multipart part size: S3's minimum is 5 MiB; 8 MiB matches the AWS CLI default. */
@@ -61,6 +61,10 @@ function uriOf(address: S3Address): string {
   return formatStoreUri({ scheme: 's3', ...address });
 }
 
+function quote(etag: string): string {
+  return etag.startsWith('"') || etag.startsWith('W/') ? etag : `"${etag}"`;
+}
+
 function unquote(etag: string | undefined): string | undefined {
   return etag?.replace(/^"|"$/g, '');
 }
@@ -96,17 +100,33 @@ export function mapS3Error(err: unknown, subject: string): StoreError {
 export class S3ObjectStore {
   constructor(readonly client: S3Client) {}
 
-  /** Streams the body; errors before the first byte (missing object, 403) are thrown here. */
-  async get(address: S3Address): Promise<Readable> {
+  /** Streams the body; errors before the first byte (missing object, 403, 412) are thrown here. */
+  async get(address: S3Address, options: GetOptions = {}): Promise<Readable> {
     try {
       const response = await this.client.send(
-        new GetObjectCommand({ Bucket: address.bucket, Key: address.key, VersionId: address.versionId }),
+        new GetObjectCommand({
+          Bucket: address.bucket,
+          Key: address.key,
+          VersionId: address.versionId,
+          // S3 compares quoted ETags; accept the bare form the rest of Slipway uses.
+          ...(options.ifMatch === undefined ? {} : { IfMatch: quote(options.ifMatch) }),
+        }),
       );
       const body = response.Body;
       // In Node the SDK's body is an http.IncomingMessage (a Readable) with helper methods mixed in.
       if (body instanceof Readable) return body;
       throw new StoreError('STORE_IO', `${uriOf(address)}: response has no readable body`);
     } catch (err) {
+      if (
+        options.ifMatch !== undefined &&
+        (statusOf(err) === 412 || (err as Error).name === 'PreconditionFailed')
+      ) {
+        throw new StoreError(
+          'STORE_CHANGED',
+          `${uriOf(address)}: the object changed: its ETag is no longer ${options.ifMatch}`,
+          { cause: err },
+        );
+      }
       throw await this.#mapWithBucketCheck(err, address);
     }
   }

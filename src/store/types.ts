@@ -24,10 +24,19 @@ export interface PutOptions {
   readonly onProgress?: (bytesUploaded: number) => void;
 }
 
+/** Options for `get`. */
+export interface GetOptions {
+  /**
+   * Read only if the object's ETag is this one (S3 If-Match); otherwise fail with STORE_CHANGED.
+   * Files have no ETag, so `file://` reads ignore it.
+   */
+  readonly ifMatch?: string;
+}
+
 /** Object storage over `s3://` and `file://` URIs, with one behaviour for both. */
 export interface ObjectStore {
   /** Stream an object's bytes (never buffered whole). */
-  get(uri: string): Promise<Readable>;
+  get(uri: string, options?: GetOptions): Promise<Readable>;
   /** Write an object from a stream, buffer or string; large bodies use multipart upload. */
   put(uri: string, body: Readable | Uint8Array | string, options?: PutOptions): Promise<ObjectInfo>;
   /** Metadata of one object. */

@@ -103,4 +103,32 @@ describe('fetchModel from S3 (mocked client)', () => {
       s3Mock.restore();
     }
   });
+
+  it('pins the ETag: If-Match on the read, and a changed object refused before any download', async () => {
+    const s3Mock = mockClient(S3Client);
+    try {
+      s3Mock.on(HeadObjectCommand).resolves({ ContentLength: 1, LastModified: new Date(), ETag: '"abc123"' });
+      s3Mock
+        .on(GetObjectCommand)
+        .resolves({ Body: createReadStream(tarball) as unknown as GetObjectCommandOutput['Body'] });
+      const s3Store = createStore({ s3Client: new S3Client({ region: 'us-east-1' }) });
+      const uri = 's3://acme-models/m/model.tar.gz';
+      const model = await fetchModel(s3Store, uri, { parentDir, ifMatch: 'abc123' });
+      expect(s3Mock.commandCalls(GetObjectCommand)[0]!.args[0].input).toEqual({
+        Bucket: 'acme-models',
+        Key: 'm/model.tar.gz',
+        IfMatch: '"abc123"',
+      });
+      await rm(model.dir, { recursive: true, force: true });
+
+      const changed = await fetchModel(s3Store, uri, { parentDir, ifMatch: 'def456' }).catch(
+        (e: unknown) => e,
+      );
+      expect(changed).toMatchObject({ code: 'STORE_CHANGED' });
+      expect((changed as Error).message).toMatch(/its ETag is abc123, the deployment pinned def456/);
+      expect(s3Mock.commandCalls(GetObjectCommand)).toHaveLength(1);
+    } finally {
+      s3Mock.restore();
+    }
+  });
 });

@@ -72,6 +72,31 @@ describe('slipway serve (child process)', () => {
     }
   });
 
+  it('refuses, and says why, an S3 object whose ETag is not the one SLIPWAY_MODEL_ETAG pins', async () => {
+    const dir = await writeClassifierDir(join(root, 'pinned'), { version: '1' });
+    const tarball = join(root, 'pinned.tar.gz');
+    await packModel(dir, tarball);
+    const store = createStore({ endpoint: s3.endpoint, credentials: { ...S3RVER_CREDENTIALS } });
+    const { createReadStream } = await import('node:fs');
+    const uri = 's3://models/pinned/model.tar.gz';
+    const { etag } = await store.put(uri, createReadStream(tarball));
+
+    const server = await startChildServer(['--workers', '1'], {
+      ...s3Env(),
+      MODEL_URI: uri,
+      SLIPWAY_MODEL_ETAG: '0123456789abcdef0123456789abcdef',
+    });
+    try {
+      const failed = await server.waitForEvent('model_failed');
+      expect(failed).toMatchObject({ code: 'STORE_CHANGED' });
+      expect(String(failed.reason)).toContain(`its ETag is ${etag}, the deployment pinned 0123456789abcdef`);
+      expect((await fetch(`${server.url}/ping`)).status).toBe(503);
+    } finally {
+      server.kill();
+      expect(await server.exited).toBe(0);
+    }
+  });
+
   it('stays up and not ready, saying why, when the S3 object is missing', async () => {
     const server = await startChildServer(
       ['--model', 's3://models/nothing/model.tar.gz', '--workers', '1'],

@@ -140,6 +140,22 @@ describe('S3 error mapping (mocked client)', () => {
     expect(s3Mock.commandCalls(HeadBucketCommand)).toHaveLength(0);
   });
 
+  it("sends If-Match quoted and maps S3's 412 to STORE_CHANGED", async () => {
+    s3Mock.on(GetObjectCommand).rejects(serviceError('PreconditionFailed', 412));
+    const err = await store
+      .get('s3://acme-models/m/model.tar.gz', { ifMatch: 'abc' })
+      .catch((e: unknown) => e);
+    expect(s3Mock.commandCalls(GetObjectCommand)[0]!.args[0].input).toEqual({
+      Bucket: 'acme-models',
+      Key: 'm/model.tar.gz',
+      IfMatch: '"abc"',
+    });
+    expect(err).toMatchObject({ code: 'STORE_CHANGED' });
+    expect((err as Error).message).toBe(
+      's3://acme-models/m/model.tar.gz: the object changed: its ETag is no longer abc',
+    );
+  });
+
   it('maps a bodiless 403 on head to STORE_ACCESS_DENIED', async () => {
     s3Mock.on(HeadObjectCommand).rejects(serviceError('Forbidden', 403));
     await expect(store.head('s3://acme-models/x')).rejects.toMatchObject({ code: 'STORE_ACCESS_DENIED' });

@@ -29,6 +29,8 @@ export const ENV = {
   workers: 'SLIPWAY_WORKERS',
   /** onnxruntime intra-op threads per worker. */
   intraOpThreads: 'SLIPWAY_INTRA_OP_THREADS',
+  /** onnxruntime threads a run may use when every other worker is idle (a second session per worker). */
+  idleIntraOpThreads: 'SLIPWAY_IDLE_INTRA_OP_THREADS',
   /** Maximum dynamic batch size (1 disables batching). */
   maxBatchSize: 'SLIPWAY_MAX_BATCH_SIZE',
   /** Maximum time in milliseconds a request waits for a batch to fill. */

@@ -330,6 +330,8 @@ export function serveSpawner(s3Env: Readonly<Record<string, string>>): TaskSpawn
         [ENV.port]: String(port),
         [ENV.workers]: process.env[ENV.workers] ?? '1',
         [ENV.intraOpThreads]: process.env[ENV.intraOpThreads] ?? '1',
+        // Several tasks share this machine: none may take every core for itself.
+        [ENV.idleIntraOpThreads]: process.env[ENV.idleIntraOpThreads] ?? '1',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

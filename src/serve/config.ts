@@ -22,6 +22,8 @@ export interface ServeConfig {
   readonly port: number;
   readonly workers: number;
   readonly intraOpThreads: number;
+  /** onnxruntime threads for a run that starts while every other worker is idle (see planThreads). */
+  readonly idleIntraOpThreads: number;
   /** Largest dynamic batch (rows along dim 0); 1 turns batching off. */
   readonly maxBatchSize: number;
   /**
@@ -91,6 +93,7 @@ export function loadServeConfig(
     cpus,
     overrides.workers ?? intFrom(env, ENV.workers, 1, 64),
     overrides.intraOpThreads ?? intFrom(env, ENV.intraOpThreads, 1, 256),
+    intFrom(env, ENV.idleIntraOpThreads, 1, 256),
   );
   const maxBatchSize = overrides.maxBatchSize ?? intFrom(env, ENV.maxBatchSize, 1, 4096) ?? 32;
   return {
@@ -102,6 +105,7 @@ export function loadServeConfig(
     port,
     workers: plan.workers,
     intraOpThreads: plan.intraOpThreads,
+    idleIntraOpThreads: plan.idleIntraOpThreads,
     maxBatchSize,
     maxBatchDelayMs: overrides.maxBatchDelayMs ?? intFrom(env, ENV.maxBatchDelayMs, 0, 10_000) ?? 0,
     maxRequestRows: Math.max(maxBatchSize, 1024),

@@ -59,6 +59,11 @@ export function availableCpus(paths: CgroupPaths = DEFAULT_CGROUP_PATHS): number
 export interface ThreadPlan {
   readonly workers: number;
   readonly intraOpThreads: number;
+  /**
+   * Threads for a run that starts while every other worker is idle: a lone request may use the
+   * whole budget (raw onnxruntime's latency) instead of one worker's share.
+   */
+  readonly idleIntraOpThreads: number;
 }
 
 /**
@@ -67,9 +72,14 @@ export interface ThreadPlan {
  * Default: one worker per CPU (up to 4) with the remaining CPUs spread as intra-op threads, so
  * workers × threads never exceeds the budget (oversubscription costs more than it gains).
  */
-export function planThreads(cpus: number, workers?: number, intraOpThreads?: number): ThreadPlan {
+export function planThreads(
+  cpus: number,
+  workers?: number,
+  intraOpThreads?: number,
+  idleIntraOpThreads?: number,
+): ThreadPlan {
   const budget = Math.max(1, Math.floor(cpus));
   const w = workers ?? Math.min(budget, 4);
   const t = intraOpThreads ?? Math.max(1, Math.floor(budget / w));
-  return { workers: w, intraOpThreads: t };
+  return { workers: w, intraOpThreads: t, idleIntraOpThreads: Math.max(t, idleIntraOpThreads ?? budget) };
 }

@@ -10,6 +10,8 @@ const port = parentPort;
 if (!port) throw new Error('inference-worker must run in a worker thread');
 const init = workerData as WorkerInit;
 let session: InferenceSession | undefined;
+/** The same model with idleIntraOpThreads, for runs that start while the rest of the pool is idle. */
+let wideSession: InferenceSession | undefined;
 
 function reply(message: WorkerReply): void {
   // Result buffers are this thread's own copies: move them to the server thread instead of cloning.
@@ -35,27 +37,39 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-async function load(path: string): Promise<void> {
-  const next = await InferenceSession.create(path, {
-    intraOpNumThreads: init.intraOpThreads,
+function createSession(path: string, threads: number): Promise<InferenceSession> {
+  return InferenceSession.create(path, {
+    intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
     // Warnings (e.g. old opsets) go to stderr outside the JSON log; errors reach the client anyway.
     logSeverityLevel: 3,
+    // Idle pool threads must sleep, not spin: sessions of several workers share the CPUs.
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   });
-  const previous = session;
-  session = next;
-  await previous?.release();
 }
 
-async function run(feeds: Record<string, WireTensor>, fetches: readonly string[] | undefined) {
-  if (!session) throw new Error('no model loaded in this worker');
+async function load(path: string): Promise<void> {
+  const next = await createSession(path, init.intraOpThreads);
+  const nextWide =
+    init.idleIntraOpThreads > init.intraOpThreads
+      ? await createSession(path, init.idleIntraOpThreads)
+      : undefined;
+  const previous = [session, wideSession];
+  session = next;
+  wideSession = nextWide;
+  await Promise.all(previous.map((s) => s?.release()));
+}
+
+async function run(feeds: Record<string, WireTensor>, fetches: readonly string[] | undefined, wide: boolean) {
+  const chosen = (wide ? wideSession : undefined) ?? session;
+  if (!chosen) throw new Error('no model loaded in this worker');
   const inputs: Record<string, Tensor> = {};
   for (const [name, t] of Object.entries(feeds)) {
     inputs[name] = new Tensor(t.type, t.data, t.dims);
   }
-  const results = fetches ? await session.run(inputs, [...fetches]) : await session.run(inputs);
+  const results = fetches ? await chosen.run(inputs, [...fetches]) : await chosen.run(inputs);
   const outputs: Record<string, WireTensor> = {};
   for (const [name, tensor] of Object.entries(results)) {
     outputs[name] = { type: tensor.type as OrtType, dims: [...tensor.dims], data: tensor.data };
@@ -70,7 +84,7 @@ port.on('message', (message: WorkerRequest) => {
       (err: unknown) => reply({ kind: 'load-error', message: messageOf(err) }),
     );
   } else {
-    run(message.feeds, message.fetches).then(
+    run(message.feeds, message.fetches, message.wide).then(
       (outputs) =>
         reply({
           kind: 'result',

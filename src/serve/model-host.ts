@@ -238,6 +238,7 @@ export class ModelHost {
       this.#pool ??= new WorkerPool({
         workers: this.#config.workers,
         intraOpThreads: this.#config.intraOpThreads,
+        idleIntraOpThreads: this.#config.idleIntraOpThreads,
         onWorkerExit: (err) =>
           this.#log.error({ event: 'worker_exit', err }, 'inference worker died; replaced'),
       });

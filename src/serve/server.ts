@@ -59,6 +59,7 @@ export async function startServer(
       modelUri: config.modelUri,
       workers: config.workers,
       intraOpThreads: config.intraOpThreads,
+      idleIntraOpThreads: config.idleIntraOpThreads,
       maxBatchSize: config.maxBatchSize,
       maxBatchDelayMs: config.maxBatchDelayMs,
     },

@@ -10,6 +10,8 @@ import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.t
 export interface WorkerPoolOptions {
   readonly workers: number;
   readonly intraOpThreads: number;
+  /** Threads for a run that starts while every other worker is idle (defaults to intraOpThreads). */
+  readonly idleIntraOpThreads?: number;
   /** Called when a worker dies unexpectedly (it is replaced). */
   readonly onWorkerExit?: (error: Error) => void;
 }
@@ -92,7 +94,10 @@ export class WorkerPool {
   }
 
   #spawn(): Slot {
-    const init: WorkerInit = { intraOpThreads: this.#options.intraOpThreads };
+    const init: WorkerInit = {
+      intraOpThreads: this.#options.intraOpThreads,
+      idleIntraOpThreads: this.#options.idleIntraOpThreads ?? this.#options.intraOpThreads,
+    };
     const worker = startWorker(this.#url, init);
     const slot: Slot = { worker, job: undefined, loading: undefined, healthy: false };
     worker.on('message', (reply: WorkerReply) => this.#onReply(slot, reply));
@@ -190,6 +195,9 @@ export class WorkerPool {
       if (this.#queue.length === 0) break;
       if (slot.job || slot.loading) continue;
       const job = this.#queue.shift()!;
+      // A lone job (nothing else running or waiting) may use every thread; under load each worker
+      // keeps to its share, so the pool never oversubscribes the CPUs for long.
+      const wide = this.#queue.length === 0 && this.#slots.every((s) => s === slot || (!s.job && !s.loading));
       slot.job = job;
       const message: WorkerRequest = {
         kind: 'run',
@@ -197,6 +205,7 @@ export class WorkerPool {
         feeds: job.feeds,
         fetches: job.fetches,
         recycle: job.recycle,
+        wide,
       };
       try {
         slot.worker.postMessage(message, job.transfer);

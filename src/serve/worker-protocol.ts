@@ -3,6 +3,8 @@ import type { WireTensor } from './tensor-codec.ts';
 /** `workerData` of an inference worker. */
 export interface WorkerInit {
   readonly intraOpThreads: number;
+  /** Threads of the second ("wide") session, used when the rest of the pool is idle; none when equal. */
+  readonly idleIntraOpThreads: number;
 }
 
 /** Messages from the pool to a worker. */
@@ -15,6 +17,8 @@ export type WorkerRequest =
       readonly fetches: readonly string[] | undefined;
       /** Send the feeds' buffers back with the result, for reuse (see BufferRecycler). */
       readonly recycle: boolean;
+      /** Every other worker is idle: run on the wide session. */
+      readonly wide: boolean;
     };
 
 /** Messages from a worker to the pool. */

@@ -83,7 +83,14 @@ describe('serving a classifier with a manifest', () => {
   beforeAll(async () => {
     dir = await writeClassifierDir(join(root, 'iris'));
     server = await listenApp(
-      testConfig({ workers: 2, maxBatchSize: 8, maxBatchDelayMs: 20, bodyLimit: 64 * 1024 }),
+      // Two threads for a lone run: answers must not depend on which session (wide or not) ran them.
+      testConfig({
+        workers: 2,
+        idleIntraOpThreads: 2,
+        maxBatchSize: 8,
+        maxBatchDelayMs: 20,
+        bodyLimit: 64 * 1024,
+      }),
     );
     const state = await server.host.load(dir);
     expect(state.status).toBe('ready');

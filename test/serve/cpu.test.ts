@@ -36,9 +36,12 @@ describe('CPU quota', () => {
   });
 
   it('never plans more threads than CPUs by default', () => {
-    expect(planThreads(8)).toEqual({ workers: 4, intraOpThreads: 2 });
-    expect(planThreads(2)).toEqual({ workers: 2, intraOpThreads: 1 });
-    expect(planThreads(1, 3)).toEqual({ workers: 3, intraOpThreads: 1 });
+    expect(planThreads(8)).toEqual({ workers: 4, intraOpThreads: 2, idleIntraOpThreads: 8 });
+    expect(planThreads(2)).toEqual({ workers: 2, intraOpThreads: 1, idleIntraOpThreads: 2 });
+    expect(planThreads(1, 3)).toEqual({ workers: 3, intraOpThreads: 1, idleIntraOpThreads: 1 });
+    // A lone run never gets fewer threads than a worker's share; 1 turns the wide session off.
+    expect(planThreads(4, 2, 3, 1)).toEqual({ workers: 2, intraOpThreads: 3, idleIntraOpThreads: 3 });
+    expect(planThreads(4, 4, 1, 1)).toEqual({ workers: 4, intraOpThreads: 1, idleIntraOpThreads: 1 });
   });
 });
 

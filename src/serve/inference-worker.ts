@@ -59,7 +59,7 @@ async function load(path: string): Promise<void> {
   const previous = [session, wideSession];
   session = next;
   wideSession = nextWide;
-  await Promise.all(previous.map((s) => s?.release()));
+  for (const old of previous) await old?.release();
 }
 
 async function run(feeds: Record<string, WireTensor>, fetches: readonly string[] | undefined, wide: boolean) {

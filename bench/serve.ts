@@ -242,7 +242,7 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'slipway-bench-'));
   const report: Record<string, unknown> = { cpus, plan, seconds: SECONDS, rounds: ROUNDS };
   console.log(
-    `CPU budget ${cpus}: server ${plan.workers} worker(s) x ${plan.intraOpThreads} thread(s), default batching (max ${defaults.maxBatchSize} rows, ${defaults.maxBatchDelayMs} ms delay); raw session ${cpus} intra-op thread(s), one request at a time. ${SECONDS} s per point, median of ${ROUNDS} interleaved rounds; load from a separate process.`,
+    `CPU budget ${cpus}: server ${plan.workers} worker(s) x ${plan.intraOpThreads} thread(s) (${plan.idleIntraOpThreads} for a run while the others are idle), default batching (max ${defaults.maxBatchSize} rows, ${defaults.maxBatchDelayMs} ms delay); raw session ${cpus} intra-op thread(s), one request at a time. ${SECONDS} s per point, median of ${ROUNDS} interleaved rounds; load from a separate process.`,
   );
   try {
     for (const model of MODELS) {

@@ -31,6 +31,8 @@ export const ENV = {
   intraOpThreads: 'SLIPWAY_INTRA_OP_THREADS',
   /** onnxruntime threads a run may use when every other worker is idle (a second session per worker). */
   idleIntraOpThreads: 'SLIPWAY_IDLE_INTRA_OP_THREADS',
+  /** Nice value of the inference worker threads (Linux); 0 keeps them at the event loop's priority. */
+  workerNice: 'SLIPWAY_WORKER_NICE',
   /** Maximum dynamic batch size (1 disables batching). */
   maxBatchSize: 'SLIPWAY_MAX_BATCH_SIZE',
   /** Maximum time in milliseconds a request waits for a batch to fill. */

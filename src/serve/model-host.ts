@@ -239,6 +239,7 @@ export class ModelHost {
         workers: this.#config.workers,
         intraOpThreads: this.#config.intraOpThreads,
         idleIntraOpThreads: this.#config.idleIntraOpThreads,
+        nice: this.#config.workerNice,
         onWorkerExit: (err) =>
           this.#log.error({ event: 'worker_exit', err }, 'inference worker died; replaced'),
       });

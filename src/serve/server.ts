@@ -60,6 +60,7 @@ export async function startServer(
       workers: config.workers,
       intraOpThreads: config.intraOpThreads,
       idleIntraOpThreads: config.idleIntraOpThreads,
+      workerNice: config.workerNice,
       maxBatchSize: config.maxBatchSize,
       maxBatchDelayMs: config.maxBatchDelayMs,
     },

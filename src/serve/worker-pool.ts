@@ -12,6 +12,8 @@ export interface WorkerPoolOptions {
   readonly intraOpThreads: number;
   /** Threads for a run that starts while every other worker is idle (defaults to intraOpThreads). */
   readonly idleIntraOpThreads?: number;
+  /** Nice value of the worker threads (Linux; 0 or absent leaves them at the process's priority). */
+  readonly nice?: number;
   /** Called when a worker dies unexpectedly (it is replaced). */
   readonly onWorkerExit?: (error: Error) => void;
 }
@@ -97,6 +99,7 @@ export class WorkerPool {
     const init: WorkerInit = {
       intraOpThreads: this.#options.intraOpThreads,
       idleIntraOpThreads: this.#options.idleIntraOpThreads ?? this.#options.intraOpThreads,
+      nice: this.#options.nice ?? 0,
     };
     const worker = startWorker(this.#url, init);
     const slot: Slot = { worker, job: undefined, loading: undefined, healthy: false };

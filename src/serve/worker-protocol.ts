@@ -5,6 +5,8 @@ export interface WorkerInit {
   readonly intraOpThreads: number;
   /** Threads of the second ("wide") session, used when the rest of the pool is idle; none when equal. */
   readonly idleIntraOpThreads: number;
+  /** Nice value the worker gives its own thread (and so the onnxruntime threads it starts); 0 = none. */
+  readonly nice: number;
 }
 
 /** Messages from the pool to a worker. */

@@ -1,3 +1,4 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -563,4 +564,26 @@ describe('serving a classifier with a manifest', () => {
       body: { error: 'no route GET /nope' },
     });
   });
+});
+
+describe('worker priority', () => {
+  it.skipIf(!existsSync('/proc/thread-self'))(
+    'runs inference threads at SLIPWAY_WORKER_NICE, below the event loop',
+    async () => {
+      const niceOf = (task: string) =>
+        Number(readFileSync(`/proc/self/task/${task}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+      const before = new Set(readdirSync('/proc/self/task'));
+      const server = await listenApp(testConfig({ workers: 2, workerNice: 7 }));
+      try {
+        expect((await server.host.load(await writeClassifierDir(join(root, 'nice')))).status).toBe('ready');
+        const started = readdirSync('/proc/self/task').filter((t) => !before.has(t));
+        const niced = started.filter((t) => niceOf(t) === 7);
+        // The two worker threads at least (onnxruntime's own threads, if any, inherit it).
+        expect(niced.length).toBeGreaterThanOrEqual(2);
+        expect(niceOf(String(process.pid))).toBe(0);
+      } finally {
+        await server.close();
+      }
+    },
+  );
 });

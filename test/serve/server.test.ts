@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { request } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -5,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packModel } from '../../src/model/index.ts';
 import { createStore } from '../../src/store/index.ts';
+import type { ObjectInfo } from '../../src/store/index.ts';
 import { S3RVER_CREDENTIALS, startS3rver } from '../helpers/s3rver.ts';
 import type { RunningS3rver } from '../helpers/s3rver.ts';
 import { startChildServer } from './fixtures/child-server.ts';
@@ -45,14 +47,18 @@ function post(url: string, body: string, onWritten: () => void): Promise<number 
   });
 }
 
+/** Packs a classifier model (version `version`) and uploads it to `uri` in s3rver. */
+async function uploadClassifier(name: string, version: string, uri: string): Promise<ObjectInfo> {
+  const dir = await writeClassifierDir(join(root, name), { version });
+  const tarball = join(root, `${name}.tar.gz`);
+  await packModel(dir, tarball);
+  const store = createStore({ endpoint: s3.endpoint, credentials: { ...S3RVER_CREDENTIALS } });
+  return store.put(uri, createReadStream(tarball));
+}
+
 describe('slipway serve (child process)', () => {
   it('loads the newest model under an s3:// prefix and identifies it on GET /', async () => {
-    const dir = await writeClassifierDir(join(root, 'iris'), { version: '7' });
-    const tarball = join(root, 'model.tar.gz');
-    await packModel(dir, tarball);
-    const store = createStore({ endpoint: s3.endpoint, credentials: { ...S3RVER_CREDENTIALS } });
-    const { createReadStream } = await import('node:fs');
-    await store.put('s3://models/iris/job-1/output/model.tar.gz', createReadStream(tarball));
+    await uploadClassifier('iris', '7', 's3://models/iris/job-1/output/model.tar.gz');
 
     const server = await startChildServer(['--model', 's3://models/iris/', '--workers', '1'], s3Env());
     try {
@@ -73,13 +79,8 @@ describe('slipway serve (child process)', () => {
   });
 
   it('refuses, and says why, an S3 object whose ETag is not the one SLIPWAY_MODEL_ETAG pins', async () => {
-    const dir = await writeClassifierDir(join(root, 'pinned'), { version: '1' });
-    const tarball = join(root, 'pinned.tar.gz');
-    await packModel(dir, tarball);
-    const store = createStore({ endpoint: s3.endpoint, credentials: { ...S3RVER_CREDENTIALS } });
-    const { createReadStream } = await import('node:fs');
     const uri = 's3://models/pinned/model.tar.gz';
-    const { etag } = await store.put(uri, createReadStream(tarball));
+    const { etag } = await uploadClassifier('pinned', '1', uri);
 
     const server = await startChildServer(['--workers', '1'], {
       ...s3Env(),

@@ -3,10 +3,10 @@
 // input order. Tensors travel little-endian, row-major, unpadded; BOOL is one byte (0 or 1), BYTES
 // is a 4-byte little-endian length before each element. Typed arrays here use the platform's byte
 // order, which is little-endian on every platform Node and Fargate run on (x86-64, arm64).
-import type { Datatype, TensorSpec } from '../model/types.ts';
+import type { TensorSpec } from '../model/types.ts';
 import { badRequest } from './errors.ts';
-import { DATATYPE_TO_ORT, checkShape, elementCount, isDatatype } from './tensor-codec.ts';
-import type { TensorData, WireTensor } from './tensor-codec.ts';
+import { DATATYPE_TO_ORT, TYPED_ARRAYS, checkShape, elementCount, isDatatype } from './tensor-codec.ts';
+import type { WireTensor } from './tensor-codec.ts';
 
 /** Request and response header naming the length of the JSON part of a binary body. */
 export const INFERENCE_HEADER = 'inference-header-content-length';
@@ -18,43 +18,6 @@ export const BINARY_PART: unique symbol = Symbol('slipway.binaryPart');
 export interface WithBinaryPart {
   [BINARY_PART]?: Buffer;
 }
-
-/** Bytes per element of the fixed-width datatypes. */
-export const ELEMENT_BYTES: Readonly<Record<Exclude<Datatype, 'BYTES'>, number>> = {
-  BOOL: 1,
-  UINT8: 1,
-  INT8: 1,
-  UINT16: 2,
-  INT16: 2,
-  FP16: 2,
-  UINT32: 4,
-  INT32: 4,
-  FP32: 4,
-  UINT64: 8,
-  INT64: 8,
-  FP64: 8,
-};
-
-type NumericData = Exclude<TensorData, string[]>;
-const TYPED_ARRAYS: Readonly<
-  Record<
-    Exclude<Datatype, 'BYTES'>,
-    new (buffer: ArrayBufferLike, offset?: number, length?: number) => NumericData
-  >
-> = {
-  BOOL: Uint8Array,
-  UINT8: Uint8Array,
-  INT8: Int8Array,
-  UINT16: Uint16Array,
-  INT16: Int16Array,
-  FP16: Uint16Array,
-  UINT32: Uint32Array,
-  INT32: Int32Array,
-  FP32: Float32Array,
-  UINT64: BigUint64Array,
-  INT64: BigInt64Array,
-  FP64: Float64Array,
-};
 
 /**
  * Splits a binary-extension body at the length given by the `Inference-Header-Content-Length`
@@ -108,7 +71,8 @@ export function decodeBinaryInput(
   if (datatype === 'BYTES') {
     return { type: 'string', dims, data: readByteStrings(bytes, count, what) };
   }
-  const width = ELEMENT_BYTES[datatype];
+  const Typed = TYPED_ARRAYS[datatype];
+  const width = Typed.BYTES_PER_ELEMENT;
   if (bytes.length !== count * width) {
     throw badRequest(
       `${what}: shape [${input.shape.join(',')}] of ${datatype} needs ${count * width} bytes of binary data but binary_data_size is ${bytes.length}`,
@@ -116,7 +80,6 @@ export function decodeBinaryInput(
   }
   // A view in place when the bytes sit on an element boundary (the body reader aligns the binary
   // part for this), otherwise an aligned copy.
-  const Typed = TYPED_ARRAYS[datatype];
   const data =
     bytes.byteOffset % width === 0
       ? new Typed(bytes.buffer, bytes.byteOffset, count)

@@ -107,34 +107,37 @@ export function elementCount(shape: readonly number[]): number {
   return n;
 }
 
+/** Typed-array storage of a numeric tensor. */
+export type NumericData = Exclude<TensorData, string[]>;
+
+/** The typed array that stores each fixed-width datatype (FP16 as its raw bits, BOOL as bytes). */
+export const TYPED_ARRAYS: Readonly<
+  Record<
+    Exclude<Datatype, 'BYTES'>,
+    {
+      new (length: number): NumericData;
+      new (buffer: ArrayBufferLike, offset?: number, length?: number): NumericData;
+      readonly BYTES_PER_ELEMENT: number;
+    }
+  >
+> = {
+  BOOL: Uint8Array,
+  UINT8: Uint8Array,
+  INT8: Int8Array,
+  UINT16: Uint16Array,
+  INT16: Int16Array,
+  FP16: Uint16Array,
+  UINT32: Uint32Array,
+  INT32: Int32Array,
+  FP32: Float32Array,
+  UINT64: BigUint64Array,
+  INT64: BigInt64Array,
+  FP64: Float64Array,
+};
+
 /** Zero-filled storage for `n` elements of a datatype (empty strings for BYTES are the caller's job). */
 export function allocateData(datatype: Datatype, n: number): TensorData {
-  switch (datatype) {
-    case 'BOOL':
-    case 'UINT8':
-      return new Uint8Array(n);
-    case 'UINT16':
-    case 'FP16':
-      return new Uint16Array(n);
-    case 'UINT32':
-      return new Uint32Array(n);
-    case 'UINT64':
-      return new BigUint64Array(n);
-    case 'INT8':
-      return new Int8Array(n);
-    case 'INT16':
-      return new Int16Array(n);
-    case 'INT32':
-      return new Int32Array(n);
-    case 'INT64':
-      return new BigInt64Array(n);
-    case 'FP32':
-      return new Float32Array(n);
-    case 'FP64':
-      return new Float64Array(n);
-    case 'BYTES':
-      return new Array<string>(n);
-  }
+  return datatype === 'BYTES' ? new Array<string>(n) : new TYPED_ARRAYS[datatype](n);
 }
 
 /**

@@ -19,17 +19,23 @@ export interface WithBinaryPart {
   [BINARY_PART]?: Buffer;
 }
 
+/** The byte count an `Inference-Header-Content-Length` value gives, or undefined when it is not one. */
+export function inferenceHeaderLength(headerValue: string): number | undefined {
+  const text = headerValue.trim();
+  return /^\d{1,15}$/.test(text) ? Number(text) : undefined;
+}
+
 /**
  * Splits a binary-extension body at the length given by the `Inference-Header-Content-Length`
  * header. The header value must be a decimal integer within the body.
  */
 export function splitBinaryBody(body: Buffer, headerValue: string): { json: string; binary: Buffer } {
-  if (!/^\d{1,15}$/.test(headerValue.trim())) {
+  const length = inferenceHeaderLength(headerValue);
+  if (length === undefined) {
     throw badRequest(
       `the Inference-Header-Content-Length header must be a byte count, got ${JSON.stringify(headerValue.slice(0, 40))}`,
     );
   }
-  const length = Number(headerValue.trim());
   if (length === 0 || length > body.length) {
     throw badRequest(
       `the Inference-Header-Content-Length header says the JSON part is ${length} bytes but the body has ${body.length}`,

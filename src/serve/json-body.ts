@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { BINARY_PART, INFERENCE_HEADER, splitBinaryBody } from './binary-tensor.ts';
+import { BINARY_PART, INFERENCE_HEADER, inferenceHeaderLength, splitBinaryBody } from './binary-tensor.ts';
 import { BufferRecycler } from './buffer-recycler.ts';
 import type { WithBinaryPart } from './binary-tensor.ts';
 import { ServeError, badRequest } from './errors.ts';
@@ -153,8 +153,8 @@ function tooLarge(limit: number): ServeError {
  * (0 when the header is absent or not a plain number; the parser reports a bad header itself).
  */
 function alignmentLead(header: string | string[] | undefined): number {
-  if (typeof header !== 'string' || !/^\d{1,15}$/.test(header.trim())) return 0;
-  return (8 - (Number(header.trim()) % 8)) % 8;
+  const length = typeof header === 'string' ? inferenceHeaderLength(header) : undefined;
+  return length === undefined ? 0 : (8 - (length % 8)) % 8;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { StoreError } from '../store/errors.ts';
 import type { ObjectInfo, ObjectStore } from '../store/types.ts';
+import { unquoteEtag } from '../store/uri.ts';
 import { unpackModel } from './unpack.ts';
 import type { UnpackOptions } from './unpack.ts';
 import type { UnpackedModel } from './types.ts';
@@ -27,18 +28,14 @@ export async function fetchModel(
 ): Promise<FetchedModel> {
   const { ifMatch, ...unpackOptions } = options;
   const source = uri.endsWith('/') ? await store.newestModel(uri) : await store.head(uri);
-  if (ifMatch !== undefined && source.etag !== undefined && source.etag !== unquoted(ifMatch)) {
+  if (ifMatch !== undefined && source.etag !== undefined && source.etag !== unquoteEtag(ifMatch)) {
     throw new StoreError(
       'STORE_CHANGED',
-      `${source.uri}: the object changed: its ETag is ${source.etag}, the deployment pinned ${unquoted(ifMatch)}`,
+      `${source.uri}: the object changed: its ETag is ${source.etag}, the deployment pinned ${unquoteEtag(ifMatch)}`,
     );
   }
   // The check above reads metadata; If-Match on the read itself closes the gap until the bytes come.
   const body = await store.get(source.uri, ifMatch === undefined ? {} : { ifMatch });
   const model = await unpackModel(body, unpackOptions);
   return { ...model, source };
-}
-
-function unquoted(etag: string): string {
-  return etag.replace(/^"|"$/g, '');
 }

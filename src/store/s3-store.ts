@@ -13,7 +13,7 @@ import { ENV } from '../names.ts';
 import { StoreError } from './errors.ts';
 import { pickNewestModelFrom } from './newest.ts';
 import type { GetOptions, ObjectInfo, PutOptions } from './types.ts';
-import { formatStoreUri } from './uri.ts';
+import { formatStoreUri, unquoteEtag } from './uri.ts';
 
 /** Multipart part size: S3's minimum is 5 MiB; 8 MiB matches the AWS CLI default. */
 export const MULTIPART_PART_SIZE = 8 * 1024 * 1024;
@@ -66,7 +66,7 @@ function quote(etag: string): string {
 }
 
 function unquote(etag: string | undefined): string | undefined {
-  return etag?.replace(/^"|"$/g, '');
+  return etag === undefined ? undefined : unquoteEtag(etag);
 }
 
 function statusOf(err: unknown): number | undefined {

@@ -115,3 +115,8 @@ export function formatStoreUri(location: StoreLocation): string {
 export function isPrefixUri(uri: string): boolean {
   return uri.endsWith('/');
 }
+
+/** An ETag as Slipway keeps it: without the quotes S3 puts around it. */
+export function unquoteEtag(etag: string): string {
+  return etag.replace(/^"|"$/g, '');
+}

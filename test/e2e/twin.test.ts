@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_S3_CREDENTIALS } from '../../src/local/s3-server.ts';
 import { freePort } from '../../src/local/supervisor.ts';
-import { MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
+import { loadGenerator } from '../helpers/load-generator.ts';
 import { packModel } from '../../src/model/pack.ts';
 import { unpackModel } from '../../src/model/unpack.ts';
 import { createStore } from '../../src/store/create-store.ts';
@@ -50,37 +50,13 @@ async function status(): Promise<StatusJson> {
   return JSON.parse(res.stdout) as StatusJson;
 }
 
-/** Continuous requests with a real digit; records every status code and the model version that answered. */
-function loadGenerator(body: string): {
-  count: () => number;
-  stop: () => Promise<{ status: number; version: string | null }[]>;
-} {
-  const results: { status: number; version: string | null }[] = [];
-  let running = true;
-  const worker = async (): Promise<void> => {
-    while (running) {
-      try {
-        const res = await fetch(`${url}/invocations`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body,
-        });
-        await res.arrayBuffer();
-        results.push({ status: res.status, version: res.headers.get(MODEL_VERSION_HEADER) });
-      } catch {
-        results.push({ status: 0, version: null });
-      }
-    }
-  };
-  const workers = [worker(), worker(), worker()];
-  return {
-    count: () => results.length,
-    stop: async () => {
-      running = false;
-      await Promise.all(workers);
-      return results;
-    },
-  };
+/** One JSON prediction request through the twin's load balancer. */
+function invoke(body: string): Promise<Response> {
+  return fetch(`${url}/invocations`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  });
 }
 
 beforeAll(async () => {
@@ -120,11 +96,7 @@ describe('slipway up from an empty directory', () => {
       const instances = Array.from({ length: Math.min(250, n - start) }, (_, k) =>
         Array.from(test.pixels.subarray((start + k) * 784, (start + k + 1) * 784), (p) => p / 255),
       );
-      const res = await fetch(`${url}/invocations`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ instances }),
-      });
+      const res = await invoke(JSON.stringify({ instances }));
       expect(res.status).toBe(200);
       const { predictions } = (await res.json()) as { predictions: { label: string }[] };
       predictions.forEach((p, k) => {
@@ -147,7 +119,7 @@ describe('slipway up from an empty directory', () => {
     await rm(model.dir, { recursive: true, force: true });
 
     const digit = await readFile(join(dir, '.slipway', 'sample-request.json'), 'utf8');
-    const load = loadGenerator(digit);
+    const load = loadGenerator(() => invoke(digit));
     await new Promise((r) => setTimeout(r, 500));
     const deploy = await cli(['deploy', second, '--key', 'e2e-v2/output/model.tar.gz', '--wait']);
     const switched = load.count() + 3;
@@ -167,7 +139,7 @@ describe('slipway up from an empty directory', () => {
     const broken = join(dir, 'broken.tar.gz');
     await writeFile(broken, 'this is not a gzip tarball');
     const digit = await readFile(join(dir, '.slipway', 'sample-request.json'), 'utf8');
-    const load = loadGenerator(digit);
+    const load = loadGenerator(() => invoke(digit));
     const deploy = await cli(['deploy', broken, '--key', 'broken/output/model.tar.gz', '--wait']);
     const results = await load.stop();
 

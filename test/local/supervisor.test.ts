@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LoadBalancer, MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
+import { loadGenerator } from '../helpers/load-generator.ts';
 import { Supervisor } from '../../src/local/supervisor.ts';
 import type { SupervisorOptions } from '../../src/local/supervisor.ts';
 import { fakeSpawner, isAlive, waitFor } from './helpers.ts';
@@ -40,35 +41,6 @@ async function setup(
   return { lb, sup, logs };
 }
 
-/** Sends requests back to back until stopped; records status and version of each. */
-function loadGenerator(url: string): {
-  count: () => number;
-  stop: () => Promise<{ status: number; version: string | null }[]>;
-} {
-  const results: { status: number; version: string | null }[] = [];
-  let running = true;
-  const worker = async (): Promise<void> => {
-    while (running) {
-      try {
-        const res = await fetch(`${url}/invocations`, { method: 'POST', body: '{}' });
-        await res.arrayBuffer();
-        results.push({ status: res.status, version: res.headers.get(MODEL_VERSION_HEADER) });
-      } catch {
-        results.push({ status: 0, version: null });
-      }
-    }
-  };
-  const workers = [worker(), worker(), worker()];
-  return {
-    count: () => results.length,
-    stop: async () => {
-      running = false;
-      await Promise.all(workers);
-      return results;
-    },
-  };
-}
-
 describe('Supervisor', () => {
   it('rolls out a new model under load with no failed request, then serves only the new version', async () => {
     const { lb, sup } = await setup();
@@ -77,7 +49,7 @@ describe('Supervisor', () => {
     const oldPids = sup.pids();
     expect(oldPids).toHaveLength(2);
 
-    const load = loadGenerator(lb.url);
+    const load = loadGenerator(() => fetch(`${lb.url}/invocations`, { method: 'POST', body: '{}' }));
     await new Promise((r) => setTimeout(r, 300));
     const second = await sup.deploy('s3://m/v2');
     // Requests still in flight at this instant may have been routed before the switch.

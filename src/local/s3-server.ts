@@ -39,25 +39,16 @@ export function installS3rverDesShim(): void {
     const bytes = Buffer.from(value as Uint8Array);
     return Buffer.concat([bytes, bytes]);
   };
-  const { createCipheriv, createDecipheriv } = crypto;
-  crypto.createCipheriv = ((algorithm: string, key: unknown, iv: unknown, options?: unknown) =>
-    algorithm === 'des'
-      ? createCipheriv('aes-128-cbc', double(key), double(iv))
-      : createCipheriv(
-          algorithm,
-          key as Buffer,
-          iv as Buffer,
-          options as undefined,
-        )) as typeof crypto.createCipheriv;
-  crypto.createDecipheriv = ((algorithm: string, key: unknown, iv: unknown, options?: unknown) =>
-    algorithm === 'des'
-      ? createDecipheriv('aes-128-cbc', double(key), double(iv))
-      : createDecipheriv(
-          algorithm,
-          key as Buffer,
-          iv as Buffer,
-          options as undefined,
-        )) as typeof crypto.createDecipheriv;
+  // The same substitution for both directions: "des" becomes AES-128-CBC, anything else passes through.
+  type Factory = (algorithm: string, key: Buffer, iv: Buffer, options?: undefined) => unknown;
+  const desAsAes = (original: Factory): Factory => {
+    return (algorithm, key, iv, options) =>
+      algorithm === 'des'
+        ? original('aes-128-cbc', double(key), double(iv))
+        : original(algorithm, key, iv, options);
+  };
+  crypto.createCipheriv = desAsAes(crypto.createCipheriv) as typeof crypto.createCipheriv;
+  crypto.createDecipheriv = desAsAes(crypto.createDecipheriv) as typeof crypto.createDecipheriv;
 }
 
 /** Credentials s3rver accepts (it verifies request signatures against these fixed keys). */

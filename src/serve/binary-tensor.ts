@@ -149,9 +149,8 @@ export function wantsBinaryOutput(requestParameters: unknown, outputParameters: 
     if (typeof value !== 'boolean') throw badRequest(`${what}.${key} must be true or false`);
     return value;
   };
-  return (
-    flag(outputParameters, 'binary_data', 'output parameters') ??
-    flag(requestParameters, 'binary_data_output', 'parameters') ??
-    false
-  );
+  // Both are checked even when the output's own flag decides, so a bad request-level value is
+  // reported rather than silently ignored.
+  const forAll = flag(requestParameters, 'binary_data_output', 'parameters');
+  return flag(outputParameters, 'binary_data', 'output parameters') ?? forAll ?? false;
 }

@@ -86,5 +86,8 @@ describe('splitBinaryBody and wantsBinaryOutput', () => {
     expect(wantsBinaryOutput({ binary_data_output: true }, { binary_data: false })).toBe(false);
     expect(wantsBinaryOutput({}, { binary_data: true })).toBe(true);
     expect(() => wantsBinaryOutput({}, { binary_data: 1 })).toThrow(/binary_data must be true or false/);
+    expect(() => wantsBinaryOutput({ binary_data_output: 'yes' }, { binary_data: true })).toThrow(
+      /parameters.binary_data_output must be true or false/,
+    );
   });
 });

@@ -13,7 +13,7 @@ import type {
   ServiceStatus,
 } from '../rollout/deploy-target.ts';
 import { RolloutError } from '../rollout/errors.ts';
-import { toDeploymentInfo } from '../local/local-deploy-target.ts';
+import { followTwinDeployment } from '../local/local-deploy-target.ts';
 import { SlipwayError, UsageError } from '../errors.ts';
 
 /** What `GET /_slipway/status` answers. */
@@ -148,45 +148,13 @@ export class RemoteTwinTarget implements DeployTarget {
   }
 
   /** Polls one deployment until it settles. */
-  async follow(deploymentId: string, options: FollowOptions = {}): Promise<FollowResult> {
-    const deadline = Date.now() + (options.timeoutMs ?? 30 * 60_000);
-    let first = true;
-    for (;;) {
-      options.signal?.throwIfAborted();
-      const d = await this.client.deployment(deploymentId);
-      if (!d) {
-        if (first)
-          throw new RolloutError(
-            'ROLLOUT_DEPLOYMENT_NOT_FOUND',
-            `the local twin has no deployment ${deploymentId}`,
-          );
-        return { deploymentId, outcome: 'superseded' };
-      }
-      first = false;
-      const info = toDeploymentInfo(d);
-      options.onProgress?.(info);
-      if (d.rolloutState === 'COMPLETED') {
-        return {
-          deploymentId,
-          outcome: d.status === 'PRIMARY' ? 'completed' : 'superseded',
-          reason: d.rolloutStateReason,
-          deployment: info,
-        };
-      }
-      if (d.rolloutState === 'FAILED') {
-        const rolledBack = /rolled back to/.test(d.rolloutStateReason);
-        return {
-          deploymentId,
-          outcome: rolledBack ? 'rolled-back' : 'failed',
-          reason: d.rolloutStateReason,
-          deployment: info,
-        };
-      }
-      if (Date.now() > deadline) {
-        throw new RolloutError('ROLLOUT_FOLLOW_TIMEOUT', `deployment ${deploymentId} did not settle in time`);
-      }
-      await new Promise((r) => setTimeout(r, options.intervalMs ?? 300));
-    }
+  follow(deploymentId: string, options: FollowOptions = {}): Promise<FollowResult> {
+    return followTwinDeployment(
+      deploymentId,
+      () => this.client.deployment(deploymentId),
+      `the local twin has no deployment ${deploymentId}`,
+      options,
+    );
   }
 
   /** The twin's service status. */

@@ -10,8 +10,12 @@ import type {
   ServiceState,
   ServiceStatus,
 } from '../rollout/deploy-target.ts';
+import { pollUntilSettled } from '../rollout/follow.ts';
 import { DeploymentError } from './errors.ts';
 import type { Deployment, Supervisor } from './supervisor.ts';
+
+/** Default time between two reads when following a twin deployment: it settles in seconds. */
+const TWIN_FOLLOW_INTERVAL_MS = 250;
 
 /** Revision of the twin's service before its first deployment (the no-model state). */
 export const INITIAL_REVISION = 'slipway-inference:0';
@@ -78,43 +82,13 @@ export class LocalDeployTarget implements DeployTarget {
   }
 
   /** Polls the supervisor until the deployment settles. */
-  async follow(deploymentId: string, options: FollowOptions = {}): Promise<FollowResult> {
-    const interval = options.intervalMs ?? 250;
-    const deadline = Date.now() + (options.timeoutMs ?? 1_800_000);
-    let first = true;
-    for (;;) {
-      options.signal?.throwIfAborted();
-      const deployment = this.supervisor.deployments().find((d) => d.id === deploymentId);
-      if (!deployment) {
-        if (first) {
-          throw new RolloutError(
-            'ROLLOUT_DEPLOYMENT_NOT_FOUND',
-            `no deployment ${deploymentId} on the local service`,
-          );
-        }
-        return { deploymentId, outcome: 'superseded' };
-      }
-      first = false;
-      const info = toDeploymentInfo(deployment);
-      options.onProgress?.(info);
-      if (deployment.rolloutState === 'COMPLETED') {
-        const outcome = deployment.status === 'PRIMARY' ? 'completed' : 'superseded';
-        return { deploymentId, outcome, reason: deployment.rolloutStateReason, deployment: info };
-      }
-      if (deployment.rolloutState === 'FAILED') {
-        const rolledBack = this.supervisor.primary() !== undefined;
-        return {
-          deploymentId,
-          outcome: rolledBack ? 'rolled-back' : 'failed',
-          reason: deployment.rolloutStateReason,
-          deployment: info,
-        };
-      }
-      if (Date.now() > deadline) {
-        throw new RolloutError('ROLLOUT_FOLLOW_TIMEOUT', `deployment ${deploymentId} did not settle in time`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, interval));
-    }
+  follow(deploymentId: string, options: FollowOptions = {}): Promise<FollowResult> {
+    return followTwinDeployment(
+      deploymentId,
+      () => Promise.resolve(this.supervisor.deployments().find((d) => d.id === deploymentId)),
+      `no deployment ${deploymentId} on the local service`,
+      options,
+    );
   }
 
   /** The service and its deployments (newest first, PRIMARY first). */
@@ -158,4 +132,39 @@ export function toDeploymentInfo(d: Deployment): DeploymentInfo {
     createdAt: new Date(d.createdAt),
     updatedAt: new Date(d.updatedAt),
   };
+}
+
+/**
+ * Follows one of the twin supervisor's deployments, read by `read` (in process, or through the
+ * control API). The supervisor settles a deployment itself, so one read says how it ended:
+ * COMPLETED (superseded if it is no longer PRIMARY), or FAILED (rolled back when the service went
+ * back to an earlier deployment). One that has left the list was superseded.
+ */
+export function followTwinDeployment(
+  deploymentId: string,
+  read: () => Promise<Deployment | undefined>,
+  notFound: string,
+  options: FollowOptions,
+): Promise<FollowResult> {
+  return pollUntilSettled<Deployment>(
+    deploymentId,
+    {
+      read,
+      info: toDeploymentInfo,
+      settled: (d) => {
+        const ended = { deploymentId, reason: d.rolloutStateReason, deployment: toDeploymentInfo(d) };
+        if (d.rolloutState === 'COMPLETED') {
+          return { ...ended, outcome: d.status === 'PRIMARY' ? 'completed' : 'superseded' };
+        }
+        if (d.rolloutState === 'FAILED') {
+          return { ...ended, outcome: d.rolledBackTo === undefined ? 'failed' : 'rolled-back' };
+        }
+        return undefined;
+      },
+      gone: () => ({ deploymentId, outcome: 'superseded' }),
+      notFound: () => new RolloutError('ROLLOUT_DEPLOYMENT_NOT_FOUND', notFound),
+    },
+    options,
+    TWIN_FOLLOW_INTERVAL_MS,
+  );
 }

@@ -25,6 +25,8 @@ export interface Deployment {
   status: DeploymentStatus;
   rolloutState: RolloutState;
   rolloutStateReason: string;
+  /** Set when this deployment FAILED and the service went back to an earlier one: that one's id. */
+  rolledBackTo?: string;
   /** The exact model object the tasks of this deployment serve, with its ordering record. */
   readonly model: PinnedModel;
   /** Same as `model.uri`. */
@@ -302,14 +304,16 @@ export class Supervisor {
 
     if (ready.length < deployment.desiredCount) {
       await Promise.all(ready.map((t) => this.stopTask(t, 'deployment failed', false)));
+      const rolledBackTo = this.stopped ? undefined : previous;
       const reason = this.stopped
         ? 'the service stopped during the rollout'
         : `ECS deployment circuit breaker: ${deployment.failedTasks} task(s) failed to become ready (${lastFailure})` +
-          (previous
-            ? `; rolled back to ${previous.id} (${previous.modelUri})`
+          (rolledBackTo
+            ? `; rolled back to ${rolledBackTo.id} (${rolledBackTo.modelUri})`
             : '; no earlier deployment to keep');
       deployment.status = 'INACTIVE';
       if (previous) previous.status = 'PRIMARY';
+      if (rolledBackTo) deployment.rolledBackTo = rolledBackTo.id;
       this.finish(deployment, 'FAILED', reason);
       this.options.log?.(`deployment ${deployment.id}: FAILED: ${reason}`);
       return;

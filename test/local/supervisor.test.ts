@@ -70,11 +70,12 @@ describe('Supervisor', () => {
 
   it('trips the circuit breaker on a model whose tasks die, keeps the old tasks serving, and says why', async () => {
     const { lb, sup } = await setup();
-    await sup.deploy('s3://m/v1');
+    const first = await sup.deploy('s3://m/v1');
     const oldPids = sup.pids();
     const failed = await sup.deploy('s3://m/broken');
     expect(failed.rolloutState).toBe('FAILED');
     expect(failed.status).toBe('INACTIVE');
+    expect(failed.rolledBackTo).toBe(first.id);
     expect(failed.rolloutStateReason).toMatch(/circuit breaker/);
     expect(failed.rolloutStateReason).toMatch(/not a valid ONNX graph/);
     expect(sup.primary()?.modelUri).toBe('s3://m/v1');

@@ -1,0 +1,136 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { LoadBalancer } from '../../src/local/load-balancer.ts';
+import { LocalDeployTarget, followTwinDeployment } from '../../src/local/local-deploy-target.ts';
+import { Supervisor } from '../../src/local/supervisor.ts';
+import type { Deployment } from '../../src/local/supervisor.ts';
+import { RolloutError } from '../../src/rollout/errors.ts';
+import { fakeSpawner } from './helpers.ts';
+
+// s3://m/v<N> serves version N; s3://m/broken crashes at start.
+const spawn = fakeSpawner((uri): Record<string, string> =>
+  uri.endsWith('broken') ? { FAKE_MODE: 'crash-on-start' } : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
+);
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function target(): Promise<LocalDeployTarget> {
+  const lb = new LoadBalancer({ port: 0, healthIntervalMs: 200 });
+  await lb.listen();
+  const sup = new Supervisor({
+    spawn,
+    router: lb,
+    desiredCount: 1,
+    readinessTimeoutMs: 15_000,
+    drainTimeoutMs: 1_000,
+  });
+  cleanups.push(async () => {
+    await sup.stop();
+    await lb.close();
+  });
+  return new LocalDeployTarget(sup);
+}
+
+describe('LocalDeployTarget.follow', () => {
+  it('follows a rollout to completed, and a broken one after it to rolled-back', async () => {
+    const t = await target();
+    const first = await t.deploy({ uri: 's3://m/v1' });
+    const progress: string[] = [];
+    const done = await t.follow(first.deploymentId, {
+      intervalMs: 20,
+      onProgress: (d) => progress.push(d.rolloutState),
+    });
+    expect(done).toMatchObject({ deploymentId: first.deploymentId, outcome: 'completed' });
+    expect(progress.at(-1)).toBe('COMPLETED');
+
+    const broken = await t.deploy({ uri: 's3://m/broken' });
+    const failed = await t.follow(broken.deploymentId, { intervalMs: 20 });
+    expect(failed.outcome).toBe('rolled-back');
+    expect(failed.reason).toMatch(new RegExp(`rolled back to ${first.deploymentId}`));
+    expect((await t.describe()).model?.uri).toBe('s3://m/v1');
+  });
+
+  it('says failed, not rolled-back, when the first deployment fails and there is nothing to go back to', async () => {
+    const t = await target();
+    const broken = await t.deploy({ uri: 's3://m/broken' });
+    const failed = await t.follow(broken.deploymentId, { intervalMs: 20 });
+    expect(failed.outcome).toBe('failed');
+    expect(failed.reason).toMatch(/no earlier deployment to keep/);
+  });
+
+  it('refuses a deployment id it never had', async () => {
+    const t = await target();
+    const error = await t.follow('twin-404', { intervalMs: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RolloutError);
+    expect(error).toMatchObject({ code: 'ROLLOUT_DEPLOYMENT_NOT_FOUND' });
+  });
+});
+
+describe('followTwinDeployment', () => {
+  const deployment = (over: Partial<Deployment>): Deployment => ({
+    id: 'd-2',
+    revision: 'slipway-inference:2',
+    status: 'PRIMARY',
+    rolloutState: 'IN_PROGRESS',
+    rolloutStateReason: '',
+    model: { uri: 's3://m/v2' },
+    modelUri: 's3://m/v2',
+    desiredCount: 1,
+    runningCount: 0,
+    failedTasks: 0,
+    createdAt: new Date(0).toISOString(),
+    updatedAt: new Date(0).toISOString(),
+    ...over,
+  });
+  /** A reader that returns each snapshot in turn, then keeps returning the last. */
+  const reads = (...snapshots: (Deployment | undefined)[]) => {
+    let i = 0;
+    return () => Promise.resolve(snapshots[Math.min(i++, snapshots.length - 1)]);
+  };
+
+  it('calls a COMPLETED deployment that is no longer PRIMARY superseded, and so one that left the list', async () => {
+    const done = deployment({ rolloutState: 'COMPLETED', status: 'ACTIVE' });
+    expect(await followTwinDeployment('d-2', reads(done), 'none', { intervalMs: 1 })).toMatchObject({
+      outcome: 'superseded',
+    });
+    const gone = reads(deployment({}), undefined);
+    expect(await followTwinDeployment('d-2', gone, 'none', { intervalMs: 1 })).toEqual({
+      deploymentId: 'd-2',
+      outcome: 'superseded',
+    });
+  });
+
+  it('decides rolled-back from the deployment rolledBackTo, not from its reason text', async () => {
+    const failed = deployment({
+      rolloutState: 'FAILED',
+      rolloutStateReason: 'rolled back to d-1 (said the text)',
+    });
+    const result = await followTwinDeployment('d-2', reads(failed), 'none', { intervalMs: 1 });
+    expect(result.outcome).toBe('failed');
+    const rolledBack = deployment({ rolloutState: 'FAILED', rolledBackTo: 'd-1' });
+    expect((await followTwinDeployment('d-2', reads(rolledBack), 'none', { intervalMs: 1 })).outcome).toBe(
+      'rolled-back',
+    );
+  });
+
+  it('gives up with a retryable timeout, and stops at once when aborted', async () => {
+    const stuck = reads(deployment({}));
+    const timeout = await followTwinDeployment('d-2', stuck, 'none', { intervalMs: 1, timeoutMs: 10 }).catch(
+      (e: unknown) => e,
+    );
+    expect(timeout).toMatchObject({ code: 'ROLLOUT_FOLLOW_TIMEOUT', retryable: true });
+    expect((timeout as Error).message).toMatch(
+      /did not settle within 0s \(last: IN_PROGRESS, 0\/1 tasks running\)/,
+    );
+
+    const controller = new AbortController();
+    const following = followTwinDeployment('d-2', stuck, 'none', {
+      intervalMs: 60_000,
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(new Error('user pressed Ctrl-C')), 20);
+    await expect(following).rejects.toThrow('user pressed Ctrl-C');
+  });
+});

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import { loadServeConfig } from '../src/serve/config.ts';
+import { SERVE_NODE_FLAGS, loadServeConfig } from '../src/serve/config.ts';
 import { availableCpus, planThreads } from '../src/serve/cpu.ts';
 import { buildCnn, buildMlp, writeModel } from '../test/serve/fixtures/onnx-builder.ts';
 import { runLoad, summarize } from './load-client.ts';
@@ -131,6 +131,7 @@ async function startServer(
   const proc = spawn(
     process.execPath,
     [
+      ...SERVE_NODE_FLAGS,
       join(ROOT, 'dist/cli/main.js'),
       'serve',
       '--model',

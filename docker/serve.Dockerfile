@@ -29,5 +29,6 @@ EXPOSE 8080
 # precedence as the server (SAGEMAKER_BIND_TO_PORT, then PORT).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.SAGEMAKER_BIND_TO_PORT || process.env.PORT || 8080) + '/ping').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "dist/cli/main.js"]
+# The node flags are SERVE_NODE_FLAGS (src/serve/config.ts), which says why; a test keeps the two equal.
+ENTRYPOINT ["node", "--initial-old-space-size=64", "dist/cli/main.js"]
 CMD ["serve"]

@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { appendFile, rm } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import type { PinnedModel } from '../rollout/deploy-target.ts';
 import { RolloutError } from '../rollout/errors.ts';
 import { rolloutModelEvent } from '../rollout/operations.ts';
 import { modelEnvironment } from '../rollout/pinned-model.ts';
+import { SERVE_NODE_FLAGS } from '../serve/config.ts';
 import { createStore } from '../store/create-store.ts';
 import type { ObjectStore } from '../store/types.ts';
 import { EventBus } from './event-bus.ts';
@@ -305,14 +305,10 @@ async function newestModel(store: ObjectStore): Promise<PinnedModel | undefined>
 /** The command that runs one inference server: the CLI's `serve` from source or from the build. */
 export function serveCommand(): { command: string; args: string[] } {
   const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.ts')) {
-    return {
-      command: process.execPath,
-      args: [fileURLToPath(new URL('../../bin/slipway.js', import.meta.url)), 'serve'],
-    };
-  }
-  const built = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-  return { command: process.execPath, args: [existsSync(built) ? built : built, 'serve'] };
+  const cli = here.endsWith('.ts')
+    ? fileURLToPath(new URL('../../bin/slipway.js', import.meta.url))
+    : fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  return { command: process.execPath, args: [...SERVE_NODE_FLAGS, cli, 'serve'] };
 }
 
 /** Spawns `slipway serve` pinned to the launch's model, with one inference worker (the twin shares 2 cores). */

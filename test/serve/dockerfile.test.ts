@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SERVE_NODE_FLAGS } from '../../src/serve/config.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const text = readFileSync(resolve(ROOT, 'docker/serve.Dockerfile'), 'utf8');
@@ -63,7 +64,7 @@ describe('docker/serve.Dockerfile', () => {
     const entry = final.filter((i) => i.op === 'ENTRYPOINT').at(-1);
     const cmd = final.filter((i) => i.op === 'CMD').at(-1);
     const entryArgs = JSON.parse(entry!.args) as string[];
-    expect(entryArgs).toEqual(['node', 'dist/cli/main.js']);
+    expect(entryArgs).toEqual(['node', ...SERVE_NODE_FLAGS, 'dist/cli/main.js']);
     expect(JSON.parse(cmd!.args)).toEqual(['serve']);
     // dist/cli/main.js is compiled from src/cli/main.ts, which registers the serve command.
     expect(existsSync(resolve(ROOT, 'src/cli/main.ts'))).toBe(true);

@@ -5,7 +5,8 @@
 // the ratios to raw onnxruntime measured in this one run. Each point is the median of `--rounds`
 // interleaved rounds (raw, then the servers, then raw again...), so a machine whose speed drifts
 // during the run skews both sides alike. The server runs as the container runs it (the compiled
-// `dist/` build, built first); the load comes from a separate process (bench/load-client.ts).
+// `dist/` build, built first, with the image's node flags) and is warmed on every path before its
+// points; the load comes from a separate process (bench/load-client.ts).
 //
 // Run: npm run bench:serve [-- --seconds 2 --rounds 3]
 import { spawn, spawnSync } from 'node:child_process';
@@ -32,6 +33,8 @@ const ROUNDS = Math.round(arg('--rounds', 3));
 const CONCURRENCY = [1, 8, 64] as const;
 const ENCODINGS = ['json', 'binary'] as const;
 const ROOT = resolve(import.meta.dirname, '..');
+/** Load on each path of a fresh server before its points are measured. */
+const WARMUP_MS = 1500;
 
 type Encoding = (typeof ENCODINGS)[number];
 
@@ -204,6 +207,18 @@ async function measureServer(
   const server = await startServer(dir, mode.args);
   try {
     const base = { port: server.port, warmupMs: 500, durationMs: SECONDS * 1000 };
+    // A fresh process spends its first seconds compiling hot code (V8's helper threads used about
+    // 0.2 of the 2 CPUs for that under load); a service in production is long past it, so every
+    // path is warmed first.
+    for (const encoding of ENCODINGS) {
+      await runLoad({
+        ...base,
+        ...requestFor(model, encoding),
+        path: `/v2/models/${model.name}/infer`,
+        concurrency: 8,
+        durationMs: WARMUP_MS,
+      });
+    }
     if (mode.label === 'batching on') {
       // The cost of HTTP alone: an empty GET, same client, same concurrency as the top point.
       const floor = await runLoad({

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -136,6 +136,23 @@ export class RolloutTrigger extends Construct {
         resources: ['*'],
       }),
     );
+    // A new revision carries the live one's tags (all but `aws:` ones). Tagging while registering
+    // needs ecs:TagResource, allowed here only on this family's revisions and only on create.
+    const family = props.service.taskDefinition.family;
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'TagOnlyNewRevisions',
+        actions: ['ecs:TagResource'],
+        resources: [
+          Stack.of(this).formatArn({
+            service: 'ecs',
+            resource: 'task-definition',
+            resourceName: `${family}:*`,
+          }),
+        ],
+        conditions: { StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } },
+      }),
+    );
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'PassOnlyTheTaskRoles',
@@ -154,6 +171,11 @@ export class RolloutTrigger extends Construct {
         id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
           'ecs:RegisterTaskDefinition, DescribeTaskDefinition, DeregisterTaskDefinition and ListTaskDefinitions support no resource-level permissions (IAM service authorization reference); the service itself is pinned by ARN and iam:PassRole by role ARN.',
+      });
+      Validations.of(role.node.findChild('DefaultPolicy')).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task-definition/${family}:*]`,
+        reason:
+          'Revision numbers are assigned by ECS at registration; the grant is ecs:TagResource on the one family, only with ecs:CreateAction = RegisterTaskDefinition.',
       });
     }
 

@@ -451,6 +451,15 @@ describe('rollout trigger', () => {
     expect(update[0]!.Resource).toEqual({ Ref: id(built.platform.inference.service) });
   });
 
+  it('may tag only new revisions of its own task-definition family, and only while registering them', () => {
+    const statements = roleStatements(platform, built.platform.rollout.function.role!);
+    const tag = statements.filter((s) => actionsOf([s]).some((a) => grants(a, 'ecs:TagResource')));
+    expect(tag).toHaveLength(1);
+    const family = built.platform.inference.service.taskDefinition.family;
+    expect(JSON.stringify(tag[0]!.Resource)).toContain(`:task-definition/${family}:*`);
+    expect(tag[0]!.Condition).toEqual({ StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } });
+  });
+
   it('passes only the two task roles, and only to ECS tasks', () => {
     const statements = roleStatements(platform, built.platform.rollout.function.role!);
     const pass = statements.filter((s) => actionsOf([s]).some((a) => grants(a, 'iam:PassRole')));

@@ -1,5 +1,11 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { ECSClient, RegisterTaskDefinitionCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { captureOutput } from '../../helpers/capture-output.ts';
@@ -13,6 +19,7 @@ import type { EcsWorld } from '../../rollout/fixtures.ts';
 
 const cloudformation = mockClient(CloudFormationClient);
 const ecs = mockClient(ECSClient);
+const s3 = mockClient(S3Client);
 
 const outputs: Record<string, string> = {
   [STACK_OUTPUTS.modelsBucket]: MODELS_BUCKET,
@@ -67,6 +74,7 @@ afterEach(() => {
   vi.unstubAllEnvs();
   cloudformation.reset();
   ecs.reset();
+  s3.reset();
 });
 
 describe('--cloud operations read the deployed stack and drive ECS', () => {
@@ -107,5 +115,136 @@ describe('--cloud operations read the deployed stack and drive ECS', () => {
     expect(code).toBe(1);
     expect(output.stderr).toContain(STACK_OUTPUTS.service);
     expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(0);
+  });
+});
+
+describe('deploy --cloud and predict --cloud', () => {
+  const KEY = 'runs/c/model.tar.gz';
+  const BYTES = Buffer.from('a model.tar.gz stands here');
+  let dir: string;
+  let tarball: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'slipway-cloud-'));
+    tarball = join(dir, 'model.tar.gz');
+    await writeFile(tarball, BYTES);
+    s3.on(HeadObjectCommand, { Bucket: MODELS_BUCKET, Key: KEY }).resolves({
+      ContentLength: BYTES.length,
+      ETag: '"etag-c"',
+      VersionId: 'vc',
+      LastModified: new Date('2026-03-01T14:00:00Z'),
+    });
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('slipway deploy --cloud uploads to the models bucket named by the stack, as one PutObject', async () => {
+    stackWith(outputs);
+    s3.on(PutObjectCommand).resolves({ ETag: '"etag-c"', VersionId: 'vc' });
+
+    const code = await runCli(['node', 'slipway', 'deploy', tarball, '--cloud', '--key', KEY, '--json']);
+
+    expect(code).toBe(0);
+    const puts = s3.commandCalls(PutObjectCommand);
+    expect(puts).toHaveLength(1);
+    const { Body, ...input } = puts[0]!.args[0].input;
+    expect(input).toEqual({ Bucket: MODELS_BUCKET, Key: KEY, ContentType: 'application/gzip' });
+    expect(Buffer.from(Body as Uint8Array)).toEqual(BYTES);
+    expect(JSON.parse(output.stdout)).toEqual({
+      uri: `s3://${MODELS_BUCKET}/${KEY}?versionId=vc`,
+      etag: 'etag-c',
+      size: BYTES.length,
+    });
+    // Without --wait the upload event alone starts the rollout: the CLI never touches ECS.
+    expect(ecs.calls()).toHaveLength(0);
+  });
+
+  it('slipway deploy --cloud --wait follows the rollout the upload started until it completes', async () => {
+    stackWith(outputs);
+    const target = new EcsDeployTarget({ client: new ECSClient({}), cluster: CLUSTER, service: SERVICE });
+    // What EventBridge and the Lambda do once the object lands: pin it in a new revision and deploy.
+    s3.on(PutObjectCommand).callsFake(async () => {
+      await rolloutModelEvent(
+        modelEvent({ key: KEY, versionId: 'vc', etag: 'etag-c', time: '2026-03-01T14:00:00Z' }),
+        target,
+        { modelsBucket: MODELS_BUCKET },
+      );
+      world.deployments = world.deployments.slice(0, 1).map((d) => ({ ...d, rolloutState: 'COMPLETED' }));
+      return { ETag: '"etag-c"', VersionId: 'vc' };
+    });
+
+    const code = await runCli([
+      'node',
+      'slipway',
+      'deploy',
+      tarball,
+      '--cloud',
+      '--key',
+      KEY,
+      '--wait',
+      '--json',
+    ]);
+
+    expect(code).toBe(0);
+    const result = JSON.parse(output.stdout) as { deploymentId: string; outcome: string; uri: string };
+    expect(result.outcome).toBe('completed');
+    expect(result.deploymentId).toBe(world.deployments[0]!.id);
+    expect(result.uri).toBe(`s3://${MODELS_BUCKET}/${KEY}?versionId=vc`);
+  });
+
+  it('slipway deploy --cloud refuses a key the rollout would never see, before any upload', async () => {
+    stackWith(outputs);
+    const code = await runCli([
+      'node',
+      'slipway',
+      'deploy',
+      tarball,
+      '--cloud',
+      '--key',
+      'runs/c/model.onnx',
+    ]);
+    expect(code).toBe(1);
+    expect(output.stderr).toMatch(/must be a relative key ending in model\.tar\.gz/);
+    expect(s3.calls()).toHaveLength(0);
+  });
+
+  it('slipway predict --cloud posts to the load balancer named by the stack outputs', async () => {
+    const seen: { path?: string; body?: string } = {};
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        Object.assign(seen, { path: req.url, body });
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ predictions: [{ label: '7', scores: [0.9] }] }));
+      });
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      stackWith({ ...outputs, [STACK_OUTPUTS.loadBalancerUrl]: url });
+
+      const code = await runCli([
+        'node',
+        'slipway',
+        'predict',
+        '--cloud',
+        '--data',
+        '{"instances": [[0.5]]}',
+        '--json',
+      ]);
+
+      expect(code).toBe(0);
+      expect(seen).toEqual({ path: '/invocations', body: '{"instances": [[0.5]]}' });
+      expect(JSON.parse(output.stdout)).toEqual({ predictions: [{ label: '7', scores: [0.9] }] });
+    } finally {
+      await new Promise((done) => server.close(done));
+    }
+  });
+
+  it('slipway predict --cloud says to pass --url when the stack has no LoadBalancerUrl output', async () => {
+    const { [STACK_OUTPUTS.loadBalancerUrl]: _url, ...withoutUrl } = outputs;
+    stackWith(withoutUrl);
+    const code = await runCli(['node', 'slipway', 'predict', '--cloud', '--data', '{"instances": [[0.5]]}']);
+    expect(code).toBe(1);
+    expect(output.stderr).toMatch(/has no LoadBalancerUrl output; pass --url/);
   });
 });

@@ -119,6 +119,7 @@ export const STACK_OUTPUTS = {
   trainingSubnets: 'TrainingSubnetIds',
   trainingSecurityGroup: 'TrainingSecurityGroupId',
   fileSystemId: 'FileSystemId',
+  alarmTopicArn: 'AlarmTopicArn',
 } as const;
 
 /** Default name of the CloudFormation stack. */

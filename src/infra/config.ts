@@ -137,6 +137,7 @@ const schema = z
       })
       .default(30),
     imagesToKeep: int(1, 1000).default(20),
+    alarmEmails: stringList.default([]),
   })
   .superRefine((c, ctx) => {
     const memories = FARGATE_MEMORY[c.serviceCpu];
@@ -189,6 +190,16 @@ const schema = z
         });
       }
     }
+    c.alarmEmails.forEach((email, i) => {
+      if (!z.email().safeParse(email).success) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['alarmEmails', i],
+          params: { value: email },
+          message: 'must be an email address',
+        });
+      }
+    });
     c.allowedCidrs.forEach((range, i) => {
       if (!cidr.test(range)) {
         ctx.addIssue({

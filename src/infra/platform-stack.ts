@@ -7,6 +7,7 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, STACK_OUTPUTS } from '../names.ts';
 import type { SlipwayConfig } from './config.ts';
+import { Alarms } from './alarms.ts';
 import { DocsSite } from './docs-site/docs-site.ts';
 import { GithubOidc } from './github-oidc.ts';
 import { InferenceService } from './inference-service.ts';
@@ -41,6 +42,8 @@ export class PlatformStack extends Stack {
   readonly inference: InferenceService;
   /** EventBridge rule and rollout Lambda. */
   readonly rollout: RolloutTrigger;
+  /** The alarm topic every alarm notifies, and the inference service's alarms. */
+  readonly alarms: Alarms;
   /** Docs bucket and CloudFront. */
   readonly docs: DocsSite;
   /** Role of docs.yml. */
@@ -117,6 +120,13 @@ export class PlatformStack extends Stack {
       executionRole: this.inference.executionRole,
       entry: props.rolloutEntry,
       logRetention: retention,
+    });
+
+    this.alarms = new Alarms(this, 'Alarms', {
+      alarms: this.rollout.alarms,
+      loadBalancer: this.inference.loadBalancer,
+      targetGroup: this.inference.targetGroup,
+      emails: config.alarmEmails,
     });
 
     this.docs = new DocsSite(this, 'Docs', {
@@ -252,6 +262,7 @@ export class PlatformStack extends Stack {
       trainingSubnets: Fn.join(',', this.training.subnetIds),
       trainingSecurityGroup: this.training.jobSecurityGroup.securityGroupId,
       fileSystemId: this.fileSystem.fileSystem.fileSystemId,
+      alarmTopicArn: this.alarms.topic.topicArn,
     };
     for (const [key, value] of Object.entries(outputs) as Array<[keyof typeof STACK_OUTPUTS, string]>) {
       // The logical ID is the output key the CLI and workflows look up: never let the CDK rename it.

@@ -99,6 +99,17 @@ describe('parseConfig', () => {
     );
   });
 
+  it('reads alarm emails from a comma list and names one that is not an address', () => {
+    expect(parseConfig(required).alarmEmails).toEqual([]);
+    expect(parseConfig({ ...required, alarmEmails: 'ops@example.com, ml@example.com' }).alarmEmails).toEqual([
+      'ops@example.com',
+      'ml@example.com',
+    ]);
+    expect(errorOf({ ...required, alarmEmails: 'ops@example.com,pager' }).message).toMatch(
+      /alarmEmails\.1 = "pager".*must be an email address/,
+    );
+  });
+
   it('rejects a desired count outside the autoscaling range', () => {
     expect(errorOf({ ...required, desiredCount: 9 }).message).toContain('desiredCount = 9');
   });

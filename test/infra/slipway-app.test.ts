@@ -1,7 +1,7 @@
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { rmSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import {
   ENV,
   GITHUB_OIDC_ROLES,
@@ -433,9 +433,11 @@ describe('rollout trigger', () => {
   });
 
   it('alarms on DLQ depth, failure-queue depth and function errors', () => {
-    const alarms = Object.values(platform.findResources('AWS::CloudWatch::Alarm')) as Array<{
-      Properties: { MetricName: string; Threshold: number };
-    }>;
+    const resources = platform.findResources('AWS::CloudWatch::Alarm') as Record<
+      string,
+      { Properties: { MetricName: string; Threshold: number } }
+    >;
+    const alarms = built.platform.rollout.alarms.map((a) => resources[id(a)]!);
     expect(alarms.map((a) => a.Properties.MetricName).sort()).toEqual([
       'ApproximateNumberOfMessagesVisible',
       'ApproximateNumberOfMessagesVisible',
@@ -473,6 +475,86 @@ describe('rollout trigger', () => {
     expect(pass[0]!.Condition).toEqual({
       StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' },
     });
+  });
+});
+
+describe('alarms', () => {
+  type AlarmResource = {
+    Properties: {
+      MetricName: string;
+      Namespace: string;
+      AlarmActions?: unknown[];
+      OKActions?: unknown[];
+      Dimensions?: Array<{ Name: string; Value: unknown }>;
+    };
+  };
+  const alarms = () => platform.findResources('AWS::CloudWatch::Alarm') as Record<string, AlarmResource>;
+
+  it('sends every alarm of the stack, on ALARM and on OK, to the one alarm topic', () => {
+    const topic = { Ref: id(built.platform.alarms.topic) };
+    const all = Object.values(alarms());
+    expect(all.length).toBeGreaterThanOrEqual(6);
+    for (const alarm of all) {
+      expect(alarm.Properties.AlarmActions).toEqual([topic]);
+      expect(alarm.Properties.OKActions).toEqual([topic]);
+    }
+    platform.hasOutput(STACK_OUTPUTS.alarmTopicArn, { Value: topic });
+  });
+
+  it('watches the inference service: task 5xx and unhealthy targets on its target group, 5xx of the load balancer', () => {
+    const service = built.platform.alarms.serviceAlarms.map((a) => alarms()[id(a)]!.Properties);
+    expect(service.map((p) => `${p.Namespace} ${p.MetricName}`).sort()).toEqual([
+      'AWS/ApplicationELB HTTPCode_ELB_5XX_Count',
+      'AWS/ApplicationELB HTTPCode_Target_5XX_Count',
+      'AWS/ApplicationELB UnHealthyHostCount',
+    ]);
+    const dimensionsOf = (metric: string) =>
+      JSON.stringify(service.find((p) => p.MetricName === metric)!.Dimensions);
+    expect(dimensionsOf('UnHealthyHostCount')).toContain(id(built.platform.inference.targetGroup));
+    expect(dimensionsOf('HTTPCode_Target_5XX_Count')).toContain(id(built.platform.inference.targetGroup));
+    expect(dimensionsOf('HTTPCode_ELB_5XX_Count')).toContain(id(built.platform.inference.loadBalancer));
+  });
+
+  it('encrypts the topic with a key CloudWatch may use (the AWS-managed SNS key would drop alarms)', () => {
+    const key = id(built.platform.alarms.topic.masterKey!);
+    platform.hasResourceProperties('AWS::SNS::Topic', {
+      KmsMasterKeyId: { 'Fn::GetAtt': [key, 'Arn'] },
+    });
+    platform.hasResourceProperties('AWS::KMS::Key', {
+      EnableKeyRotation: true,
+      KeyPolicy: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('subscribes the configured alarm emails, and none by default', () => {
+    expect(platform.findResources('AWS::SNS::Subscription')).toEqual({});
+    const outdir = tempOutdir();
+    const app = buildSlipwayApp({
+      // No bundling: this synthesis is only about the subscriptions.
+      context: {
+        ...cdkJsonContext(),
+        ...TEST_CONFIG,
+        alarmEmails: 'ops@example.com,ml@example.com',
+        'aws:cdk:bundling-stacks': [],
+      },
+      nag: false,
+      outdir,
+    });
+    onTestFinished(() => rmSync(outdir, { recursive: true, force: true }));
+    const subscriptions = Object.values(
+      Template.fromStack(app.platform!).findResources('AWS::SNS::Subscription'),
+    ) as Array<{ Properties: { Protocol: string; Endpoint: string } }>;
+    expect(subscriptions.map((s) => `${s.Properties.Protocol} ${s.Properties.Endpoint}`).sort()).toEqual([
+      'email ml@example.com',
+      'email ops@example.com',
+    ]);
   });
 });
 

@@ -1,35 +1,19 @@
 // Runs inside a worker thread: owns one onnxruntime session, so session.run blocks this thread,
 // never the server's event loop.
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { WorkerReply, WorkerRequest, WorkerInit } from './worker-protocol.ts';
 import { transferables } from './tensor-codec.ts';
+import { lowerThreadPriority } from './threads.ts';
 import type { OrtType, WireTensor } from './tensor-codec.ts';
 
 const port = parentPort;
 if (!port) throw new Error('inference-worker must run in a worker thread');
 const init = workerData as WorkerInit;
-lowerPriority(init.nice);
+lowerThreadPriority(init.nice);
 let session: InferenceSession | undefined;
 /** The same model with idleIntraOpThreads, for runs that start while the rest of the pool is idle. */
 let wideSession: InferenceSession | undefined;
-
-/**
- * Gives this thread a lower CPU priority than the event loop (Linux: a thread's nice is set by its
- * thread id, read from /proc/thread-self). Threads onnxruntime starts from here inherit it. Where
- * that is not possible (another OS) the worker simply runs at the process's priority.
- */
-function lowerPriority(nice: number): void {
-  if (nice <= 0) return;
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
-  } catch {
-    // not Linux, or /proc unavailable
-  }
-}
 
 function reply(message: WorkerReply): void {
   // Result buffers are this thread's own copies: move them to the server thread instead of cloning.

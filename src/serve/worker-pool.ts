@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { ServeError } from './errors.ts';
 import { BufferRecycler } from './buffer-recycler.ts';
+import { startWorker, workerScript } from './threads.ts';
 import type { WireTensor } from './tensor-codec.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 
@@ -41,23 +40,6 @@ interface Slot {
   healthy: boolean;
 }
 
-/** The worker script next to this module: .ts under tsx (tests, CLI from source), .js in dist/. */
-function workerUrl(): URL {
-  const ts = new URL('./inference-worker.ts', import.meta.url);
-  return existsSync(fileURLToPath(ts)) ? ts : new URL('./inference-worker.js', import.meta.url);
-}
-
-/**
- * Starts the worker. From TypeScript sources the worker boots through tsx's `tsImport` (a plain
- * `--import tsx` in a worker's execArgv does not reach the worker's own entry module on Node 20).
- */
-function startWorker(url: URL, workerData: WorkerInit): Worker {
-  if (!url.pathname.endsWith('.ts')) return new Worker(url, { workerData });
-  const api = import.meta.resolve('tsx/esm/api');
-  const boot = `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(url.href)}, ${JSON.stringify(import.meta.url)}))`;
-  return new Worker(boot, { eval: true, workerData });
-}
-
 /**
  * Inference worker threads, each with its own onnxruntime session. `run` hands a job to an idle
  * worker (or queues it); a worker that dies is replaced and reloads the current model.
@@ -66,7 +48,7 @@ export class WorkerPool {
   readonly #options: WorkerPoolOptions;
   readonly #slots: Slot[] = [];
   readonly #queue: Job[] = [];
-  readonly #url = workerUrl();
+  readonly #url = workerScript('inference-worker');
   #modelPath: string | undefined;
   #nextId = 1;
   #closed = false;

@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyServerOptions } from 'fastif
 import type { ServeConfig } from './config.ts';
 import { isServeError } from './errors.ts';
 import { registerBodyParsers } from './json-body.ts';
+import { JsonParsePool } from './json-parse-pool.ts';
 import { createMetrics } from './metrics.ts';
 import type { ServeMetrics } from './metrics.ts';
 import { ModelHost } from './model-host.ts';
@@ -82,7 +83,12 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
   const metrics = createMetrics();
   const host = new ModelHost({ config, log: app.log, metrics });
 
-  registerBodyParsers(app, config.bodyLimit);
+  const jsonPool = new JsonParsePool({
+    threads: config.workers,
+    nice: config.workerNice,
+    onThreadExit: (err) => app.log.error({ err, event: 'json_parser_exit' }, 'a JSON parser thread stopped'),
+  });
+  registerBodyParsers(app, config.bodyLimit, jsonPool);
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const { status, message, retryAfter } = toResponse(err, config.bodyLimit);
@@ -126,7 +132,7 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     // Fastify runs this hook before its own server.close() has waited for open requests, so the
     // workers must outlive every request still being answered.
     if (inflight > 0) await new Promise<void>((resolve) => (drained = resolve));
-    await host.close();
+    await Promise.all([host.close(), jsonPool.close()]);
   });
 
   const routeOptions: RouteOptions = { host, config, metrics };

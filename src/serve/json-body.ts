@@ -5,6 +5,8 @@ import { BINARY_PART, INFERENCE_HEADER, inferenceHeaderLength, splitBinaryBody }
 import { BufferRecycler } from './buffer-recycler.ts';
 import type { WithBinaryPart } from './binary-tensor.ts';
 import { ServeError, badRequest } from './errors.ts';
+import { JSON_OFFLOAD_BYTES } from './json-parse-pool.ts';
+import type { JsonParsePool } from './json-parse-pool.ts';
 
 /** Deepest JSON nesting a request body may have (tensor rank + envelope, with room to spare). */
 export const MAX_JSON_DEPTH = 64;
@@ -179,9 +181,10 @@ export function parseInferenceBody(body: Buffer, headerValue: string | string[] 
 /**
  * Replaces Fastify's JSON parser with the depth-checked one (which also reads binary-extension
  * bodies), accepts `application/octet-stream` for binary-extension bodies, and CSV as text (for
- * /invocations).
+ * /invocations). With `jsonPool`, JSON bodies of {@link JSON_OFFLOAD_BYTES} or more are parsed
+ * on its threads instead of the event loop.
  */
-export function registerBodyParsers(app: FastifyInstance, bodyLimit: number): void {
+export function registerBodyParsers(app: FastifyInstance, bodyLimit: number, jsonPool?: JsonParsePool): void {
   app.removeContentTypeParser('application/json');
   // Request bodies are read into recycled buffers: at inference rates, a fresh buffer per request
   // is what drives V8 into major collections. A JSON body's buffer is free once it is parsed; a
@@ -207,6 +210,9 @@ export function registerBodyParsers(app: FastifyInstance, bodyLimit: number): vo
     if (header !== undefined) {
       held.set(request, body.buffer as ArrayBuffer);
       return parseInferenceBody(body, header);
+    }
+    if (jsonPool && body.length >= JSON_OFFLOAD_BYTES) {
+      return jsonPool.parse(body, (buffer) => bodies.release(buffer));
     }
     try {
       return parseInferenceBody(body, header);

@@ -200,7 +200,7 @@ function parseBigIntElement(value: unknown, what: string, i: number, datatype: '
   return big;
 }
 
-function fill(datatype: Datatype, flat: readonly unknown[], what: string): TensorData {
+function fill(datatype: Datatype, flat: ArrayLike<unknown>, what: string): TensorData {
   const n = flat.length;
   const out = allocateData(datatype, n);
   if (datatype === 'FP32' || datatype === 'FP64') {
@@ -286,7 +286,8 @@ export function decodeV2Input(input: V2Input, spec: TensorSpec | undefined): Wir
   }
   if (spec) checkShape(input.shape, spec, what);
   const count = elementCount(input.shape);
-  const flat = flattenData(input.data, what);
+  // A Float64Array holds numbers a JSON parser thread already flattened (json-parse-worker.ts).
+  const flat = input.data instanceof Float64Array ? input.data : flattenData(input.data, what);
   if (flat.length !== count) {
     throw badRequest(
       `${what}: shape [${input.shape.join(',')}] needs ${count} elements but data has ${flat.length}`,

@@ -59,7 +59,9 @@ export const inferRequestSchema = {
           shape: { type: 'array', maxItems: 32, items: { type: 'integer', minimum: 0 } },
           datatype: { type: 'string' },
           parameters: parametersSchema,
-          data: { type: 'array' },
+          // An array (the codec says so when it is not): or, for a large body parsed off the event
+          // loop, the Float64Array its parser thread flattened the numbers into.
+          data: {},
         },
       },
     },

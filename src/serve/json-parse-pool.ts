@@ -1,0 +1,125 @@
+import type { Worker } from 'node:worker_threads';
+import { ServeError, badRequest } from './errors.ts';
+import { startWorker, workerScript } from './threads.ts';
+
+/** Bodies at least this large are parsed on a worker thread (smaller ones parse faster than a hand-off). */
+export const JSON_OFFLOAD_BYTES = 64 * 1024;
+
+/** A body handed to a parser thread: its buffer moves there and comes back with the reply. */
+export interface JsonParseRequest {
+  readonly id: number;
+  readonly buffer: ArrayBuffer;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** A parser thread's answer: the value, or the 400 message of what was wrong with the body. */
+export type JsonParseReply =
+  | { readonly id: number; readonly buffer: ArrayBuffer; readonly value: unknown; readonly error?: undefined }
+  | { readonly id: number; readonly buffer: ArrayBuffer; readonly error: string };
+
+interface Thread {
+  readonly worker: Worker;
+  readonly pending: Map<number, (reply: JsonParseReply | Error) => void>;
+}
+
+/**
+ * Threads that parse large JSON request bodies, so a 200 KB float array (about 1.5 ms of
+ * JSON.parse) never blocks the event loop: health checks, binary requests and dispatch to the
+ * inference workers go on meanwhile. The threads start on the first large body, run at the
+ * inference threads' nice value, and a thread that dies is replaced (its requests get a 500).
+ */
+export class JsonParsePool {
+  readonly #size: number;
+  readonly #nice: number;
+  readonly #onThreadExit: ((error: Error) => void) | undefined;
+  readonly #script: URL;
+  #threads: Thread[] = [];
+  #nextId = 1;
+  #closed = false;
+
+  constructor(options: {
+    readonly threads: number;
+    readonly nice: number;
+    /** Called when a thread dies unexpectedly (it is replaced on the next large body). */
+    readonly onThreadExit?: (error: Error) => void;
+    /** The thread's script (tests). @default json-parse-worker */
+    readonly script?: URL;
+  }) {
+    this.#script = options.script ?? workerScript('json-parse-worker');
+    this.#size = Math.max(1, options.threads);
+    this.#nice = options.nice;
+    this.#onThreadExit = options.onThreadExit;
+  }
+
+  /**
+   * Parses `body` (which must own its ArrayBuffer: it moves to the parser thread) and calls
+   * `release` with that buffer once it is back. Rejects with a 400 naming what is wrong.
+   */
+  parse(body: Buffer, release: (buffer: ArrayBuffer) => void): Promise<unknown> {
+    if (this.#closed) {
+      return Promise.reject(new ServeError('SERVE_UNAVAILABLE', 503, 'the server is shutting down'));
+    }
+    const thread = this.#leastBusy();
+    const id = this.#nextId++;
+    return new Promise<unknown>((resolve, reject) => {
+      thread.pending.set(id, (reply) => {
+        if (reply instanceof Error) return reject(reply);
+        release(reply.buffer);
+        if (reply.error !== undefined) reject(badRequest(reply.error));
+        else resolve(reply.value);
+      });
+      const request: JsonParseRequest = {
+        id,
+        buffer: body.buffer as ArrayBuffer,
+        offset: body.byteOffset,
+        length: body.length,
+      };
+      thread.worker.postMessage(request, [request.buffer]);
+    });
+  }
+
+  /** Stops the threads; bodies still being parsed fail with a 503. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const threads = this.#threads.splice(0);
+    const closing = new ServeError('SERVE_UNAVAILABLE', 503, 'the server is shutting down');
+    for (const thread of threads) this.#settleAll(thread, closing);
+    await Promise.all(threads.map((t) => t.worker.terminate()));
+  }
+
+  #settleAll(thread: Thread, error: Error): void {
+    for (const settle of thread.pending.values()) settle(error);
+    thread.pending.clear();
+  }
+
+  #leastBusy(): Thread {
+    if (this.#threads.length < this.#size) return this.#spawn();
+    return this.#threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+  }
+
+  #spawn(): Thread {
+    const thread: Thread = { worker: startWorker(this.#script, { nice: this.#nice }), pending: new Map() };
+    const fail = (err: Error) => {
+      const index = this.#threads.indexOf(thread);
+      if (index < 0) return;
+      this.#threads.splice(index, 1);
+      this.#onThreadExit?.(err);
+      this.#settleAll(
+        thread,
+        new ServeError('SERVE_INTERNAL', 500, 'the JSON parser thread stopped', { cause: err }),
+      );
+    };
+    thread.worker.on('message', (reply: JsonParseReply) => {
+      const settle = thread.pending.get(reply.id);
+      thread.pending.delete(reply.id);
+      settle?.(reply);
+    });
+    thread.worker.on('error', fail);
+    thread.worker.on('exit', (code) => fail(new Error(`JSON parser thread exited with code ${code}`)));
+    // An idle parser thread must not keep the process alive.
+    thread.worker.unref();
+    this.#threads.push(thread);
+    return thread;
+  }
+}

@@ -5,11 +5,13 @@ import { BINARY_PART, INFERENCE_HEADER, inferenceHeaderLength, splitBinaryBody }
 import { BufferRecycler } from './buffer-recycler.ts';
 import type { WithBinaryPart } from './binary-tensor.ts';
 import { ServeError, badRequest } from './errors.ts';
-import { JSON_OFFLOAD_BYTES } from './json-parse-pool.ts';
 import type { JsonParsePool } from './json-parse-pool.ts';
 
 /** Deepest JSON nesting a request body may have (tensor rank + envelope, with room to spare). */
 export const MAX_JSON_DEPTH = 64;
+
+/** JSON bodies at least this large are parsed on a worker thread (smaller ones parse faster than a hand-off). */
+export const JSON_OFFLOAD_BYTES = 64 * 1024;
 
 const STRUCTURAL = /["[\]{}]/g;
 const STRING_END = /["\\]/g;

@@ -1,9 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import { ServeError, badRequest } from './errors.ts';
+import { parseJsonBody } from './json-body.ts';
 import { startWorker, workerScript } from './threads.ts';
-
-/** Bodies at least this large are parsed on a worker thread (smaller ones parse faster than a hand-off). */
-export const JSON_OFFLOAD_BYTES = 64 * 1024;
 
 /** A body handed to a parser thread: its buffer moves there and comes back with the reply. */
 export interface JsonParseRequest {
@@ -18,16 +16,36 @@ export type JsonParseReply =
   | { readonly id: number; readonly buffer: ArrayBuffer; readonly value: unknown; readonly error?: undefined }
   | { readonly id: number; readonly buffer: ArrayBuffer; readonly error: string };
 
+interface Pending {
+  readonly settle: (reply: JsonParseReply | Error) => void;
+  /** The body, kept (and sent as a copy) until the thread has answered once: see `#spawn`. */
+  readonly body: Buffer | undefined;
+}
+
 interface Thread {
   readonly worker: Worker;
-  readonly pending: Map<number, (reply: JsonParseReply | Error) => void>;
+  readonly pending: Map<number, Pending>;
+  /** Set by the thread's first reply: it started and works. */
+  answered: boolean;
+}
+
+/** Parses on the calling thread, answering as a parser thread would. */
+function parseHere(id: number, body: Buffer): JsonParseReply {
+  const buffer = body.buffer as ArrayBuffer;
+  try {
+    return { id, buffer, value: parseJsonBody(body.toString('utf8')) };
+  } catch (err) {
+    return { id, buffer, error: err instanceof Error ? err.message : String(err) };
+  }
 }
 
 /**
  * Threads that parse large JSON request bodies, so a 200 KB float array (about 1.5 ms of
  * JSON.parse) never blocks the event loop: health checks, binary requests and dispatch to the
- * inference workers go on meanwhile. The threads start on the first large body, run at the
- * inference threads' nice value, and a thread that dies is replaced (its requests get a 500).
+ * inference workers go on meanwhile. The threads start on the first large body and run at the
+ * inference threads' nice value. A thread that dies is replaced (the bodies it held get a 500);
+ * if one dies before it ever answered, threads are not working here at all, and every body is
+ * parsed on the event loop from then on, as it would be without the pool.
  */
 export class JsonParsePool {
   readonly #size: number;
@@ -37,6 +55,8 @@ export class JsonParsePool {
   #threads: Thread[] = [];
   #nextId = 1;
   #closed = false;
+  /** A thread died before answering: parse on the calling thread instead. */
+  #broken = false;
 
   constructor(options: {
     readonly threads: number;
@@ -60,22 +80,26 @@ export class JsonParsePool {
     if (this.#closed) {
       return Promise.reject(new ServeError('SERVE_UNAVAILABLE', 503, 'the server is shutting down'));
     }
-    const thread = this.#leastBusy();
     const id = this.#nextId++;
     return new Promise<unknown>((resolve, reject) => {
-      thread.pending.set(id, (reply) => {
+      const settle = (reply: JsonParseReply | Error) => {
         if (reply instanceof Error) return reject(reply);
         release(reply.buffer);
         if (reply.error !== undefined) reject(badRequest(reply.error));
         else resolve(reply.value);
-      });
+      };
+      if (this.#broken) return settle(parseHere(id, body));
+      const thread = this.#leastBusy();
       const request: JsonParseRequest = {
         id,
         buffer: body.buffer as ArrayBuffer,
         offset: body.byteOffset,
         length: body.length,
       };
-      thread.worker.postMessage(request, [request.buffer]);
+      // Until the thread has answered once, the body is copied, not moved, so that if the thread
+      // never starts the body is still here to parse.
+      thread.pending.set(id, { settle, body: thread.answered ? undefined : body });
+      thread.worker.postMessage(request, thread.answered ? [request.buffer] : []);
     });
   }
 
@@ -89,7 +113,7 @@ export class JsonParsePool {
   }
 
   #settleAll(thread: Thread, error: Error): void {
-    for (const settle of thread.pending.values()) settle(error);
+    for (const { settle } of thread.pending.values()) settle(error);
     thread.pending.clear();
   }
 
@@ -99,21 +123,35 @@ export class JsonParsePool {
   }
 
   #spawn(): Thread {
-    const thread: Thread = { worker: startWorker(this.#script, { nice: this.#nice }), pending: new Map() };
+    const thread: Thread = {
+      worker: startWorker(this.#script, { nice: this.#nice }),
+      pending: new Map(),
+      answered: false,
+    };
     const fail = (err: Error) => {
       const index = this.#threads.indexOf(thread);
       if (index < 0) return;
       this.#threads.splice(index, 1);
       this.#onThreadExit?.(err);
+      if (!thread.answered) {
+        // It never worked (a missing script, no threads allowed): parse here from now on; the
+        // bodies it was sent are still here.
+        this.#broken = true;
+        for (const [id, { settle, body }] of thread.pending) if (body) settle(parseHere(id, body));
+        thread.pending.clear();
+        return;
+      }
       this.#settleAll(
         thread,
         new ServeError('SERVE_INTERNAL', 500, 'the JSON parser thread stopped', { cause: err }),
       );
     };
     thread.worker.on('message', (reply: JsonParseReply) => {
-      const settle = thread.pending.get(reply.id);
+      thread.answered = true;
+      const pending = thread.pending.get(reply.id);
       thread.pending.delete(reply.id);
-      settle?.(reply);
+      // A copied body came back as a copy: the original is the one to release.
+      pending?.settle(pending.body ? { ...reply, buffer: pending.body.buffer as ArrayBuffer } : reply);
     });
     thread.worker.on('error', fail);
     thread.worker.on('exit', (code) => fail(new Error(`JSON parser thread exited with code ${code}`)));

@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ServeError } from '../../src/serve/errors.ts';
 import { decodeV2Input } from '../../src/serve/tensor-codec.ts';
 import type { V2Input } from '../../src/serve/tensor-codec.ts';
-import { JSON_OFFLOAD_BYTES, JsonParsePool } from '../../src/serve/json-parse-pool.ts';
+import { JSON_OFFLOAD_BYTES } from '../../src/serve/json-body.ts';
+import { JsonParsePool } from '../../src/serve/json-parse-pool.ts';
 
 const pools: JsonParsePool[] = [];
 afterEach(async () => {
@@ -149,6 +150,25 @@ describe('JsonParsePool', () => {
     });
     expect(exits.map((e) => e.message)).toEqual(['JSON parser thread exited with code 3']);
     expect(await p.parse(body('{"after": true}'), () => {})).toEqual({ after: true });
+  });
+
+  it('parses on the event loop, losing no body, when its threads cannot start at all', async () => {
+    const exits: Error[] = [];
+    const p = pool({
+      threads: 2,
+      script: new URL('./fixtures/broken-json-worker.ts', import.meta.url),
+      onThreadExit: (err) => exits.push(err),
+    });
+    const first = body(tensorRequest(20_000, 'first'));
+    const released: ArrayBuffer[] = [];
+    const value = (await p.parse(first, (buffer) => released.push(buffer))) as { id: string };
+    expect(value.id).toBe('first');
+    expect(released).toEqual([first.buffer]);
+    expect(exits.map((e) => e.message)).toEqual(['JSON parser thread exited with code 4']);
+    // From then on it parses here, without starting (and losing) another thread.
+    expect(await p.parse(body('{"second": 2}'), () => {})).toEqual({ second: 2 });
+    await expect(p.parse(body('{"third": '), () => {})).rejects.toMatchObject({ statusCode: 400 });
+    expect(exits).toHaveLength(1);
   });
 
   it('fails bodies still being parsed with a 503 when closed, and refuses new ones', async () => {

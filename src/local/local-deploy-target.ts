@@ -151,8 +151,8 @@ export function followTwinDeployment(
     {
       read,
       info: toDeploymentInfo,
-      settled: (d) => {
-        const ended = { deploymentId, reason: d.rolloutStateReason, deployment: toDeploymentInfo(d) };
+      settled: (d, info) => {
+        const ended = { deploymentId, reason: d.rolloutStateReason, deployment: info };
         if (d.rolloutState === 'COMPLETED') {
           return { ...ended, outcome: d.status === 'PRIMARY' ? 'completed' : 'superseded' };
         }

@@ -17,8 +17,11 @@ export interface DeploymentSource<D> {
   read(): Promise<D | undefined>;
   /** The snapshot given to `onProgress` and kept in the result. */
   info(deployment: D): DeploymentInfo;
-  /** The outcome once the deployment has settled, or undefined to poll again. */
-  settled(deployment: D, previous: D | undefined): FollowResult | undefined;
+  /**
+   * The outcome once the deployment has settled, or undefined to poll again; `info` is this
+   * read's snapshot, `previous` the read before it.
+   */
+  settled(deployment: D, info: DeploymentInfo, previous: D | undefined): FollowResult | undefined;
   /** The outcome of a deployment that was listed (last seen as `last`) and has left the list. */
   gone(last: D): FollowResult;
   /** The error for a deployment that was never listed. */
@@ -50,7 +53,7 @@ export async function pollUntilSettled<D>(
     }
     const info = source.info(deployment);
     options.onProgress?.(info);
-    const settled = source.settled(deployment, last);
+    const settled = source.settled(deployment, info, last);
     if (settled !== undefined) return settled;
     last = deployment;
 
@@ -96,7 +99,7 @@ export function followByPolling(
         return status.deployments.find((d) => d.id === deploymentId);
       },
       info: (deployment) => deployment,
-      settled: (deployment, previous) => settle(deployment, previous?.rolloutState === 'FAILED'),
+      settled: (deployment, _info, previous) => settle(deployment, previous?.rolloutState === 'FAILED'),
       gone: (last) => {
         const primary = status?.deployments.find((d) => d.status === 'PRIMARY');
         return {

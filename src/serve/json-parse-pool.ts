@@ -29,8 +29,8 @@ interface Thread {
   answered: boolean;
 }
 
-/** Parses on the calling thread, answering as a parser thread would. */
-function parseHere(id: number, body: Buffer): JsonParseReply {
+/** Parses `body` on the calling thread: what a parser thread answers, and the pool's fallback. */
+export function parseReply(id: number, body: Buffer): JsonParseReply {
   const buffer = body.buffer as ArrayBuffer;
   try {
     return { id, buffer, value: parseJsonBody(body.toString('utf8')) };
@@ -88,7 +88,7 @@ export class JsonParsePool {
         if (reply.error !== undefined) reject(badRequest(reply.error));
         else resolve(reply.value);
       };
-      if (this.#broken) return settle(parseHere(id, body));
+      if (this.#broken) return settle(parseReply(id, body));
       const thread = this.#leastBusy();
       const request: JsonParseRequest = {
         id,
@@ -137,7 +137,7 @@ export class JsonParsePool {
         // It never worked (a missing script, no threads allowed): parse here from now on; the
         // bodies it was sent are still here.
         this.#broken = true;
-        for (const [id, { settle, body }] of thread.pending) if (body) settle(parseHere(id, body));
+        for (const [id, { settle, body }] of thread.pending) if (body) settle(parseReply(id, body));
         thread.pending.clear();
         return;
       }

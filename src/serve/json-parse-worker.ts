@@ -1,8 +1,8 @@
 // Runs inside a worker thread: parses large JSON request bodies off the event loop, with the same
 // checks (and the same 400 messages) as parsing on the event loop.
 import { parentPort, workerData } from 'node:worker_threads';
-import { parseJsonBody } from './json-body.ts';
-import type { JsonParseReply, JsonParseRequest } from './json-parse-pool.ts';
+import { parseReply } from './json-parse-pool.ts';
+import type { JsonParseRequest } from './json-parse-pool.ts';
 import { MAX_TENSOR_RANK } from './tensor-codec.ts';
 import { lowerThreadPriority } from './threads.ts';
 
@@ -57,15 +57,8 @@ function flattenInputs(value: unknown): ArrayBuffer[] {
 }
 
 port.on('message', ({ id, buffer, offset, length }: JsonParseRequest) => {
-  let reply: JsonParseReply;
-  let moved: ArrayBuffer[] = [];
-  try {
-    const value = parseJsonBody(Buffer.from(buffer, offset, length).toString('utf8'));
-    moved = flattenInputs(value);
-    reply = { id, buffer, value };
-  } catch (err) {
-    reply = { id, buffer, error: err instanceof Error ? err.message : String(err) };
-  }
+  const reply = parseReply(id, Buffer.from(buffer, offset, length));
+  const moved = reply.error === undefined ? flattenInputs(reply.value) : [];
   // The body buffer goes back to the server thread for reuse, with the flattened inputs.
   port.postMessage(reply, [buffer, ...moved]);
 });

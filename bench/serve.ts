@@ -253,7 +253,7 @@ async function main(): Promise<void> {
   const plan = planThreads(cpus);
   const defaults = loadServeConfig({});
   console.log('building dist/ (the server is measured as the container runs it)...');
-  const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+  const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
   const root = await mkdtemp(join(tmpdir(), 'slipway-bench-'));
   const report: Record<string, unknown> = { cpus, plan, seconds: SECONDS, rounds: ROUNDS };

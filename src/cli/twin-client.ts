@@ -117,13 +117,15 @@ export class RemoteTwinTarget implements DeployTarget {
     this.client = client;
   }
 
-  /** The twin's live revision and model. */
+  /** The twin's live revision and model, and the models it was rolled back from. */
   async describe(): Promise<ServiceState> {
     const status = await this.client.status();
     const primary = status.service.deployments.find((d) => d.status === 'PRIMARY');
-    return primary
-      ? { revision: primary.revision, model: primary.model }
-      : { revision: 'slipway-inference:0', model: undefined };
+    return {
+      revision: primary?.revision ?? 'slipway-inference:0',
+      model: primary?.model,
+      rolledBack: status.deployments.flatMap((d) => (d.rolledBackTo === undefined ? [] : [d.model])),
+    };
   }
 
   /** Deploys happen by uploading to the models bucket (the event starts the rollout), not by call. */

@@ -30,14 +30,20 @@ export class LocalDeployTarget implements DeployTarget {
     this.serviceName = serviceName;
   }
 
-  /** The revision the service is driven to: the newest deployment that did not fail. */
+  /**
+   * The revision the service is driven to (the newest deployment that did not fail), and the
+   * models of the deployments it was rolled back from.
+   */
   describe(): Promise<ServiceState> {
     const current = this.current();
-    return Promise.resolve(
-      current
-        ? { revision: current.revision, model: current.model }
-        : { revision: INITIAL_REVISION, model: undefined },
-    );
+    const rolledBack = this.supervisor
+      .deployments()
+      .flatMap((d) => (d.rolledBackTo === undefined ? [] : [d.model]));
+    return Promise.resolve({
+      revision: current?.revision ?? INITIAL_REVISION,
+      model: current?.model,
+      rolledBack,
+    });
   }
 
   /** Starts a rolling deployment of `model`; resolves once the supervisor accepted it. */

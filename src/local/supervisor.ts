@@ -25,7 +25,11 @@ export interface Deployment {
   status: DeploymentStatus;
   rolloutState: RolloutState;
   rolloutStateReason: string;
-  /** Set when this deployment FAILED and the service went back to an earlier one: that one's id. */
+  /**
+   * Set when the service went back from this deployment to an earlier model: the id of the
+   * deployment it went back to (the circuit breaker's, when this one FAILED) or of the rollback
+   * deployment that replaced it (a rollback by hand).
+   */
   rolledBackTo?: string;
   /** The exact model object the tasks of this deployment serve, with its ordering record. */
   readonly model: PinnedModel;
@@ -207,7 +211,7 @@ export class Supervisor {
   /** Queues a rollout and returns its deployment at once, plus a promise of how it ends. */
   begin(
     model: PinnedModel | string,
-    options: { modelVersion?: string } = {},
+    options: { modelVersion?: string; rollbackOf?: Deployment } = {},
   ): { deployment: Deployment; done: Promise<Deployment> } {
     if (this.stopped) throw new DeploymentError('the service is stopping');
     const pinned: PinnedModel = typeof model === 'string' ? { uri: model } : model;
@@ -231,7 +235,7 @@ export class Supervisor {
     this.deploymentList.unshift(deployment);
     this.deploymentList.splice(HISTORY_LIMIT);
     this.changed();
-    const run = this.queue.then(() => this.roll(deployment));
+    const run = this.queue.then(() => this.roll(deployment, options.rollbackOf));
     this.queue = run.catch(() => undefined);
     return { deployment: { ...deployment }, done: run.then(() => ({ ...deployment })) };
   }
@@ -256,10 +260,10 @@ export class Supervisor {
       );
     }
     this.options.log?.(`rollback requested: redeploying ${target.modelUri} (from deployment ${target.id})`);
-    return this.begin(
-      target.model,
-      target.modelVersion !== undefined ? { modelVersion: target.modelVersion } : {},
-    );
+    return this.begin(target.model, {
+      ...(target.modelVersion !== undefined ? { modelVersion: target.modelVersion } : {}),
+      ...(current ? { rollbackOf: current } : {}),
+    });
   }
 
   /** Stops every task (SIGTERM, then SIGKILL after the stop timeout) and refuses new deployments. */
@@ -269,7 +273,8 @@ export class Supervisor {
     this.changed();
   }
 
-  private async roll(deployment: Deployment): Promise<void> {
+  /** Runs one deployment; `rollbackOf` is the deployment a rollback by hand goes back from. */
+  private async roll(deployment: Deployment, rollbackOf?: Deployment): Promise<void> {
     if (this.stopped) {
       this.finish(deployment, 'FAILED', 'the service stopped before the rollout started');
       return;
@@ -338,6 +343,7 @@ export class Supervisor {
         d.runningCount = 0;
       }
     }
+    if (rollbackOf && rollbackOf.modelUri !== deployment.modelUri) rollbackOf.rolledBackTo = deployment.id;
     this.finish(deployment, 'COMPLETED', 'ECS deployment completed');
     this.options.log?.(
       `deployment ${deployment.id}: COMPLETED (model version ${deployment.modelVersion ?? '?'})`,

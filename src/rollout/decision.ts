@@ -15,7 +15,7 @@ export interface RolloutPolicy {
 }
 
 /** Why an event was skipped. */
-export type SkipReason = 'duplicate' | 'older-than-live' | 'not-a-model';
+export type SkipReason = 'duplicate' | 'rolled-back' | 'older-than-live' | 'not-a-model';
 
 /** The outcome of `decideRollout`. */
 export type RolloutDecision =
@@ -45,7 +45,8 @@ export interface DeployableModel extends PinnedModel {
  *
  * Order of checks: not an S3 "Object Created" event or another bucket -> reject; key not ending in
  * `model.tar.gz` (or an empty object) -> skip as not a model; malformed event -> reject; same
- * object as the live model -> skip as duplicate; older than the live model -> skip; else deploy.
+ * object as the live model -> skip as duplicate; same object as a model the service was rolled
+ * back from -> skip; older than the live model -> skip; else deploy.
  * Events for the same key are ordered by S3 sequencer; events across keys by event time, with
  * ties broken by sequencer and then key so that concurrent deciders agree on one winner.
  *
@@ -96,6 +97,20 @@ export function decideRollout(raw: unknown, state: ServiceState, policy: Rollout
     eventTime: event.time,
   };
   const live = state.model;
+  const order = live === undefined ? undefined : compareToLive(model, live);
+  if (order === 'duplicate') {
+    return { kind: 'skip', reason: 'duplicate', detail: `${event.uri} is already the live model`, event };
+  }
+  // A redelivered (or late) event of a model that failed and was rolled back would deploy it
+  // again, fail again, and roll back again.
+  if (state.rolledBack?.some((pinned) => sameObject(model, pinned))) {
+    return {
+      kind: 'skip',
+      reason: 'rolled-back',
+      detail: `${event.uri} (sequencer ${event.sequencer}) was deployed before and the service was rolled back from it; upload the model again to retry it`,
+      event,
+    };
+  }
   // First deployment: the service is created in the no-model state (MODEL_URI = `none`): tasks run,
   // report ready and answer 503 to predictions. The first model event always deploys from there.
   // We chose this over creating the service with desired count 0 because a count of 0 fights
@@ -104,11 +119,6 @@ export function decideRollout(raw: unknown, state: ServiceState, policy: Rollout
   // (and nothing to roll back to); in the no-model state the infrastructure itself is deployed
   // and health-checked before any model exists.
   if (live === undefined) return { kind: 'deploy', model, event };
-
-  const order = compareToLive(model, live);
-  if (order === 'duplicate') {
-    return { kind: 'skip', reason: 'duplicate', detail: `${event.uri} is already the live model`, event };
-  }
   if (order === 'older') {
     return {
       kind: 'skip',
@@ -118,6 +128,22 @@ export function decideRollout(raw: unknown, state: ServiceState, policy: Rollout
     };
   }
   return { kind: 'deploy', model, event };
+}
+
+/**
+ * Whether the event's object is the one a revision pinned: same key and version id, or (in an
+ * unversioned bucket) same ETag and, when the revision recorded one, the same sequencer, so an
+ * identical re-upload still counts as new.
+ */
+function sameObject(model: DeployableModel, pinned: PinnedModel): boolean {
+  if (pinned.bucket !== model.bucket || pinned.key !== model.key) return false;
+  if (model.versionId !== undefined || pinned.versionId !== undefined) {
+    return model.versionId === pinned.versionId;
+  }
+  return (
+    pinned.etag === model.etag &&
+    (pinned.sequencer === undefined || compareSequencers(pinned.sequencer, model.sequencer) === 0)
+  );
 }
 
 /** Where an event's model stands relative to the live one. */

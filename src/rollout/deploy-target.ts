@@ -36,6 +36,14 @@ export interface ServiceState {
   readonly revision: string;
   /** The model that revision pins; undefined in the no-model state (MODEL_URI = `none`). */
   readonly model: PinnedModel | undefined;
+  /**
+   * Models the service was rolled back from (by the circuit breaker or by hand). A late or
+   * repeated delivery of one of their events is skipped instead of deploying a model that already
+   * failed; uploading the model again (a new object version or sequencer) deploys it. ECS: the
+   * models of the family's ACTIVE revisions newer than the current one; the twin: its deployments
+   * that were rolled back. Absent means none are known.
+   */
+  readonly rolledBack?: readonly PinnedModel[];
 }
 
 /** Rollout progress of one deployment, with ECS's vocabulary (the twin maps onto it). */

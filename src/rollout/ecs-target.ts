@@ -89,9 +89,14 @@ interface DescribedTaskDefinition {
   readonly tags: readonly Tag[];
 }
 
+/** Most newer revisions `describe` reads for models the service was rolled back from. */
+const ROLLED_BACK_SCAN = 10;
+
 /**
  * Deploys to an ECS service by task-definition revisions.
  *
+ * describe: DescribeServices -> DescribeTaskDefinition (with tags) -> ListTaskDefinitions (newer
+ * revisions: models the service was rolled back from).
  * deploy: DescribeServices -> DescribeTaskDefinition (with tags) -> RegisterTaskDefinition (every
  * field of the current revision copied, only the model environment changed) -> DescribeServices
  * (re-check that nobody switched the service meanwhile) -> UpdateService with forceNewDeployment.
@@ -133,7 +138,52 @@ export class EcsDeployTarget implements DeployTarget {
     const service = await this.#describeService();
     const revision = requireTaskDefinition(service);
     const { taskDefinition } = await this.#describeTaskDefinition(revision);
-    return { revision, model: this.#modelOf(taskDefinition) };
+    return {
+      revision,
+      model: this.#modelOf(taskDefinition),
+      rolledBack: await this.#rolledBackModels(taskDefinition),
+    };
+  }
+
+  /**
+   * The models of the family's ACTIVE revisions newer than `current`: the service ran towards each
+   * of them and came back (circuit breaker or rollback by hand), or a concurrent rollout has just
+   * registered one. Scans at most {@link ROLLED_BACK_SCAN} newer revisions.
+   */
+  async #rolledBackModels(current: TaskDefinition): Promise<PinnedModel[]> {
+    const { family, revision } = current;
+    if (family === undefined || revision === undefined) return [];
+    const models: PinnedModel[] = [];
+    let scanned = 0;
+    for await (const candidate of this.#revisions(family)) {
+      if (candidate.revision <= revision || ++scanned > ROLLED_BACK_SCAN) break;
+      const model = this.#modelOf((await this.#describeTaskDefinition(candidate.arn)).taskDefinition);
+      if (model !== undefined) models.push(model);
+    }
+    return models;
+  }
+
+  /** ACTIVE revisions of `family`, newest first, one ListTaskDefinitions page at a time. */
+  async *#revisions(family: string): AsyncGenerator<{ arn: string; revision: number }> {
+    let nextToken: string | undefined;
+    do {
+      const page = await this.#call('ListTaskDefinitions', () =>
+        this.#client.send(
+          new ListTaskDefinitionsCommand({
+            familyPrefix: family,
+            status: 'ACTIVE',
+            sort: 'DESC',
+            ...(nextToken === undefined ? {} : { nextToken }),
+          }),
+        ),
+      );
+      for (const arn of page.taskDefinitionArns ?? []) {
+        const parsed = parseTaskDefinitionArn(arn);
+        // familyPrefix also matches longer family names.
+        if (parsed?.family === family) yield { arn, revision: parsed.revision };
+      }
+      nextToken = page.nextToken;
+    } while (nextToken !== undefined);
   }
 
   /** Register a revision pinning `model` and force a new deployment of the service to it. */
@@ -181,29 +231,13 @@ export class EcsDeployTarget implements DeployTarget {
       throw new RolloutError('ROLLOUT_AWS', `task definition ${currentArn} has no family or revision`);
     }
 
-    let nextToken: string | undefined;
-    do {
-      const page = await this.#call('ListTaskDefinitions', () =>
-        this.#client.send(
-          new ListTaskDefinitionsCommand({
-            familyPrefix: family,
-            status: 'ACTIVE',
-            sort: 'DESC',
-            ...(nextToken === undefined ? {} : { nextToken }),
-          }),
-        ),
-      );
-      for (const arn of page.taskDefinitionArns ?? []) {
-        const parsed = parseTaskDefinitionArn(arn);
-        if (parsed === undefined || parsed.family !== family || parsed.revision >= currentRevision) continue;
-        const candidate = (await this.#describeTaskDefinition(arn)).taskDefinition;
-        const model = this.#modelOf(candidate);
-        if (model === undefined || sameModel(model, currentModel)) continue;
-        const deploymentId = await this.#switchTo(arn);
-        return { deploymentId, revision: arn, previousRevision: currentArn, model };
-      }
-      nextToken = page.nextToken;
-    } while (nextToken !== undefined);
+    for await (const { arn, revision } of this.#revisions(family)) {
+      if (revision >= currentRevision) continue;
+      const model = this.#modelOf((await this.#describeTaskDefinition(arn)).taskDefinition);
+      if (model === undefined || sameModel(model, currentModel)) continue;
+      const deploymentId = await this.#switchTo(arn);
+      return { deploymentId, revision: arn, previousRevision: currentArn, model };
+    }
 
     throw new RolloutError(
       'ROLLOUT_NO_PREVIOUS_MODEL',

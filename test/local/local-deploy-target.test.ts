@@ -68,6 +68,25 @@ describe('LocalDeployTarget.follow', () => {
   });
 });
 
+describe('LocalDeployTarget.describe', () => {
+  it('lists the models the service was rolled back from, by the circuit breaker and by hand', async () => {
+    const t = await target();
+    const settle = async (p: Promise<{ deploymentId: string }>) =>
+      t.follow((await p).deploymentId, { intervalMs: 20 });
+    await settle(t.deploy({ uri: 's3://m/v1' }));
+    expect((await t.describe()).rolledBack).toEqual([]);
+
+    expect((await settle(t.deploy({ uri: 's3://m/broken' }))).outcome).toBe('rolled-back');
+    expect((await t.describe()).rolledBack).toEqual([{ uri: 's3://m/broken' }]);
+
+    await settle(t.deploy({ uri: 's3://m/v2' }));
+    expect((await settle(t.rollback())).outcome).toBe('completed');
+    const state = await t.describe();
+    expect(state.model).toEqual({ uri: 's3://m/v1' });
+    expect(state.rolledBack).toEqual([{ uri: 's3://m/v2' }, { uri: 's3://m/broken' }]);
+  });
+});
+
 describe('followTwinDeployment', () => {
   const deployment = (over: Partial<Deployment>): Deployment => ({
     id: 'd-2',

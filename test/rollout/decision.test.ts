@@ -63,6 +63,56 @@ describe('decideRollout', () => {
     );
   });
 
+  describe('after a rollback', () => {
+    const live = liveAfter({ key: 'runs/a/model.tar.gz', versionId: 'va', time: '2026-01-01T00:00:01Z' });
+    const failed = { key: 'runs/b/model.tar.gz', versionId: 'vb', time: '2026-01-01T00:00:05Z' };
+    const rolledBack = (overrides: ModelEventOverrides): ServiceState => ({
+      ...stateWith(live),
+      rolledBack: [liveAfter(overrides)],
+    });
+
+    it('skips a late delivery of the event of a model the service was rolled back from', () => {
+      const decision = decideRollout(modelEvent(failed), rolledBack(failed), policy);
+
+      expect(kindAndReason(decision)).toBe('skip:rolled-back');
+      expect(decision.kind === 'skip' && decision.detail).toMatch(
+        /runs\/b\/model\.tar\.gz\?versionId=vb .*rolled back from it; upload the model again/,
+      );
+    });
+
+    it('deploys a new version of the same key', () => {
+      const again = { ...failed, versionId: 'vb2', sequencer: '617f0829a329d100' };
+
+      expect(kindAndReason(decideRollout(modelEvent(again), rolledBack(failed), policy))).toBe('deploy');
+    });
+
+    it('in an unversioned bucket, skips the same ETag and sequencer but deploys an identical re-upload', () => {
+      const unversioned = { ...failed, versionId: null, etag: 'bbb', sequencer: '0B' };
+      const reupload = { ...unversioned, sequencer: '0C', time: '2026-01-01T00:00:09Z' };
+
+      expect(kindAndReason(decideRollout(modelEvent(unversioned), rolledBack(unversioned), policy))).toBe(
+        'skip:rolled-back',
+      );
+      expect(kindAndReason(decideRollout(modelEvent(reupload), rolledBack(unversioned), policy))).toBe(
+        'deploy',
+      );
+    });
+
+    it('deploys other models, and calls a rolled-back model that is live again a duplicate', () => {
+      const other = { key: 'runs/c/model.tar.gz', versionId: 'vc', time: '2026-01-01T00:00:09Z' };
+      const liveAgain: ServiceState = { ...stateWith(liveAfter(failed)), rolledBack: [liveAfter(failed)] };
+
+      expect(kindAndReason(decideRollout(modelEvent(other), rolledBack(failed), policy))).toBe('deploy');
+      expect(kindAndReason(decideRollout(modelEvent(failed), liveAgain, policy))).toBe('skip:duplicate');
+    });
+
+    it('skips it from the no-model state too (the first model failed)', () => {
+      const state: ServiceState = { ...stateWith(undefined), rolledBack: [liveAfter(failed)] };
+
+      expect(kindAndReason(decideRollout(modelEvent(failed), state, policy))).toBe('skip:rolled-back');
+    });
+  });
+
   it('compares sequencers of different lengths as numbers', () => {
     expect(compareSequencers('0064D3901D00059242', '617f08299329d189')).toBeGreaterThan(0);
     expect(compareSequencers('617f08299329d189', '0064D3901D00059242')).toBeLessThan(0);

@@ -6,6 +6,7 @@ import {
   DescribeServicesCommand,
   DescribeTaskDefinitionCommand,
   ECSClient,
+  ListTaskDefinitionsCommand,
   RegisterTaskDefinitionCommand,
   UpdateServiceCommand,
   type RegisterTaskDefinitionCommandInput,
@@ -70,13 +71,14 @@ afterEach(() => {
 });
 
 describe('EcsDeployTarget deploying a model event', () => {
-  it('sends exactly DescribeServices, DescribeTaskDefinition, RegisterTaskDefinition, DescribeServices, UpdateService', async () => {
+  it('sends exactly DescribeServices, DescribeTaskDefinition, ListTaskDefinitions, RegisterTaskDefinition, DescribeServices, UpdateService', async () => {
     const outcome = await rolloutModelEvent(modelEvent(), newTarget(), policy);
 
     expect(outcome.kind).toBe('deploy');
     expect(commandNames(ecs)).toEqual([
       'DescribeServicesCommand',
       'DescribeTaskDefinitionCommand',
+      'ListTaskDefinitionsCommand',
       'RegisterTaskDefinitionCommand',
       'DescribeServicesCommand',
       'UpdateServiceCommand',
@@ -196,6 +198,31 @@ describe('EcsDeployTarget deploying a model event', () => {
     expect(late.kind === 'skip' && late.decision.reason).toBe('older-than-live');
     expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
     expect(liveModelUri()).toMatch(/runs\/b\/model\.tar\.gz/);
+  });
+
+  it('does not deploy again a model the circuit breaker rolled back from when its event comes late', async () => {
+    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:01Z', versionId: 'va' });
+    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
+    await rolloutModelEvent(a, newTarget(), policy);
+    await rolloutModelEvent(b, newTarget(), policy);
+    // b's tasks never became healthy: the circuit breaker put the service back on revision 6.
+    world.serviceTaskDefinition = taskDefinitionArn(6);
+    ecs.resetHistory();
+
+    const late = await rolloutModelEvent(b, newTarget(), policy);
+
+    expect(late.kind === 'skip' && late.decision.reason).toBe('rolled-back');
+    expect(ecs.commandCalls(ListTaskDefinitionsCommand)[0]!.args[0].input).toStrictEqual({
+      familyPrefix: FAMILY,
+      status: 'ACTIVE',
+      sort: 'DESC',
+    });
+    expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(0);
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+
+    const fixed = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T14:00:00Z', versionId: 'vb2' });
+    expect((await rolloutModelEvent(fixed, newTarget(), policy)).kind).toBe('deploy');
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/b/model.tar.gz?versionId=vb2`);
   });
 
   it.each([

@@ -96,6 +96,7 @@ describe('rollout Lambda handler', () => {
     expect(commandNames(ecs)).toEqual([
       'DescribeServicesCommand',
       'DescribeTaskDefinitionCommand',
+      'ListTaskDefinitionsCommand',
       'RegisterTaskDefinitionCommand',
       'DescribeServicesCommand',
       'UpdateServiceCommand',

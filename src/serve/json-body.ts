@@ -141,6 +141,9 @@ export function readBody(
   });
 }
 
+/** The SageMaker inference route: its large JSON bodies come back from a parser thread as rows. */
+export const INVOCATIONS_ROUTE = '/invocations';
+
 /** Largest body read straight into a buffer of its declared length; larger ones are gathered as they come. */
 const PREALLOCATE_MAX = 4 * 1024 * 1024;
 
@@ -214,7 +217,11 @@ export function registerBodyParsers(app: FastifyInstance, bodyLimit: number, jso
       return parseInferenceBody(body, header);
     }
     if (jsonPool && body.length >= JSON_OFFLOAD_BYTES) {
-      return jsonPool.parse(body, (buffer) => bodies.release(buffer));
+      return jsonPool.parse(
+        body,
+        (buffer) => bodies.release(buffer),
+        request.routeOptions.url === INVOCATIONS_ROUTE ? 'rows' : 'v2',
+      );
     }
     try {
       return parseInferenceBody(body, header);

@@ -3,12 +3,39 @@ import { ServeError, badRequest } from './errors.ts';
 import { parseJsonBody } from './json-body.ts';
 import { startWorker, workerScript } from './threads.ts';
 
+/**
+ * Which numbers a parser thread flattens into Float64Arrays (they move back without a copy):
+ * `v2`, each v2 input's `data`; `rows`, the instance rows of a SageMaker `/invocations` body
+ * (see {@link FlatRows}).
+ */
+export type FlattenKind = 'v2' | 'rows';
+
 /** A body handed to a parser thread: its buffer moves there and comes back with the reply. */
 export interface JsonParseRequest {
   readonly id: number;
   readonly buffer: ArrayBuffer;
   readonly offset: number;
   readonly length: number;
+  readonly flatten: FlattenKind;
+}
+
+/**
+ * SageMaker instance rows (each a nested array of numbers) that a parser thread flattened:
+ * row i is `values[offsets[i]]` up to `values[offsets[i + 1]]`, row-major, and `firstDims` are
+ * row 0's dimensions as the route reads them (following each first element). JSON cannot produce
+ * a Float64Array, so a client cannot send one of these.
+ */
+export interface FlatRows {
+  readonly values: Float64Array<ArrayBuffer>;
+  readonly offsets: readonly number[];
+  readonly firstDims: readonly number[];
+}
+
+/** Whether `value` is rows a parser thread flattened. */
+export function isFlatRows(value: unknown): value is FlatRows {
+  return (
+    typeof value === 'object' && value !== null && (value as Partial<FlatRows>).values instanceof Float64Array
+  );
 }
 
 /** A parser thread's answer: the value, or the 400 message of what was wrong with the body. */
@@ -74,9 +101,10 @@ export class JsonParsePool {
 
   /**
    * Parses `body` (which must own its ArrayBuffer: it moves to the parser thread) and calls
-   * `release` with that buffer once it is back. Rejects with a 400 naming what is wrong.
+   * `release` with that buffer once it is back. Rejects with a 400 naming what is wrong. Numbers
+   * come back flattened as `flatten` says; bodies parsed on this thread (the fallback) are not.
    */
-  parse(body: Buffer, release: (buffer: ArrayBuffer) => void): Promise<unknown> {
+  parse(body: Buffer, release: (buffer: ArrayBuffer) => void, flatten: FlattenKind = 'v2'): Promise<unknown> {
     if (this.#closed) {
       return Promise.reject(new ServeError('SERVE_UNAVAILABLE', 503, 'the server is shutting down'));
     }
@@ -95,6 +123,7 @@ export class JsonParsePool {
         buffer: body.buffer as ArrayBuffer,
         offset: body.byteOffset,
         length: body.length,
+        flatten,
       };
       // Until the thread has answered once, the body is copied, not moved, so that if the thread
       // never starts the body is still here to parse.

@@ -2,7 +2,7 @@
 // checks (and the same 400 messages) as parsing on the event loop.
 import { parentPort, workerData } from 'node:worker_threads';
 import { parseReply } from './json-parse-pool.ts';
-import type { JsonParseRequest } from './json-parse-pool.ts';
+import type { FlatRows, FlattenKind, JsonParseRequest } from './json-parse-pool.ts';
 import { MAX_TENSOR_RANK } from './tensor-codec.ts';
 import { lowerThreadPriority } from './threads.ts';
 
@@ -56,9 +56,56 @@ function flattenInputs(value: unknown): ArrayBuffer[] {
   return moved;
 }
 
-port.on('message', ({ id, buffer, offset, length }: JsonParseRequest) => {
+/**
+ * Rows that are all nested arrays of numbers, flattened into one Float64Array; undefined when any
+ * row is anything else (the route then reports it exactly as it would without this thread).
+ */
+function flatRows(rows: unknown): FlatRows | undefined {
+  if (!Array.isArray(rows) || rows.length === 0) return undefined;
+  const offsets = [0];
+  for (const row of rows as unknown[]) {
+    const n = Array.isArray(row) ? countNumbers(row, 1) : -1;
+    if (n < 0) return undefined;
+    offsets.push(offsets[offsets.length - 1]! + n);
+  }
+  const values = new Float64Array(offsets[offsets.length - 1]!);
+  (rows as unknown[][]).forEach((row, i) => copyNumbers(row, values, offsets[i]!));
+  const firstDims: number[] = [];
+  for (let v: unknown = rows[0]; Array.isArray(v); v = v[0]) firstDims.push(v.length);
+  return { values, offsets, firstDims };
+}
+
+/**
+ * Replaces the instance rows of a SageMaker body (`instances`, `inputs` as rows, or each input of
+ * `inputs` as an object) with {@link FlatRows}, as {@link flattenInputs} does for v2 inputs.
+ */
+function flattenRows(value: unknown): ArrayBuffer[] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return [];
+  const moved: ArrayBuffer[] = [];
+  const replace = (holder: Record<string, unknown>, key: string) => {
+    const flat = flatRows(holder[key]);
+    if (flat === undefined) return;
+    holder[key] = flat;
+    moved.push(flat.values.buffer);
+  };
+  const body = value as Record<string, unknown>;
+  if ('instances' in body) replace(body, 'instances');
+  else if (Array.isArray(body.inputs)) replace(body, 'inputs');
+  else if (typeof body.inputs === 'object' && body.inputs !== null) {
+    const inputs = body.inputs as Record<string, unknown>;
+    for (const name of Object.keys(inputs)) replace(inputs, name);
+  }
+  return moved;
+}
+
+const FLATTEN: Record<FlattenKind, (value: unknown) => ArrayBuffer[]> = {
+  v2: flattenInputs,
+  rows: flattenRows,
+};
+
+port.on('message', ({ id, buffer, offset, length, flatten }: JsonParseRequest) => {
   const reply = parseReply(id, Buffer.from(buffer, offset, length));
-  const moved = reply.error === undefined ? flattenInputs(reply.value) : [];
+  const moved = reply.error === undefined ? FLATTEN[flatten](reply.value) : [];
   // The body buffer goes back to the server thread for reuse, with the flattened inputs.
   port.postMessage(reply, [buffer, ...moved]);
 });

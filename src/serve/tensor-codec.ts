@@ -300,7 +300,7 @@ export function decodeV2Input(input: V2Input, spec: TensorSpec | undefined): Wir
 export function tensorFromValues(
   datatype: Datatype,
   dims: readonly number[],
-  flat: readonly unknown[],
+  flat: ArrayLike<unknown>,
   what: string,
 ): WireTensor {
   return { type: DATATYPE_TO_ORT[datatype], dims: [...dims], data: fill(datatype, flat, what) };

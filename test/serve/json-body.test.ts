@@ -1,6 +1,14 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { jsonDepthExceeds, parseJsonBody, readBody } from '../../src/serve/json-body.ts';
+import Fastify from 'fastify';
+import {
+  INVOCATIONS_ROUTE,
+  jsonDepthExceeds,
+  parseJsonBody,
+  readBody,
+  registerBodyParsers,
+} from '../../src/serve/json-body.ts';
+import type { FlattenKind, JsonParsePool } from '../../src/serve/json-parse-pool.ts';
 
 describe('parseJsonBody', () => {
   it('parses ordinary JSON', () => {
@@ -81,5 +89,40 @@ describe('readBody on a client that goes away', () => {
     payload.push(Buffer.from('{"inputs":'));
     payload.destroy();
     await expect(reading).rejects.toThrow(/closed the connection before the body ended/);
+  });
+});
+
+describe('registerBodyParsers', () => {
+  it('asks the parser threads for flattened rows on /invocations and for flattened v2 inputs elsewhere', async () => {
+    const app = Fastify();
+    const kinds: string[] = [];
+    const pool = {
+      parse: (body: Buffer, release: (buffer: ArrayBuffer) => void, kind: FlattenKind) => {
+        kinds.push(kind);
+        release(body.buffer as ArrayBuffer);
+        return Promise.resolve(JSON.parse(body.toString('utf8')) as unknown);
+      },
+    } as unknown as JsonParsePool;
+    registerBodyParsers(app, 1 << 20, pool);
+    app.post(INVOCATIONS_ROUTE, () => ({ ok: true }));
+    app.post('/v2/models/:name/infer', () => ({ ok: true }));
+    const large = JSON.stringify({ instances: [Array.from({ length: 20_000 }, (_, i) => i)] });
+    for (const url of [INVOCATIONS_ROUTE, '/v2/models/m/infer']) {
+      const res = await app.inject({
+        method: 'POST',
+        url,
+        payload: large,
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(res.statusCode).toBe(200);
+    }
+    await app.inject({
+      method: 'POST',
+      url: INVOCATIONS_ROUTE,
+      payload: '{"instances": [[1]]}',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(kinds).toEqual(['rows', 'v2']);
+    await app.close();
   });
 });

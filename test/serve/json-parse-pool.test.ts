@@ -3,7 +3,10 @@ import type { ServeError } from '../../src/serve/errors.ts';
 import { decodeV2Input } from '../../src/serve/tensor-codec.ts';
 import type { V2Input } from '../../src/serve/tensor-codec.ts';
 import { JSON_OFFLOAD_BYTES } from '../../src/serve/json-body.ts';
-import { JsonParsePool } from '../../src/serve/json-parse-pool.ts';
+import { JsonParsePool, isFlatRows } from '../../src/serve/json-parse-pool.ts';
+import type { ModelInfo } from '../../src/serve/model-host.ts';
+import { invocationFeeds } from '../../src/serve/routes/sagemaker.ts';
+import type { Datatype, TensorSpec } from '../../src/model/types.ts';
 
 const pools: JsonParsePool[] = [];
 afterEach(async () => {
@@ -105,6 +108,87 @@ describe('JsonParsePool', () => {
       message((JSON.parse(fractional) as { inputs: V2Input[] }).inputs[0]!),
     );
     expect(message(offloadedFraction.inputs[0]!)).toMatch(/data\[7\]/);
+  });
+
+  it('hands SageMaker instance rows back flattened, and /invocations reads them exactly as the parsed JSON', async () => {
+    const spec = (name: string, datatype: Datatype, shape: number[]): TensorSpec => ({
+      name,
+      datatype,
+      shape,
+    });
+    const modelWith = (...inputs: TensorSpec[]): ModelInfo => ({
+      name: 'm',
+      version: '1',
+      sourceUri: 'file:///m',
+      sha256: '0'.repeat(64),
+      loadedAt: new Date(0).toISOString(),
+      signature: { inputs, outputs: [spec('y', 'FP32', [-1, 1])] },
+      labels: undefined,
+      batchable: true,
+    });
+    const image = modelWith(spec('x', 'FP32', [-1, 3, 16, 16]));
+    const ints = modelWith(spec('x', 'INT32', [-1, 1000]));
+    const pair = modelWith(spec('a', 'FP32', [-1, 600]), spec('b', 'INT64', [-1, 600]));
+    const row = (n: number, r: number) => Array.from({ length: n }, (_, i) => (r * n + i) / 7);
+    const pixels = (r: number) =>
+      Array.from({ length: 3 }, (_, c) =>
+        Array.from({ length: 16 }, (_, y) => row(16, r * 100 + c * 16 + y)),
+      );
+    const integers = (r: number) => Array.from({ length: 1000 }, (_, i) => r * 1000 - i);
+    const ragged = Array.from({ length: 20 }, (_, r) => integers(r));
+    ragged[13] = ragged[13]!.slice(1);
+    const fractional = Array.from({ length: 20 }, (_, r) => integers(r));
+    fractional[4]![9] = 9.5;
+    const worded: unknown[][] = Array.from({ length: 20 }, (_, r) => integers(r));
+    worded[2]![3] = 'three';
+    const cases: [string, ModelInfo, unknown][] = [
+      ['instances of 3-d images', image, { instances: Array.from({ length: 12 }, (_, r) => pixels(r)) }],
+      ['"inputs" as rows', ints, { inputs: Array.from({ length: 20 }, (_, r) => integers(r)) }],
+      [
+        '"inputs" by name',
+        pair,
+        {
+          inputs: {
+            a: Array.from({ length: 20 }, (_, r) => row(600, r)),
+            b: ragged.map((r) => r.slice(0, 600)),
+          },
+        },
+      ],
+      ['a ragged instance', ints, { instances: ragged }],
+      ['a fractional INT32', ints, { instances: fractional }],
+      ['a string among the numbers', ints, { instances: worded }],
+      [
+        'plain rows for a two-input model',
+        pair,
+        { instances: Array.from({ length: 20 }, (_, r) => row(600, r)) },
+      ],
+    ];
+    const outcome = (body: unknown, model: ModelInfo) => {
+      try {
+        return invocationFeeds(body, model, 64);
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    const p = pool();
+    const kinds: string[] = [];
+    for (const [name, model, request] of cases) {
+      const text = JSON.stringify(request);
+      expect(text.length, name).toBeGreaterThan(JSON_OFFLOAD_BYTES);
+      const offloaded = (await p.parse(body(text), () => {}, 'rows')) as Record<string, unknown>;
+      const rows = offloaded.instances ?? offloaded.inputs;
+      kinds.push(
+        isFlatRows(rows)
+          ? 'flat'
+          : isFlatRows((rows as Record<string, unknown>).a)
+            ? 'flat by name'
+            : 'as parsed',
+      );
+      expect(outcome(offloaded, model), name).toEqual(outcome(JSON.parse(text), model));
+    }
+    expect(kinds).toEqual(['flat', 'flat', 'flat by name', 'flat', 'flat', 'as parsed', 'flat']);
+    expect(outcome(JSON.parse(JSON.stringify(cases[3]![2])), ints)).toMatch(/instance 13 has 999 values/);
+    expect(outcome(JSON.parse(JSON.stringify(cases[4]![2])), ints)).toMatch(/data\[4009\]/);
   });
 
   it('answers each of many concurrent bodies with its own value', async () => {

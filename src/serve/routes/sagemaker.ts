@@ -2,6 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { TensorSpec } from '../../model/types.ts';
 import { BINARY_PART } from '../binary-tensor.ts';
 import { badRequest } from '../errors.ts';
+import { INVOCATIONS_ROUTE } from '../json-body.ts';
+import { isFlatRows } from '../json-parse-pool.ts';
+import type { FlatRows } from '../json-parse-pool.ts';
 import type { ModelInfo } from '../model-host.ts';
 import {
   checkShape,
@@ -34,24 +37,45 @@ function innerDims(value: unknown, what: string): number[] {
   return dims;
 }
 
+/** One input's instance rows: as parsed, or flattened by a JSON parser thread. */
+type Rows = readonly unknown[] | FlatRows;
+
+function rowCount(rows: Rows): number {
+  return isFlatRows(rows) ? rows.offsets.length - 1 : rows.length;
+}
+
 /** Stacks per-instance rows of one input into a batch tensor shaped for the model. */
-function stackRows(rows: readonly unknown[], spec: TensorSpec, maxRows: number): WireTensor {
+function stackRows(rows: Rows, spec: TensorSpec, maxRows: number): WireTensor {
   const what = `input '${spec.name}'`;
-  if (rows.length === 0) throw badRequest('no instances given');
-  if (rows.length > maxRows)
-    throw badRequest(`${rows.length} instances exceed the limit of ${maxRows}; split the request`);
-  const dims = innerDims(rows[0], `${what} instance 0`);
+  const count = rowCount(rows);
+  if (count === 0) throw badRequest('no instances given');
+  if (count > maxRows)
+    throw badRequest(`${count} instances exceed the limit of ${maxRows}; split the request`);
+  const flatRows = isFlatRows(rows) ? rows : undefined;
+  const dims = flatRows
+    ? [...flatRows.firstDims]
+    : innerDims((rows as readonly unknown[])[0], `${what} instance 0`);
   const per = elementCount(dims);
-  const flat: unknown[] = [];
-  rows.forEach((row, i) => {
-    const values = Array.isArray(row) ? flattenData(row, `${what} instance ${i}`) : [row];
-    if (values.length !== per) {
-      throw badRequest(`${what}: instance ${i} has ${values.length} values but instance 0 has ${per}`);
+  const sameLength = (i: number, length: number) => {
+    if (length !== per) {
+      throw badRequest(`${what}: instance ${i} has ${length} values but instance 0 has ${per}`);
     }
-    for (const v of values) flat.push(v);
-  });
+  };
+  let flat: ArrayLike<unknown>;
+  if (flatRows) {
+    for (let i = 0; i < count; i++) sameLength(i, flatRows.offsets[i + 1]! - flatRows.offsets[i]!);
+    flat = flatRows.values;
+  } else {
+    const values: unknown[] = [];
+    (rows as readonly unknown[]).forEach((row, i) => {
+      const own = Array.isArray(row) ? flattenData(row, `${what} instance ${i}`) : [row];
+      sameLength(i, own.length);
+      for (const v of own) values.push(v);
+    });
+    flat = values;
+  }
   // A model without a batch dimension takes one instance as the whole tensor.
-  const shape = spec.shape.length === dims.length && rows.length === 1 ? dims : [rows.length, ...dims];
+  const shape = spec.shape.length === dims.length && count === 1 ? dims : [count, ...dims];
   checkShape(shape, spec, what);
   return tensorFromValues(spec.datatype, shape, flat, what);
 }
@@ -84,10 +108,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
  * Turns a SageMaker-style body into per-input instance rows:
  * `{"instances": [row | {input: row}, ...]}`, `{"inputs": rows | {input: rows}}`, or CSV rows.
  */
-export function instancesOf(body: unknown, model: ModelInfo): Map<string, unknown[]> {
+export function instancesOf(body: unknown, model: ModelInfo): Map<string, Rows> {
   const inputs = model.signature.inputs;
   const single = inputs.length === 1 ? inputs[0]! : undefined;
-  const columns = new Map<string, unknown[]>();
+  const columns = new Map<string, Rows>();
   const needSingle = (form: string): TensorSpec => {
     if (!single) {
       throw badRequest(
@@ -105,17 +129,21 @@ export function instancesOf(body: unknown, model: ModelInfo): Map<string, unknow
   }
   if ('instances' in body) {
     const instances = body.instances;
+    if (isFlatRows(instances)) {
+      columns.set(needSingle('a list of plain instances').name, instances);
+      return columns;
+    }
     if (!Array.isArray(instances)) throw badRequest('"instances" must be an array');
     const byName = instances.length > 0 && instances.every(isRecord);
     if (!byName) {
       columns.set(needSingle('a list of plain instances').name, instances);
       return columns;
     }
-    for (const spec of inputs) columns.set(spec.name, []);
+    const named = new Map<string, unknown[]>(inputs.map((spec) => [spec.name, []]));
     instances.forEach((instance, i) => {
       const record = instance;
       for (const key of Object.keys(record)) {
-        if (!columns.has(key)) {
+        if (!named.has(key)) {
           throw badRequest(
             `instance ${i}: unknown input '${key}'; the model's inputs are ${inputs.map((s) => s.name).join(', ')}`,
           );
@@ -123,13 +151,13 @@ export function instancesOf(body: unknown, model: ModelInfo): Map<string, unknow
       }
       for (const spec of inputs) {
         if (!(spec.name in record)) throw badRequest(`instance ${i}: missing input '${spec.name}'`);
-        columns.get(spec.name)!.push(record[spec.name]);
+        named.get(spec.name)!.push(record[spec.name]);
       }
     });
-    return columns;
+    return named;
   }
   const given = body.inputs;
-  if (Array.isArray(given)) {
+  if (Array.isArray(given) || isFlatRows(given)) {
     columns.set(needSingle('"inputs" as an array').name, given);
     return columns;
   }
@@ -143,10 +171,32 @@ export function instancesOf(body: unknown, model: ModelInfo): Map<string, unknow
   }
   for (const spec of inputs) {
     const rows = given[spec.name];
-    if (!Array.isArray(rows)) throw badRequest(`missing input '${spec.name}' (an array of rows)`);
+    if (!Array.isArray(rows) && !isFlatRows(rows)) {
+      throw badRequest(`missing input '${spec.name}' (an array of rows)`);
+    }
     columns.set(spec.name, rows);
   }
   return columns;
+}
+
+/**
+ * The model's feeds from an `/invocations` body (JSON as parsed, possibly with rows a parser
+ * thread flattened, or CSV text), and how many instances it holds.
+ */
+export function invocationFeeds(
+  body: unknown,
+  model: ModelInfo,
+  maxRows: number,
+): { feeds: Record<string, WireTensor>; count: number } {
+  const columns = instancesOf(body, model);
+  const feeds: Record<string, WireTensor> = {};
+  let count = 0;
+  for (const spec of model.signature.inputs) {
+    const rows = columns.get(spec.name)!;
+    feeds[spec.name] = stackRows(rows, spec, maxRows);
+    count = rowCount(rows);
+  }
+  return { feeds, count };
 }
 
 function rowsOf(tensor: WireTensor, count: number): unknown[] {
@@ -194,21 +244,14 @@ export function sagemakerRoutes(
     return reply.code(503).send({ status: 'not ready', error: host.notReadyReason ?? 'not ready' });
   });
 
-  app.post('/invocations', async (request) => {
+  app.post(INVOCATIONS_ROUTE, async (request) => {
     const model = requireModel(host);
     if (isRecord(request.body) && BINARY_PART in request.body) {
       throw badRequest(
         'the binary tensor extension (Inference-Header-Content-Length) is for /v2/models/{name}/infer; send JSON or CSV to /invocations',
       );
     }
-    const columns = instancesOf(request.body, model);
-    const feeds: Record<string, WireTensor> = {};
-    let count = 0;
-    for (const spec of model.signature.inputs) {
-      const rows = columns.get(spec.name)!;
-      feeds[spec.name] = stackRows(rows, spec, config.maxRequestRows);
-      count = rows.length;
-    }
+    const { feeds, count } = invocationFeeds(request.body, model, config.maxRequestRows);
     const outputs = await host.infer({ feeds, fetches: undefined });
     return { predictions: predictionsOf(outputs, model, count) };
   });

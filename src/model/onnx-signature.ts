@@ -206,7 +206,13 @@ function toTensorSpec(info: ValueInfo): TensorResult {
   return { spec: { name, datatype, shape } };
 }
 
-async function readSignatureFrom(src: ByteSource): Promise<ModelSignature> {
+/** The graph's request inputs (initializers left out) and outputs, as ONNX value infos. */
+interface GraphValueInfos {
+  readonly inputs: readonly ValueInfo[];
+  readonly outputs: readonly ValueInfo[];
+}
+
+async function readGraphValueInfos(src: ByteSource): Promise<GraphValueInfos> {
   let graph: Field | undefined;
   for await (const field of fields(src, 0, src.size)) {
     if (field.number === MODEL_GRAPH && field.wireType === 2) graph = field;
@@ -226,11 +232,14 @@ async function readSignatureFrom(src: ByteSource): Promise<ModelSignature> {
     }
   }
   if (outputs.length === 0) throw invalid('the graph has no outputs');
+  // Older exporters list initializers among the graph inputs; they are weights, not request inputs.
+  return { inputs: inputs.filter((info) => !initializers.has(info.name ?? '')), outputs };
+}
 
+async function readSignatureFrom(src: ByteSource): Promise<ModelSignature> {
+  const { inputs, outputs } = await readGraphValueInfos(src);
   const inputSpecs: TensorSpec[] = [];
   for (const info of inputs) {
-    // Older exporters list initializers among the graph inputs; they are weights, not request inputs.
-    if (initializers.has(info.name ?? '')) continue;
     const result = toTensorSpec(info);
     if ('problem' in result) {
       throw new ArtifactError(
@@ -266,8 +275,56 @@ async function readSignatureFrom(src: ByteSource): Promise<ModelSignature> {
  *
  * @example const { inputs } = await readOnnxSignature('/tmp/m/model.onnx');
  */
-export async function readOnnxSignature(source: string | Uint8Array): Promise<ModelSignature> {
-  if (typeof source !== 'string') return readSignatureFrom(memorySource(source));
+export function readOnnxSignature(source: string | Uint8Array): Promise<ModelSignature> {
+  return readFrom(source, readSignatureFrom);
+}
+
+/** A tensor's dimensions: a size, a symbolic name (`dim_param`), or null for an unnamed dynamic one. */
+type Dims = readonly (number | string | null)[];
+
+function dimsOf(info: ValueInfo): Dims | undefined {
+  const tensor = info.type?.tensorType;
+  if (!tensor?.shape) return undefined;
+  return (tensor.shape.dim ?? []).map((dim) => {
+    if (dim.dimParam) return dim.dimParam;
+    if (dim.dimValue === null || dim.dimValue === undefined) return null;
+    return Number(dim.dimValue);
+  });
+}
+
+/**
+ * Whether requests to this model may be batched along dim 0: stacking rows of several requests
+ * must give each request the rows it would get alone. The graph must say that dim 0 of every
+ * input and (tensor) output is one and the same dynamic dimension:
+ * - every dim 0 is dynamic;
+ * - the named ones (`dim_param`) all have one name, which appears in no other position (a model
+ *   `y[n, m] = a[n, 4] x b[m, 4]^T` has two independent dynamic dims 0, and batching would
+ *   answer each request with the other requests' columns);
+ * - a model with several inputs names dim 0 on every input (unnamed dims cannot be shown equal).
+ * Whether the model mixes rows (a softmax over dim 0, say) the graph cannot tell; such models
+ * must run with batching off.
+ */
+export function readOnnxBatchable(source: string | Uint8Array): Promise<boolean> {
+  return readFrom(source, async (src) => {
+    const { inputs, outputs } = await readGraphValueInfos(src);
+    const tensors = [...inputs.map(dimsOf), ...outputs.filter((o) => o.type?.tensorType).map(dimsOf)];
+    if (inputs.length === 0) return false;
+    const firsts: (string | null)[] = [];
+    for (const dims of tensors) {
+      const first = dims?.[0];
+      if (first === undefined || typeof first === 'number') return false;
+      firsts.push(first);
+    }
+    const names = new Set(firsts.filter((d) => d !== null));
+    if (names.size > 1) return false;
+    const [batch] = names;
+    if (batch !== undefined && tensors.some((dims) => dims!.slice(1).includes(batch))) return false;
+    return inputs.length === 1 || firsts.slice(0, inputs.length).every((d) => d !== null);
+  });
+}
+
+async function readFrom<T>(source: string | Uint8Array, read: (src: ByteSource) => Promise<T>): Promise<T> {
+  if (typeof source !== 'string') return read(memorySource(source));
   let handle: FileHandle;
   try {
     handle = await open(source, 'r');
@@ -278,7 +335,7 @@ export async function readOnnxSignature(source: string | Uint8Array): Promise<Mo
   }
   try {
     const { size } = await handle.stat();
-    return await readSignatureFrom(fileSource(handle, size));
+    return await read(fileSource(handle, size));
   } finally {
     await handle.close();
   }

@@ -7,6 +7,7 @@ import {
   ArtifactError,
   fetchModel,
   parseManifest,
+  readOnnxBatchable,
   readOnnxSignature,
   sha256File,
   unpackModel,
@@ -262,7 +263,7 @@ export class ModelHost {
         loadedAt: '',
         signature: resolved.signature,
         labels: resolved.manifest?.labels,
-        batchable: isBatchable(resolved.signature),
+        batchable: isBatchable(resolved.signature) && (await readOnnxBatchable(resolved.onnxPath)),
       };
       this.#scheduler?.close();
       this.#scheduler = new Scheduler(

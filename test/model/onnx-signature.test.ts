@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArtifactError, assertOnnxLoads, readOnnxSignature } from '../../src/model/index.ts';
+import {
+  ArtifactError,
+  assertOnnxLoads,
+  readOnnxBatchable,
+  readOnnxSignature,
+} from '../../src/model/index.ts';
 import { conformanceModel } from '../helpers/conformance.ts';
 
 const { onnx } = onnxProto;
@@ -204,5 +209,56 @@ describe('readOnnxSignature and assertOnnxLoads on bad files', () => {
     expect(error).toBeInstanceOf(ArtifactError);
     expect((error as ArtifactError).code).toBe('ARTIFACT_ONNX_INVALID');
     expect((error as ArtifactError).message).toMatch(/onnxruntime cannot load .*bad\.onnx: .+/);
+  });
+});
+
+describe('readOnnxBatchable', () => {
+  const model = (inputs: (number | string | null)[][], outputs: (number | string | null)[][]) =>
+    encodeModel({
+      name: 'g',
+      input: inputs.map((dims, i) => tensorInput(`in${i}`, T.FLOAT, dims)),
+      output: outputs.map((dims, i) => tensorInput(`out${i}`, T.FLOAT, dims)),
+    });
+
+  it.each([
+    ['one named batch dim everywhere', [['N', 4]], [['N', 10]], true],
+    ['one input with an unnamed dynamic dim 0', [[null, 3, 64, 64]], [[null, 10]], true],
+    [
+      'a sequence model: batch and sequence dims named apart',
+      [
+        ['batch', 'seq'],
+        ['batch', 'seq'],
+      ],
+      [['batch', 'seq', 768]],
+      true,
+    ],
+    [
+      'two inputs whose dims 0 are independent (y[n, m] = a[n, 4] x b[m, 4]^T)',
+      [
+        ['n', 4],
+        ['m', 4],
+      ],
+      [['n', 'm']],
+      false,
+    ],
+    ['the batch name reappearing in another position', [['N', 4]], [['N', 'N']], false],
+    [
+      'two inputs with unnamed dims 0',
+      [
+        [null, 4],
+        [null, 4],
+      ],
+      [[null, 4]],
+      false,
+    ],
+    ['a fixed dim 0', [[1, 4]], [[1, 10]], false],
+    ['a fixed output dim 0', [['N', 4]], [[1, 10]], false],
+    ['a scalar input', [[]], [['N']], false],
+  ] as const)('%s -> %s', async (_name, inputs, outputs, expected) => {
+    const bytes = model(
+      inputs.map((d) => [...d]),
+      outputs.map((d) => [...d]),
+    );
+    expect(await readOnnxBatchable(bytes)).toBe(expected);
   });
 });

@@ -5,7 +5,14 @@
 // order, which is little-endian on every platform Node and Fargate run on (x86-64, arm64).
 import type { TensorSpec } from '../model/types.ts';
 import { badRequest } from './errors.ts';
-import { DATATYPE_TO_ORT, TYPED_ARRAYS, checkShape, elementCount, isDatatype } from './tensor-codec.ts';
+import {
+  DATATYPE_TO_ORT,
+  TYPED_ARRAYS,
+  checkByteString,
+  checkShape,
+  elementCount,
+  isDatatype,
+} from './tensor-codec.ts';
 import type { WireTensor } from './tensor-codec.ts';
 
 /** Request and response header naming the length of the JSON part of a binary body. */
@@ -75,6 +82,12 @@ export function decodeBinaryInput(
   const count = elementCount(input.shape);
   const dims = [...input.shape];
   if (datatype === 'BYTES') {
+    // Each element takes at least its 4-byte length, which bounds what a shape may claim.
+    if (count * 4 > bytes.length) {
+      throw badRequest(
+        `${what}: shape [${input.shape.join(',')}] has ${count} BYTES elements, but binary_data_size ${bytes.length} holds at most ${Math.floor(bytes.length / 4)}`,
+      );
+    }
     return { type: 'string', dims, data: readByteStrings(bytes, count, what) };
   }
   const Typed = TYPED_ARRAYS[datatype];
@@ -99,6 +112,9 @@ export function decodeBinaryInput(
   return { type: DATATYPE_TO_ORT[datatype], dims, data };
 }
 
+/** Decodes UTF-8 and throws on malformed bytes instead of replacing them with U+FFFD. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 function readByteStrings(bytes: Buffer, count: number, what: string): string[] {
   const out = new Array<string>(count);
   let offset = 0;
@@ -113,7 +129,16 @@ function readByteStrings(bytes: Buffer, count: number, what: string): string[] {
         `${what}: BYTES element ${i} says ${length} bytes but only ${bytes.length - offset} remain`,
       );
     }
-    out[i] = bytes.toString('utf8', offset, offset + length);
+    let text: string;
+    try {
+      text = UTF8.decode(bytes.subarray(offset, offset + length));
+    } catch {
+      throw badRequest(
+        `${what}: BYTES element ${i} is not valid UTF-8, which onnxruntime's string tensors need`,
+      );
+    }
+    checkByteString(text, what, i);
+    out[i] = text;
     offset += length;
   }
   if (offset !== bytes.length) {

@@ -189,6 +189,12 @@ function parseFloatElement(value: unknown, what: string, i: number, datatype: Da
 
 function parseBigIntElement(value: unknown, what: string, i: number, datatype: 'INT64' | 'UINT64'): bigint {
   let big: bigint | undefined;
+  if (typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value)) {
+    // JSON.parse has already rounded it to the nearest double: the value the client meant is lost.
+    throw badRequest(
+      `${what}.data[${i}] = ${describe(value)} is beyond 2^53, where JSON numbers are not exact; send ${datatype} values that large as decimal strings`,
+    );
+  }
   if (typeof value === 'number' && Number.isInteger(value)) big = BigInt(value);
   else if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) big = BigInt(value);
   const [lo, hi] = datatype === 'INT64' ? INT64_RANGE : UINT64_RANGE;
@@ -207,11 +213,18 @@ function fill(datatype: Datatype, flat: ArrayLike<unknown>, what: string): Tenso
     const arr = out as Float32Array | Float64Array;
     for (let i = 0; i < n; i++) {
       const v = flat[i];
-      arr[i] = typeof v === 'number' ? v : parseFloatElement(v, what, i, datatype);
+      const x = typeof v === 'number' ? v : parseFloatElement(v, what, i, datatype);
+      arr[i] = x;
+      // A finite number too large for FP32 would silently become an infinity.
+      if (!Number.isFinite(arr[i]!) && Number.isFinite(x)) throw outOfRange(what, i, v, 'FP32');
     }
   } else if (datatype === 'FP16') {
     const arr = out as Uint16Array;
-    for (let i = 0; i < n; i++) arr[i] = toFloat16Bits(parseFloatElement(flat[i], what, i, datatype));
+    for (let i = 0; i < n; i++) {
+      const x = parseFloatElement(flat[i], what, i, datatype);
+      arr[i] = toFloat16Bits(x);
+      if ((arr[i]! & 0x7fff) === 0x7c00 && Number.isFinite(x)) throw outOfRange(what, i, flat[i], 'FP16');
+    }
   } else if (datatype === 'BOOL') {
     const arr = out as Uint8Array;
     for (let i = 0; i < n; i++) {
@@ -230,6 +243,7 @@ function fill(datatype: Datatype, flat: ArrayLike<unknown>, what: string): Tenso
           `${what}.data[${i}] = ${describe(v)} is not a valid BYTES element (expected a string)`,
         );
       }
+      checkByteString(v, what, i);
       arr[i] = v;
     }
   } else if (datatype === 'INT64' || datatype === 'UINT64') {
@@ -249,6 +263,25 @@ function fill(datatype: Datatype, flat: ArrayLike<unknown>, what: string): Tenso
     }
   }
   return out;
+}
+
+function outOfRange(what: string, i: number, value: unknown, datatype: 'FP32' | 'FP16'): Error {
+  const max = datatype === 'FP32' ? '3.4028235e38' : '65504';
+  return badRequest(
+    `${what}.data[${i}] = ${describe(value)} is outside the ${datatype} range (±${max}); send "Infinity" or "-Infinity" if that is what you mean`,
+  );
+}
+
+/**
+ * Refuses a BYTES element onnxruntime would change: its string tensors end each element at the
+ * first NUL character, so "a\u0000bc" would silently reach the model as "a".
+ */
+export function checkByteString(value: string, what: string, i: number): void {
+  if (value.includes('\0')) {
+    throw badRequest(
+      `${what}: BYTES element ${i} contains a NUL character, which onnxruntime's string tensors cannot hold`,
+    );
+  }
 }
 
 /** Checks a request shape against the model's declared shape (-1 = any size). */

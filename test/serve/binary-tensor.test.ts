@@ -62,6 +62,26 @@ describe('decodeBinaryInput', () => {
     );
   });
 
+  it('refuses BYTES a shape cannot hold, that are not UTF-8 or that hold a NUL, before allocating', () => {
+    const bytes = encodeTensorBytes('BYTES', ['a', 'b']);
+    for (const shape of [
+      [1, 4294967296],
+      [1, 1e300],
+    ]) {
+      expect(() => decodeBinaryInput(input('BYTES', shape), undefined, bytes)).toThrow(
+        /BYTES elements, but binary_data_size 10 holds at most 2/,
+      );
+    }
+    const latin1 = Buffer.from([1, 0, 0, 0, 0xff, 1, 0, 0, 0, 0x61]);
+    expect(() => decodeBinaryInput(input('BYTES', [2]), undefined, latin1)).toThrow(
+      /BYTES element 0 is not valid UTF-8/,
+    );
+    const nul = encodeTensorBytes('BYTES', ['x', 'a\u0000b']);
+    expect(() => decodeBinaryInput(input('BYTES', [2]), undefined, nul)).toThrow(
+      /BYTES element 1 contains a NUL character/,
+    );
+  });
+
   it('checks the shape against the model before reading', () => {
     const spec = { name: 't', datatype: 'FP32' as const, shape: [-1, 2] };
     expect(() => decodeBinaryInput(input('FP32', [1, 3]), spec, Buffer.alloc(12))).toThrow(/dim 1 must be 2/);

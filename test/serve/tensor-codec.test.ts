@@ -141,6 +141,44 @@ describe('decodeV2Input', () => {
       /expected a string/,
     );
   });
+
+  it('rejects values the model would silently receive changed', () => {
+    // 2^53 + 1 reached the server as 2^53: JSON numbers that large are not exact.
+    rejects(
+      () =>
+        decodeV2Input(
+          { name: 'x', shape: [2], datatype: 'INT64', data: [JSON.parse('9007199254740993') as number, 1] },
+          undefined,
+        ),
+      /data\[0\] = 9007199254740992 is beyond 2\^53.*as decimal strings/,
+    );
+    expect(
+      decodeV2Input(
+        { name: 'x', shape: [2], datatype: 'UINT64', data: ['9007199254740993', 2 ** 53 - 1] },
+        undefined,
+      ).data,
+    ).toEqual(new BigUint64Array([9007199254740993n, 9007199254740991n]));
+    rejects(
+      () => decodeV2Input({ name: 'x', shape: [2], datatype: 'FP32', data: [1, -1e39] }, undefined),
+      /data\[1\] = -1e\+39 is outside the FP32 range/,
+    );
+    rejects(
+      () => decodeV2Input({ name: 'x', shape: [1], datatype: 'FP16', data: [65520] }, undefined),
+      /data\[0\] = 65520 is outside the FP16 range \(±65504\)/,
+    );
+    const edges = decodeV2Input(
+      { name: 'x', shape: [3], datatype: 'FP16', data: [65504, '-Infinity', 'NaN'] },
+      undefined,
+    ).data as Uint16Array;
+    expect([...edges].map(fromFloat16Bits)).toEqual([65504, -Infinity, NaN]);
+    expect(
+      decodeV2Input({ name: 'x', shape: [2], datatype: 'FP64', data: [1e300, 'Infinity'] }, undefined).data,
+    ).toEqual(new Float64Array([1e300, Infinity]));
+    rejects(
+      () => decodeV2Input({ name: 'x', shape: [2], datatype: 'BYTES', data: ['ok', 'a\u0000bc'] }, undefined),
+      /BYTES element 1 contains a NUL character/,
+    );
+  });
 });
 
 describe('flattenData', () => {

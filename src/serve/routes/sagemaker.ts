@@ -19,11 +19,15 @@ import type { InferenceOutputs } from '../worker-pool.ts';
 import type { RouteOptions } from './common.ts';
 import { requireModel } from './common.ts';
 
-/** One classified instance: the top label, its index and every class score. */
+/**
+ * One classified instance: the top label, its index and every class score. Scores that are not
+ * numbers come as "NaN"/"Infinity"/"-Infinity" (as in every JSON output); NaN never wins, and
+ * when every score is NaN the label and index are null.
+ */
 export interface Classification {
-  label: string;
-  index: number;
-  scores: number[];
+  label: string | null;
+  index: number | null;
+  scores: (number | string)[];
 }
 
 function innerDims(value: unknown, what: string): number[] {
@@ -80,6 +84,8 @@ function stackRows(rows: Rows, spec: TensorSpec, maxRows: number): WireTensor {
   return tensorFromValues(spec.datatype, shape, flat, what);
 }
 
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
 function parseCsv(text: string): number[][] {
   const rows: number[][] = [];
   const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
@@ -87,7 +93,8 @@ function parseCsv(text: string): number[][] {
     rows.push(
       line.split(',').map((cell, j) => {
         const value = Number(cell.trim());
-        if (cell.trim() === '' || !Number.isFinite(value)) {
+        // Number() also reads "0x10", "0b1" and "1e999" (Infinity): only decimal numbers are data.
+        if (!DECIMAL.test(cell.trim()) || !Number.isFinite(value)) {
           throw badRequest(
             `CSV line ${i + 1}, column ${j + 1}: ${JSON.stringify(cell.trim())} is not a number`,
           );
@@ -126,6 +133,9 @@ export function instancesOf(body: unknown, model: ModelInfo): Map<string, Rows> 
   }
   if (!isRecord(body) || (!('instances' in body) && !('inputs' in body))) {
     throw badRequest('expected a JSON object {"instances": [...]} or {"inputs": ...}, or text/csv');
+  }
+  if ('instances' in body && 'inputs' in body) {
+    throw badRequest('the body has both "instances" and "inputs"; send one of them');
   }
   if ('instances' in body) {
     const instances = body.instances;
@@ -190,13 +200,20 @@ export function invocationFeeds(
 ): { feeds: Record<string, WireTensor>; count: number } {
   const columns = instancesOf(body, model);
   const feeds: Record<string, WireTensor> = {};
-  let count = 0;
+  let first: { name: string; count: number } | undefined;
   for (const spec of model.signature.inputs) {
     const rows = columns.get(spec.name)!;
+    const count = rowCount(rows);
+    // onnxruntime would broadcast a single row against the others and answer for the wrong count.
+    if (first && count !== first.count) {
+      throw badRequest(
+        `input '${spec.name}' has ${count} instance(s) but input '${first.name}' has ${first.count}; give every input the same number`,
+      );
+    }
+    first ??= { name: spec.name, count };
     feeds[spec.name] = stackRows(rows, spec, maxRows);
-    count = rowCount(rows);
   }
-  return { feeds, count };
+  return { feeds, count: first?.count ?? 0 };
 }
 
 function rowsOf(tensor: WireTensor, count: number): unknown[] {
@@ -216,12 +233,15 @@ export function predictionsOf(outputs: InferenceOutputs, model: ModelInfo, count
     )?.name;
     const scores = scoreName ? outputs[scoreName] : undefined;
     if (scores && scores.dims[0] === count && elementCount(scores.dims.slice(1)) === labels.length) {
-      const values = tensorValues(scores).map(Number);
+      const values = tensorValues(scores) as (number | string)[];
       return Array.from({ length: count }, (_, i): Classification => {
         const row = values.slice(i * labels.length, (i + 1) * labels.length);
-        let best = 0;
-        for (let j = 1; j < row.length; j++) if (row[j]! > row[best]!) best = j;
-        return { label: labels[best]!, index: best, scores: row };
+        let best: number | null = null;
+        for (let j = 0; j < row.length; j++) {
+          const v = Number(row[j]);
+          if (!Number.isNaN(v) && (best === null || v > Number(row[best]))) best = j;
+        }
+        return { label: best === null ? null : labels[best]!, index: best, scores: row };
       });
     }
   }

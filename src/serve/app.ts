@@ -1,5 +1,6 @@
+import type { Socket } from 'node:net';
 import Fastify, { LogController } from 'fastify';
-import type { FastifyError, FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
 import type { ServeConfig } from './config.ts';
 import { isServeError } from './errors.ts';
 import { registerBodyParsers } from './json-body.ts';
@@ -29,6 +30,42 @@ export interface CreateAppOptions {
   readonly logger?: FastifyServerOptions['logger'];
 }
 
+/** Longest a client may take to send one whole request (headers and body). */
+export const REQUEST_TIMEOUT_MS = 60_000;
+
+function frameworkErrorMessage(err: FastifyError): string {
+  switch (err.code) {
+    case 'FST_ERR_BAD_URL':
+      return 'the URL is not valid: a percent-escape in it does not decode (use %25 for a literal %)';
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return 'a path parameter (model name or version) is longer than 1024 characters';
+    default:
+      return err.message;
+  }
+}
+
+/** Fastify's `clientErrorHandler`: a JSON `{"error"}` answer for what Node's HTTP parser refuses. */
+function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', `the request was not received within ${REQUEST_TIMEOUT_MS / 1000} s`]
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'the request headers are larger than 16 KiB']
+        : [
+            400,
+            'Bad Request',
+            `the HTTP request is malformed (${err.code ?? 'parse error'}: ${err.message})`,
+          ];
+  const body = JSON.stringify({ error: message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
+}
+
 /** Maps any error to the status and `{"error"}` body the client gets. */
 function toResponse(
   err: FastifyError,
@@ -48,7 +85,8 @@ function toResponse(
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return {
         status: 415,
-        message: 'unsupported Content-Type; send application/json (or text/csv to /invocations)',
+        message:
+          'unsupported Content-Type; send application/json, application/octet-stream with the binary tensor extension (v2 infer), or text/csv (/invocations)',
       };
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return { status: 400, message: 'the request body is empty; send a JSON document' };
@@ -79,6 +117,19 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     forceCloseConnections: false,
     // Client-controlled values are validated as sent: no coercion of "5" into 5 or 5 into [5].
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    // Model names may be up to 256 characters (the manifest's limit), URL-encoded up to 3x that.
+    routerOptions: { maxParamLength: 1024 },
+    // A client that sends its request slower than this (a stalled upload, a slowloris) gets a 408
+    // and its connection closed, instead of holding a socket and a body buffer for ever.
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    // Errors Fastify answers before routing (a malformed URL, a too-long parameter) get the same
+    // {"error"} body as every other error.
+    frameworkErrors: (err, _request, reply) => {
+      void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: frameworkErrorMessage(err) });
+    },
+    // Requests the HTTP parser itself refuses (duplicate Content-Length, bad chunking, oversized
+    // headers, a request timeout) are answered on the socket, also as {"error"}.
+    clientErrorHandler: answerClientError,
   });
   const metrics = createMetrics();
   const host = new ModelHost({ config, log: app.log, metrics });

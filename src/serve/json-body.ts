@@ -191,6 +191,9 @@ export function parseInferenceBody(body: Buffer, headerValue: string | string[] 
  */
 export function registerBodyParsers(app: FastifyInstance, bodyLimit: number, jsonPool?: JsonParsePool): void {
   app.removeContentTypeParser('application/json');
+  // Fastify reads text/plain as a string by default; no route here takes it, so it gets the 415
+  // that names what is accepted rather than being read as CSV or failing the schema.
+  app.removeContentTypeParser('text/plain');
   // Request bodies are read into recycled buffers: at inference rates, a fresh buffer per request
   // is what drives V8 into major collections. A JSON body's buffer is free once it is parsed; a
   // binary body's, once its response is sent (its tensors view the buffer until then).

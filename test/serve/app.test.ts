@@ -2,8 +2,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REQUEST_TIMEOUT_MS } from '../../src/serve/app.ts';
 import { NO_MODEL_MESSAGE } from '../../src/serve/model-host.ts';
+import type { Classification } from '../../src/serve/routes/sagemaker.ts';
 import { writeClassifierDir } from './fixtures/onnx-builder.ts';
 import { binaryRequest, encodeTensorBytes, postBinary } from './fixtures/binary-client.ts';
 import { assertMatchesSchema } from './fixtures/openapi.ts';
@@ -328,6 +331,20 @@ describe('serving a classifier with a manifest', () => {
     ['ragged instances', '/invocations', { instances: [row, [1, 2]] }, 400, /instance 1 has 2 values/],
     ['not an envelope', '/invocations', { foo: 1 }, 400, /expected a JSON object \{"instances"/],
     ['bad CSV', '/invocations', null, 400, /CSV line 1, column 2/],
+    [
+      'FP32 beyond its range',
+      '/v2/models/iris/infer',
+      { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 1e300, 3, 4] }] },
+      400,
+      /data\[1\] = 1e\+300 is outside the FP32 range/,
+    ],
+    [
+      'both instances and inputs',
+      '/invocations',
+      { instances: [row], inputs: [row] },
+      400,
+      /both "instances" and "inputs"/,
+    ],
   ];
   it.each(bad)(
     'rejects %s with a clear 4xx naming the problem',
@@ -346,6 +363,60 @@ describe('serving a classifier with a manifest', () => {
     },
   );
 
+  it('classifies NaN scores as no label, never as an arbitrary one, and keeps them as "NaN"', async () => {
+    const res = await postJson(`${server.url}/invocations`, { instances: [['NaN', 2, 3, 4], row] });
+    expect(res.status).toBe(200);
+    const [nan, ok] = (res.body as { predictions: Classification[] }).predictions;
+    expect(nan).toEqual({ label: null, index: null, scores: ['NaN', 'NaN', 'NaN'] });
+    expect(ok!.label).toBe(['cat', 'dog', 'bird'][ok!.index!]);
+  });
+
+  it('reads only decimal numbers from CSV', async () => {
+    for (const cell of ['0x10', '0b1', '1e999', ' ', '1_0']) {
+      const res = await fetch(`${server.url}/invocations`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/csv' },
+        body: `1,2,${cell},4\n`,
+      });
+      expect(res.status, cell).toBe(400);
+      expect(((await res.json()) as { error: string }).error).toMatch(/CSV line 1, column 3/);
+    }
+    const fine = await fetch(`${server.url}/invocations`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/csv' },
+      body: '+1.5,-.5,2e-1,3.\n',
+    });
+    expect(fine.status).toBe(200);
+  });
+
+  it('answers errors found before routing or by the HTTP parser with an {"error"} that says what was wrong', async () => {
+    const badUrl = await getJson(`${server.url}/v2/models/a%20b%c/ready`);
+    expect(badUrl.status).toBe(400);
+    expect(badUrl.body).toEqual({ error: expect.stringMatching(/percent-escape/) as unknown });
+    const long = await getJson(`${server.url}/v2/models/${'x'.repeat(1100)}/ready`);
+    expect(long.status).toBe(414);
+    expect(long.body).toEqual({ error: expect.stringMatching(/longer than 1024 characters/) as unknown });
+    // 300 characters is within the limit: an unknown model, not a router error.
+    expect((await getJson(`${server.url}/v2/models/${'x'.repeat(300)}/ready`)).status).toBe(404);
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(new URL(server.url).port), '127.0.0.1', () => {
+        socket.end(
+          'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+            'Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+        );
+      });
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({
+      error: expect.stringMatching(/the HTTP request is malformed/) as unknown,
+    });
+    expect(server.app.server.requestTimeout).toBe(REQUEST_TIMEOUT_MS);
+  });
+
   it('answers 413 to a body over the limit and 415 to an unsupported content type', async () => {
     const big = await postJson(`${server.url}/v2/models/iris/infer`, {
       pad: 'x'.repeat(70 * 1024),
@@ -360,6 +431,14 @@ describe('serving a classifier with a manifest', () => {
     });
     expect(xml.status).toBe(415);
     expect(((await xml.json()) as { error: string }).error).toMatch(/unsupported Content-Type/);
+    // Not read as CSV: text/plain is not one of the accepted types.
+    const plain = await fetch(`${server.url}/invocations`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify({ instances: [row] }),
+    });
+    expect(plain.status).toBe(415);
+    expect(((await plain.json()) as { error: string }).error).toMatch(/text\/csv \(\/invocations\)/);
   });
 
   describe('binary tensor data extension', () => {

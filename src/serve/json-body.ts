@@ -10,6 +10,13 @@ import type { JsonParsePool } from './json-parse-pool.ts';
 /** Deepest JSON nesting a request body may have (tensor rank + envelope, with room to spare). */
 export const MAX_JSON_DEPTH = 64;
 
+/**
+ * Most arrays and objects a JSON request body may hold. Each costs about 200 bytes once parsed
+ * and cloned back from a parser thread; a legitimate body is tensor data, where one array holds a
+ * row of numbers (40 nested 3x224x224 images, about 30 MB of JSON, hold 27,000 arrays).
+ */
+export const MAX_JSON_CONTAINERS = 262_144;
+
 /** JSON bodies at least this large are parsed on a worker thread (smaller ones parse faster than a hand-off). */
 export const JSON_OFFLOAD_BYTES = 64 * 1024;
 
@@ -17,23 +24,31 @@ const STRUCTURAL = /["[\]{}]/g;
 const STRING_END = /["\\]/g;
 
 /**
- * True when `text` nests arrays/objects deeper than `maxDepth`. Run before JSON.parse so a hostile
- * body (10,000 `[`) is refused cheaply and no later recursive walk can overflow the stack.
+ * What is wrong with the structure of `text` before it is parsed: arrays/objects nested deeper
+ * than `maxDepth` (10,000 `[` must not reach a recursive walk and overflow the stack), or more
+ * than `maxContainers` of them (parsed, and cloned back from a parser thread, 30 MB of `{},`
+ * took 2 GB and 24 s). Undefined when neither.
  *
  * It hops between structural characters with a regular expression rather than visiting every
  * character in JavaScript: a tensor body is mostly digits, and this keeps the scan of a 230 KB
  * float array to a small fraction of the JSON.parse that follows.
  */
-export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
-  // Nesting needs that many opening brackets: most bodies (a few objects around flat arrays) are
-  // cleared by counting them, without the scan.
+export function jsonStructureProblem(
+  text: string,
+  maxDepth: number,
+  maxContainers = Infinity,
+): 'depth' | 'containers' | undefined {
+  // Either limit needs more opening brackets than it allows: most bodies (a few objects around
+  // flat arrays) are cleared by counting them, without the scan.
+  const enough = Math.min(maxDepth, maxContainers);
   let opening = 0;
   for (const bracket of ['[', '{']) {
-    for (let i = text.indexOf(bracket); i >= 0 && opening <= maxDepth; i = text.indexOf(bracket, i + 1))
+    for (let i = text.indexOf(bracket); i >= 0 && opening <= enough; i = text.indexOf(bracket, i + 1))
       opening++;
   }
-  if (opening <= maxDepth) return false;
+  if (opening <= enough) return undefined;
   let depth = 0;
+  let containers = 0;
   STRUCTURAL.lastIndex = 0;
   for (let m = STRUCTURAL.exec(text); m !== null; m = STRUCTURAL.exec(text)) {
     const c = text.charCodeAt(m.index);
@@ -42,7 +57,7 @@ export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
       STRING_END.lastIndex = m.index + 1;
       for (;;) {
         const e = STRING_END.exec(text);
-        if (e === null) return false; // unterminated: JSON.parse reports it
+        if (e === null) return undefined; // unterminated: JSON.parse reports it
         if (text.charCodeAt(e.index) === 92 /* \ */) {
           STRING_END.lastIndex = e.index + 2;
           continue;
@@ -51,17 +66,32 @@ export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
         break;
       }
     } else if (c === 91 /* [ */ || c === 123 /* { */) {
-      if (++depth > maxDepth) return true;
+      if (++depth > maxDepth) return 'depth';
+      if (++containers > maxContainers) return 'containers';
     } else depth--;
   }
-  return false;
+  return undefined;
+}
+
+/** True when `text` nests arrays/objects deeper than `maxDepth` (see {@link jsonStructureProblem}). */
+export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
+  return jsonStructureProblem(text, maxDepth) === 'depth';
 }
 
 /** Parses a JSON request body, turning every way it can be wrong into a 400 that says how. */
-export function parseJsonBody(text: string, maxDepth = MAX_JSON_DEPTH): unknown {
+export function parseJsonBody(
+  text: string,
+  maxDepth = MAX_JSON_DEPTH,
+  maxContainers = MAX_JSON_CONTAINERS,
+): unknown {
   if (text.trim() === '') throw badRequest('the request body is empty; send a JSON document');
-  if (jsonDepthExceeds(text, maxDepth)) {
-    throw badRequest(`the JSON body is nested deeper than ${maxDepth} levels`);
+  switch (jsonStructureProblem(text, maxDepth, maxContainers)) {
+    case 'depth':
+      throw badRequest(`the JSON body is nested deeper than ${maxDepth} levels`);
+    case 'containers':
+      throw badRequest(
+        `the JSON body has more than ${maxContainers} arrays and objects; send tensor data flat (its shape gives the structure) or use the binary tensor extension`,
+      );
   }
   try {
     return JSON.parse(text) as unknown;

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import Fastify from 'fastify';
 import {
   INVOCATIONS_ROUTE,
+  MAX_JSON_CONTAINERS,
   jsonDepthExceeds,
   parseJsonBody,
   readBody,
@@ -27,6 +28,30 @@ describe('parseJsonBody', () => {
   it('rejects empty and malformed bodies with a message that says what is wrong', () => {
     expect(() => parseJsonBody('  ')).toThrow(/empty/);
     expect(() => parseJsonBody('{"a":')).toThrow(/malformed JSON/);
+  });
+});
+
+describe('parseJsonBody on bodies of many arrays and objects', () => {
+  it('refuses more arrays and objects than the limit before parsing, counting none inside strings', () => {
+    const empties = `{"instances":[${Array(MAX_JSON_CONTAINERS).fill('{}').join(',')}]}`;
+    expect(() => parseJsonBody(empties)).toThrow(
+      `the JSON body has more than ${MAX_JSON_CONTAINERS} arrays and objects; send tensor data flat`,
+    );
+    const justUnder = `[${Array(MAX_JSON_CONTAINERS - 1)
+      .fill('[]')
+      .join(',')}]`;
+    expect(parseJsonBody(justUnder)).toHaveLength(MAX_JSON_CONTAINERS - 1);
+    const inStrings = JSON.stringify({ s: '[{'.repeat(MAX_JSON_CONTAINERS) });
+    expect(parseJsonBody(inStrings)).toEqual({ s: '[{'.repeat(MAX_JSON_CONTAINERS) });
+  });
+
+  it('accepts nested tensor data of the largest size the default body limit allows', () => {
+    // 40 images of 3x224x224 nested by row: about 27,000 arrays.
+    const image = Array.from({ length: 3 }, () =>
+      Array.from({ length: 224 }, () => new Array<number>(224).fill(0.5)),
+    );
+    const text = JSON.stringify({ instances: new Array(40).fill(image) });
+    expect((parseJsonBody(text) as { instances: unknown[] }).instances).toHaveLength(40);
   });
 });
 

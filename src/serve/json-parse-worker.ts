@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { parseReply } from './json-parse-pool.ts';
 import type { FlatRows, FlattenKind, JsonParseRequest } from './json-parse-pool.ts';
-import { MAX_TENSOR_RANK } from './tensor-codec.ts';
+import { MAX_TENSOR_RANK, nestedShapeProblem } from './tensor-codec.ts';
 import { lowerThreadPriority } from './threads.ts';
 
 const port = parentPort;
@@ -25,6 +25,10 @@ function countNumbers(data: unknown[], depth: number): number {
   return n;
 }
 
+function isShape(value: unknown): value is number[] {
+  return Array.isArray(value) && value.every((d) => Number.isSafeInteger(d) && (d as number) >= 0);
+}
+
 function copyNumbers(data: unknown[], out: Float64Array, at: number): number {
   for (const item of data) {
     if (typeof item === 'number') out[at++] = item;
@@ -44,8 +48,10 @@ function flattenInputs(value: unknown): ArrayBuffer[] {
   if (!Array.isArray(inputs)) return [];
   const moved: ArrayBuffer[] = [];
   for (const input of inputs as unknown[]) {
-    const data = (input as { data?: unknown } | null)?.data;
+    const { data, shape } = (input ?? {}) as { data?: unknown; shape?: unknown };
     if (!Array.isArray(data) || data.length === 0) continue;
+    // Nesting that does not match the shape is left for the codec to report.
+    if (!isShape(shape) || nestedShapeProblem(data, shape) !== undefined) continue;
     const n = countNumbers(data, 1);
     if (n < 0) continue;
     const flat = new Float64Array(n);
@@ -68,10 +74,12 @@ function flatRows(rows: unknown): FlatRows | undefined {
     if (n < 0) return undefined;
     offsets.push(offsets[offsets.length - 1]! + n);
   }
-  const values = new Float64Array(offsets[offsets.length - 1]!);
-  (rows as unknown[][]).forEach((row, i) => copyNumbers(row, values, offsets[i]!));
   const firstDims: number[] = [];
   for (let v: unknown = rows[0]; Array.isArray(v); v = v[0]) firstDims.push(v.length);
+  // A row nested unlike row 0 is left for the route to report.
+  if ((rows as unknown[][]).some((row) => nestedShapeProblem(row, firstDims) !== undefined)) return undefined;
+  const values = new Float64Array(offsets[offsets.length - 1]!);
+  (rows as unknown[][]).forEach((row, i) => copyNumbers(row, values, offsets[i]!));
   return { values, offsets, firstDims };
 }
 

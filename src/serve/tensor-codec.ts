@@ -141,6 +141,48 @@ export function allocateData(datatype: Datatype, n: number): TensorData {
 }
 
 /**
+ * Why nested `data` does not have the structure `shape` describes (each array at depth k has
+ * shape[k] elements, numbers only at the innermost level), or undefined when it does or when the
+ * data is flat (its length alone is checked against the shape). Without this, `[[1, 2, 3], [4]]`
+ * would pass as shape [2, 2]. Iterative, so hostile nesting cannot overflow the stack.
+ */
+export function nestedShapeProblem(data: readonly unknown[], shape: readonly number[]): string | undefined {
+  if (!data.some((item) => Array.isArray(item))) return undefined;
+  if (shape.length === 0) return 'data is nested, but shape [] is a scalar';
+  interface Frame {
+    readonly arr: readonly unknown[];
+    readonly depth: number;
+    readonly parent: Frame | undefined;
+    readonly index: number;
+  }
+  const path = (frame: Frame, index?: number): string => {
+    const at: number[] = index === undefined ? [] : [index];
+    for (let f: Frame | undefined = frame; f?.parent; f = f.parent) at.unshift(f.index);
+    return `data${at.map((i) => `[${i}]`).join('')}`;
+  };
+  const wanted = `shape [${shape.join(',')}]`;
+  const stack: Frame[] = [{ arr: data, depth: 0, parent: undefined, index: 0 }];
+  while (stack.length > 0) {
+    const frame = stack.pop()!;
+    const { arr, depth } = frame;
+    if (arr.length !== shape[depth]) {
+      return `${path(frame)} has ${arr.length} elements but ${wanted} needs ${shape[depth]} at depth ${depth}`;
+    }
+    const innermost = depth === shape.length - 1;
+    for (let i = arr.length - 1; i >= 0; i--) {
+      const item = arr[i];
+      if (Array.isArray(item) === innermost) {
+        return innermost
+          ? `${path(frame, i)} is an array, but ${wanted} has rank ${shape.length}`
+          : `${path(frame, i)} is not an array, but ${wanted} nests ${shape.length} levels deep`;
+      }
+      if (!innermost) stack.push({ arr: item as unknown[], depth: depth + 1, parent: frame, index: i });
+    }
+  }
+  return undefined;
+}
+
+/**
  * Flattens nested JSON arrays (row-major) without recursion, so hostile nesting cannot overflow
  * the stack; deeper than `maxDepth` is a 400.
  */
@@ -319,8 +361,14 @@ export function decodeV2Input(input: V2Input, spec: TensorSpec | undefined): Wir
   }
   if (spec) checkShape(input.shape, spec, what);
   const count = elementCount(input.shape);
-  // A Float64Array holds numbers a JSON parser thread already flattened (json-parse-worker.ts).
+  // A Float64Array holds numbers a JSON parser thread already flattened (json-parse-worker.ts),
+  // which it does only for data nested as the shape says.
   const flat = input.data instanceof Float64Array ? input.data : flattenData(input.data, what);
+  const nesting =
+    Array.isArray(input.data) && flat !== input.data
+      ? nestedShapeProblem(input.data, input.shape)
+      : undefined;
+  if (nesting !== undefined) throw badRequest(`${what}: ${nesting}`);
   if (flat.length !== count) {
     throw badRequest(
       `${what}: shape [${input.shape.join(',')}] needs ${count} elements but data has ${flat.length}`,

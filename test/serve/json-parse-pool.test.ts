@@ -37,6 +37,16 @@ function tensorRequest(n: number, id = 'r'): string {
   });
 }
 
+/** The codec's 400 message for an input, or 'accepted'. */
+function codecMessage(input: V2Input): string {
+  try {
+    decodeV2Input(input, undefined);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return 'accepted';
+}
+
 describe('JsonParsePool', () => {
   it('parses a large body as JSON.parse does and hands its buffer back for reuse', async () => {
     // A SageMaker-style body: only v2 inputs' data is flattened (next test).
@@ -82,32 +92,40 @@ describe('JsonParsePool', () => {
     }
   });
 
+  it('leaves data nested unlike its shape to the codec, which reports it as it would inline', async () => {
+    const rows = Array.from({ length: 100 }, (_, r) => Array.from({ length: 100 }, (_, c) => r + c));
+    rows[42] = [...rows[42]!, ...rows[43]!];
+    rows[43] = [];
+    const text = JSON.stringify({
+      inputs: [{ name: 'x', shape: [100, 100], datatype: 'INT32', data: rows }],
+    });
+    const offloaded = (await pool().parse(body(text), () => {})) as { inputs: V2Input[] };
+    expect(Array.isArray(offloaded.inputs[0]!.data)).toBe(true);
+    const inline = JSON.parse(text) as { inputs: V2Input[] };
+    expect(codecMessage(offloaded.inputs[0]!)).toBe(codecMessage(inline.inputs[0]!));
+    expect(codecMessage(offloaded.inputs[0]!)).toMatch(
+      /data\[42\] has 200 elements but shape \[100,100\] needs 100/,
+    );
+  });
+
   it('leaves data with a mistake in it to the codec, which reports it as it would inline', async () => {
     const data: unknown[] = Array.from({ length: 20_000 }, (_, i) => i);
     data[12_345] = 'twelve';
     const text = JSON.stringify({ inputs: [{ name: 'x', shape: [20_000], datatype: 'INT64', data }] });
     const offloaded = (await pool().parse(body(text), () => {})) as { inputs: V2Input[] };
     const inline = JSON.parse(text) as { inputs: V2Input[] };
-    const message = (input: V2Input) => {
-      try {
-        decodeV2Input(input, undefined);
-      } catch (err) {
-        return (err as Error).message;
-      }
-      return 'accepted';
-    };
-    expect(message(offloaded.inputs[0]!)).toMatch(/data\[12345\]/);
-    expect(message(offloaded.inputs[0]!)).toBe(message(inline.inputs[0]!));
+    expect(codecMessage(offloaded.inputs[0]!)).toMatch(/data\[12345\]/);
+    expect(codecMessage(offloaded.inputs[0]!)).toBe(codecMessage(inline.inputs[0]!));
     const fractional = JSON.stringify({
       inputs: [
         { name: 'x', shape: [20_000], datatype: 'INT64', data: data.map((v, i) => (i === 7 ? 7.5 : i)) },
       ],
     });
     const offloadedFraction = (await pool().parse(body(fractional), () => {})) as { inputs: V2Input[] };
-    expect(message(offloadedFraction.inputs[0]!)).toBe(
-      message((JSON.parse(fractional) as { inputs: V2Input[] }).inputs[0]!),
+    expect(codecMessage(offloadedFraction.inputs[0]!)).toBe(
+      codecMessage((JSON.parse(fractional) as { inputs: V2Input[] }).inputs[0]!),
     );
-    expect(message(offloadedFraction.inputs[0]!)).toMatch(/data\[7\]/);
+    expect(codecMessage(offloadedFraction.inputs[0]!)).toMatch(/data\[7\]/);
   });
 
   it('hands SageMaker instance rows back flattened, and /invocations reads them exactly as the parsed JSON', async () => {
@@ -162,6 +180,16 @@ describe('JsonParsePool', () => {
         pair,
         { instances: Array.from({ length: 20 }, (_, r) => row(600, r)) },
       ],
+      [
+        'a row nested unlike row 0',
+        image,
+        {
+          instances: [
+            ...Array.from({ length: 11 }, (_, r) => pixels(r)),
+            [pixels(11)[0], pixels(11)[1], pixels(11)[2]!.flat()],
+          ],
+        },
+      ],
     ];
     const outcome = (body: unknown, model: ModelInfo) => {
       try {
@@ -186,7 +214,10 @@ describe('JsonParsePool', () => {
       );
       expect(outcome(offloaded, model), name).toEqual(outcome(JSON.parse(text), model));
     }
-    expect(kinds).toEqual(['flat', 'flat', 'flat by name', 'flat', 'flat', 'as parsed', 'flat']);
+    expect(kinds).toEqual(['flat', 'flat', 'flat by name', 'flat', 'flat', 'as parsed', 'flat', 'as parsed']);
+    expect(outcome(JSON.parse(JSON.stringify(cases[7]![2])), image)).toMatch(
+      /input 'x' instance 11: data\[2\] has 256 elements but shape \[3,16,16\] needs 16 at depth 1/,
+    );
     expect(outcome(JSON.parse(JSON.stringify(cases[3]![2])), ints)).toMatch(/instance 13 has 999 values/);
     expect(outcome(JSON.parse(JSON.stringify(cases[4]![2])), ints)).toMatch(/data\[4009\]/);
   });

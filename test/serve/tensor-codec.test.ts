@@ -142,6 +142,50 @@ describe('decodeV2Input', () => {
     );
   });
 
+  it('rejects nested data whose structure is not the shape, even when the element count is', () => {
+    const nested = (data: unknown[], shape: number[]) => () =>
+      decodeV2Input({ name: 'x', shape, datatype: 'FP32', data }, undefined);
+    rejects(
+      nested([[1, 2, 3], [4]], [2, 2]),
+      /data\[0\] has 3 elements but shape \[2,2\] needs 2 at depth 1/,
+    );
+    rejects(
+      nested(
+        [
+          [1, 2],
+          [3, 4],
+        ],
+        [1, 4],
+      ),
+      /data has 2 elements but shape \[1,4\] needs 1 at depth 0/,
+    );
+    rejects(nested([[1, 2], 3, 4], [3]), /data\[0\] is an array, but shape \[3\] has rank 1/);
+    rejects(
+      nested(
+        [
+          [1, 2],
+          [3, [4]],
+        ],
+        [2, 2],
+      ),
+      /data\[1\]\[1\] is an array/,
+    );
+    rejects(
+      nested([[[1]], [2]], [2, 1, 1]),
+      /data\[1\]\[0\] is not an array, but shape \[2,1,1\] nests 3 levels/,
+    );
+    expect(
+      nested(
+        [
+          [[1], [2]],
+          [[3], [4]],
+        ],
+        [2, 2, 1],
+      )().data,
+    ).toEqual(new Float32Array([1, 2, 3, 4]));
+    expect(nested([1, 2, 3, 4], [2, 2])().data).toEqual(new Float32Array([1, 2, 3, 4]));
+  });
+
   it('rejects values the model would silently receive changed', () => {
     // 2^53 + 1 reached the server as 2^53: JSON numbers that large are not exact.
     rejects(

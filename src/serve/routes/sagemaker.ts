@@ -11,6 +11,7 @@ import {
   elementCount,
   flattenData,
   nest,
+  nestedShapeProblem,
   tensorFromValues,
   tensorValues,
 } from '../tensor-codec.ts';
@@ -73,6 +74,8 @@ function stackRows(rows: Rows, spec: TensorSpec, maxRows: number): WireTensor {
     const values: unknown[] = [];
     (rows as readonly unknown[]).forEach((row, i) => {
       const own = Array.isArray(row) ? flattenData(row, `${what} instance ${i}`) : [row];
+      const nesting = own === row ? undefined : nestedShapeProblem(row as unknown[], dims);
+      if (nesting !== undefined) throw badRequest(`${what} instance ${i}: ${nesting}`);
       sameLength(i, own.length);
       for (const v of own) values.push(v);
     });

@@ -26,6 +26,8 @@ export const ARTIFACT_ERROR_CODES = [
   'ARTIFACT_BAD_MANIFEST',
   /** The SHA-256 of `model.onnx` differs from the manifest's. */
   'ARTIFACT_CHECKSUM',
+  /** The manifest's inputs, outputs or labels disagree with the ONNX graph. */
+  'ARTIFACT_SIGNATURE_MISMATCH',
   /** `model.onnx` is not a parseable ONNX model, or onnxruntime cannot load it. */
   'ARTIFACT_ONNX_INVALID',
   /** The ONNX model parses but uses input types the inference protocol cannot carry. */

@@ -340,3 +340,83 @@ async function readFrom<T>(source: string | Uint8Array, read: (src: ByteSource) 
     await handle.close();
   }
 }
+
+/** Whether a manifest tensor's shape fits the graph's: same rank, and every fixed graph dim kept. */
+function shapeProblem(declared: readonly number[], graph: readonly number[]): string | undefined {
+  // An unknown rank reads as one dynamic dim (see toTensorSpec): nothing to compare against.
+  if (graph.length === 1 && graph[0] === -1) return undefined;
+  if (declared.length !== graph.length) {
+    return `shape [${declared.join(',')}] but the graph's has rank ${graph.length} ([${graph.join(',')}])`;
+  }
+  for (let i = 0; i < graph.length; i++) {
+    if (graph[i]! >= 0 && declared[i] !== graph[i]) {
+      return `shape [${declared.join(',')}] but the graph fixes dim ${i} at ${graph[i]} ([${graph.join(',')}])`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Checks a manifest's signature and labels against the ONNX graph's, so that an artifact whose
+ * manifest describes another model is refused when it is unpacked rather than failing every
+ * request: the same input names, each output the manifest lists present in the graph, the same
+ * datatypes, shapes that keep every dimension the graph fixes, and labels that some output's last
+ * dimension can carry. Throws `ARTIFACT_SIGNATURE_MISMATCH` naming each disagreement.
+ */
+export function checkManifestSignature(
+  manifest: {
+    readonly inputs: readonly TensorSpec[];
+    readonly outputs: readonly TensorSpec[];
+    readonly labels?: readonly string[] | undefined;
+  },
+  graph: ModelSignature,
+): void {
+  const problems: string[] = [];
+  const compare = (
+    kind: 'input' | 'output',
+    declared: readonly TensorSpec[],
+    actual: readonly TensorSpec[],
+  ) => {
+    const byName = new Map(actual.map((t) => [t.name, t]));
+    const seen = new Set<string>();
+    for (const t of declared) {
+      if (seen.has(t.name)) problems.push(`${kind} '${t.name}' is listed twice`);
+      seen.add(t.name);
+      const g = byName.get(t.name);
+      if (!g) {
+        problems.push(
+          `${kind} '${t.name}' is not in the graph (its ${kind}s: ${[...byName.keys()].join(', ') || 'none'})`,
+        );
+        continue;
+      }
+      if (t.datatype !== g.datatype)
+        problems.push(`${kind} '${t.name}' is ${t.datatype} but the graph's is ${g.datatype}`);
+      const shape = shapeProblem(t.shape, g.shape);
+      if (shape) problems.push(`${kind} '${t.name}' has ${shape}`);
+    }
+    return seen;
+  };
+  const inputs = compare('input', manifest.inputs, graph.inputs);
+  for (const g of graph.inputs) {
+    if (!inputs.has(g.name)) problems.push(`the graph's input '${g.name}' is missing from the manifest`);
+  }
+  compare('output', manifest.outputs, graph.outputs);
+  const labels = manifest.labels;
+  if (labels && labels.length > 0) {
+    const fits = manifest.outputs.some((t) => {
+      const last = t.shape[t.shape.length - 1];
+      return last === labels.length || last === -1;
+    });
+    if (!fits) {
+      problems.push(
+        `${labels.length} labels, but no output's last dimension is ${labels.length} (${manifest.outputs.map((t) => `${t.name} [${t.shape.join(',')}]`).join(', ')})`,
+      );
+    }
+  }
+  if (problems.length > 0) {
+    throw new ArtifactError(
+      'ARTIFACT_SIGNATURE_MISMATCH',
+      `manifest.json does not describe model.onnx: ${problems.join('; ')}`,
+    );
+  }
+}

@@ -5,6 +5,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { ARTIFACT, NO_MODEL_URI } from '../names.ts';
 import {
   ArtifactError,
+  checkManifestSignature,
   fetchModel,
   parseManifest,
   readOnnxBatchable,
@@ -101,7 +102,9 @@ async function readLocalDir(dir: string): Promise<Resolved> {
       );
     }
   }
-  const signature = manifest ?? (await readOnnxSignature(onnxPath));
+  const graph = await readOnnxSignature(onnxPath);
+  if (manifest) checkManifestSignature(manifest, graph);
+  const signature = manifest ?? graph;
   return {
     onnxPath,
     manifest,

@@ -41,7 +41,8 @@ async function writeModelWithManifest(source: string): Promise<void> {
     name: 'expand',
     version: '1',
     sha256: await sha256File(source),
-    labels: ['a', 'b'],
+    // One label per class of the first output (the manifest must describe the graph).
+    labels: Array.from({ length: Math.max(1, signature.outputs[0]!.shape.at(-1)!) }, (_, i) => `class-${i}`),
     metrics: { loss: 0.1 },
     ...signature,
   });

@@ -318,6 +318,38 @@ describe('unpackModel checks the model', () => {
     );
   });
 
+  it('rejects a manifest that describes another model, naming every disagreement', async () => {
+    const manifest = manifestFor(onnx, {
+      inputs: [{ name: 'pixels', datatype: 'INT8', shape: [-1, 784] }],
+      outputs: [
+        { name: 'Y', datatype: 'FP16', shape: [1, 3, 1] },
+        { name: 'scores', datatype: 'FP32', shape: [-1, 10] },
+      ],
+      labels: ['a', 'b', 'c', 'd'],
+    });
+    const error = await expectRejected(
+      rawTarGz([model(), { name: 'manifest.json', body: manifest }]),
+      'ARTIFACT_SIGNATURE_MISMATCH',
+    );
+    expect(error.message.split('; ')).toEqual([
+      "manifest.json does not describe model.onnx: input 'pixels' is not in the graph (its inputs: X, shape)",
+      "the graph's input 'X' is missing from the manifest",
+      "the graph's input 'shape' is missing from the manifest",
+      "output 'Y' is FP16 but the graph's is FP32",
+      "output 'scores' is not in the graph (its outputs: Y)",
+      "4 labels, but no output's last dimension is 4 (Y [1,3,1], scores [-1,10])",
+    ]);
+  });
+
+  it('rejects a manifest whose shape drops a dimension the graph fixes', async () => {
+    const manifest = manifestFor(onnx, { outputs: [{ name: 'Y', datatype: 'FP32', shape: [-1, 3, 1] }] });
+    await expectRejected(
+      rawTarGz([model(), { name: 'manifest.json', body: manifest }]),
+      'ARTIFACT_SIGNATURE_MISMATCH',
+      { message: /output 'Y' has shape \[-1,3,1\] but the graph fixes dim 0 at 1/ },
+    );
+  });
+
   it('rejects a checksum mismatch', async () => {
     const manifest = manifestFor(Buffer.from('some other model'));
     await expectRejected(

@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { defaultTrainOutput } from '../../src/cli/commands/train.ts';
 import { ENV, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, NO_MODEL_URI, STACK_OUTPUTS } from '../../src/names.ts';
 
 // The docs are written by hand; these checks keep the names in them tied to the code,
@@ -61,5 +62,18 @@ describe('names in the docs match the code', () => {
     expect(allText).toContain(`MODEL_URI=${NO_MODEL_URI}`);
     const roleLike = unique([...allText.matchAll(/\bslipway-github-[a-z-]+\b/g)].map((m) => m[0]));
     expect(roleLike.filter((r) => !(Object.values(GITHUB_OIDC_ROLES) as string[]).includes(r))).toEqual([]);
+  });
+});
+
+describe('what the docs say the commands do matches the code', () => {
+  const page = (file: string): string => pages.find((p) => p.file === join(...file.split('/')))!.text;
+
+  it('the training page says a local `slipway train` writes under .slipway/models/ by default', () => {
+    const training = page('training/index.md');
+    const localRun = training.slice(training.indexOf('Run it locally'), training.indexOf('```sh'));
+    const cwd = join(root, 'any-dir');
+    const defaultPrefix = defaultTrainOutput(cwd).slice(pathToFileURL(cwd).href.length + 1);
+    expect(localRun).toContain(`\`${defaultPrefix}<job-name>/output/model.tar.gz\``);
+    expect(training).not.toMatch(/models bucket by default/);
   });
 });

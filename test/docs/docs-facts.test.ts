@@ -3,7 +3,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import type { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { buildProgram } from '../../src/cli/program.ts';
 import { defaultTrainOutput } from '../../src/cli/commands/train.ts';
 import { ENV, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, NO_MODEL_URI, STACK_OUTPUTS } from '../../src/names.ts';
 
@@ -15,6 +17,7 @@ const pages = readdirSync(docsDir, { recursive: true, encoding: 'utf8' })
   .filter((f) => f.endsWith('.md') && !f.includes('node_modules'))
   .map((f) => ({ file: f, text: readFileSync(join(docsDir, f), 'utf8') }));
 const allText = pages.map((p) => p.text).join('\n');
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
 
 function unique(values: Iterable<string>): string[] {
   return [...new Set(values)].sort();
@@ -75,5 +78,36 @@ describe('what the docs say the commands do matches the code', () => {
     const defaultPrefix = defaultTrainOutput(cwd).slice(pathToFileURL(cwd).href.length + 1);
     expect(localRun).toContain(`\`${defaultPrefix}<job-name>/output/model.tar.gz\``);
     expect(training).not.toMatch(/models bucket by default/);
+  });
+});
+
+describe('which commands take --cloud, as the docs say', () => {
+  let withCloud: string[] = [];
+  let without: string[] = [];
+  beforeAll(async () => {
+    const program = await buildProgram();
+    const takes = (c: Command): boolean => c.options.some((o) => o.long === '--cloud');
+    withCloud = program.commands.filter(takes).map((c) => c.name());
+    without = program.commands.filter((c) => !takes(c)).map((c) => c.name());
+  });
+
+  it('no page claims that every command takes --cloud while some do not', () => {
+    expect(without.length).toBeGreaterThan(0);
+    for (const { file, text } of [...pages, { file: 'README.md', text: readme }]) {
+      const claims = text
+        .replace(/\s+/g, ' ')
+        .match(/\b(every command|commands) works? against[^.]*--cloud/gi);
+      expect({ file, claims }).toEqual({ file, claims: null });
+    }
+  });
+
+  it('the README names the commands with --cloud, and those without it', () => {
+    const paragraph = readme
+      .split(/\n\s*\n/)
+      .find((p) => p.includes('against the local twin by default'))!
+      .replace(/\s+/g, ' ');
+    for (const name of withCloud) expect(paragraph).toContain(`\`${name}\``);
+    const localOnly = /([^.]*) run on this machine only and take no `--cloud`/.exec(paragraph)?.[1] ?? '';
+    expect([...localOnly.matchAll(/`([a-z]+)`/g)].map((m) => m[1]).sort()).toEqual([...without].sort());
   });
 });

@@ -111,3 +111,13 @@ describe('which commands take --cloud, as the docs say', () => {
     expect([...localOnly.matchAll(/`([a-z]+)`/g)].map((m) => m[1]).sort()).toEqual([...without].sort());
   });
 });
+
+describe('the README on the model version', () => {
+  it('says MODEL_VERSION is reported only when the manifest gives no version (the manifest wins)', () => {
+    const text = readme.replace(/\s+/g, ' ');
+    expect(text).toContain(
+      "`MODEL_VERSION` (the version the service reports when the model's manifest gives none; the rollout sets it to the object's version id or ETag)",
+    );
+    expect(text).not.toMatch(/MODEL_VERSION[^.]*the version the service reports \(set by the rollout\)/);
+  });
+});

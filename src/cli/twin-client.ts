@@ -49,7 +49,7 @@ export class TwinClient {
     const runtime = await readRuntimeFile(paths);
     if (!runtime) {
       throw new TwinNotRunningError(
-        `no local twin is running with state in ${paths.root}; start one with \`slipway up\` (or pass --state-dir, or --cloud for the deployed stack)`,
+        `no local twin is running with state in ${paths.root}; start one with \`npx slipway up\` (or pass --state-dir, or --cloud for the deployed stack)`,
       );
     }
     const client = new TwinClient(runtime);
@@ -59,7 +59,7 @@ export class TwinClient {
       if (err instanceof TwinNotRunningError) {
         throw new TwinNotRunningError(
           `the local twin recorded in ${paths.runtime} (pid ${runtime.pid}, ${runtime.url}) does not answer; ` +
-            'it probably stopped without cleaning up: run `slipway up` again (it recovers the state)',
+            'it probably stopped without cleaning up: run `npx slipway up` again (it recovers the state)',
           { cause: err },
         );
       }
@@ -132,7 +132,7 @@ export class RemoteTwinTarget implements DeployTarget {
   deploy(): Promise<DeployResult> {
     return Promise.reject(
       new UsageError(
-        'the local twin deploys what is uploaded to its models bucket: use `slipway deploy <model.tar.gz>`',
+        'the local twin deploys what is uploaded to its models bucket: use `npx slipway deploy <model.tar.gz>`',
       ),
     );
   }

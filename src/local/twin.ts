@@ -252,7 +252,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           },
         );
     } else {
-      log(`no model yet: upload one with \`slipway deploy <model.tar.gz>\``);
+      log(`no model yet: upload one with \`npx slipway deploy <model.tar.gz>\``);
     }
   }
 

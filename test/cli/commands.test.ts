@@ -25,7 +25,7 @@ describe('twin commands without a running twin', () => {
   it('status explains that no twin runs and how to start one, in one line with exit 1', async () => {
     const res = await cli(['status']);
     expect(res.code).toBe(1);
-    expect(res.stderr).toMatch(/slipway: no local twin is running .*slipway up/);
+    expect(res.stderr).toMatch(/slipway: no local twin is running .*`npx slipway up`/);
     expect(res.stderr).not.toMatch(/at .*\.ts:\d+/);
   });
 

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/program.ts';
 import { defaultTrainOutput } from '../../src/cli/commands/train.ts';
+import { bannerLines, servingLines } from '../../src/cli/commands/up.ts';
 import { ENV, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, NO_MODEL_URI, STACK_OUTPUTS } from '../../src/names.ts';
 
 // The docs are written by hand; these checks keep the names in them tied to the code,
@@ -119,5 +120,36 @@ describe('the README on the model version', () => {
       "`MODEL_VERSION` (the version the service reports when the model's manifest gives none; the rollout sets it to the object's version id or ETag)",
     );
     expect(text).not.toMatch(/MODEL_VERSION[^.]*the version the service reports \(set by the rollout\)/);
+  });
+});
+
+describe('commands the docs give to paste', () => {
+  // After `npm ci` the `slipway` bin is not on PATH: a command to run is `npx slipway ...`.
+  it('every slipway command in a code block is run through npx', () => {
+    const bare: string[] = [];
+    for (const { file, text } of [...pages, { file: 'README.md', text: readme }]) {
+      for (const block of text.matchAll(/^```[a-z]*\n([\s\S]*?)^```/gm)) {
+        for (const line of block[1]!.split('\n')) {
+          if (/(^|[\s(])slipway [a-z]/.test(line.replace(/npx slipway /g, ''))) bare.push(`${file}: ${line}`);
+        }
+      }
+    }
+    expect(bare).toEqual([]);
+  });
+
+  it('the quick start shows the commands the banner of `slipway up` prints', () => {
+    const quickStart = pages.find((p) => p.file === join('quick-start', 'index.md'))!.text;
+    const cwd = join(root, 'any-dir');
+    const stateRoot = join(cwd, '.slipway');
+    const printed = [
+      ...bannerLines(
+        { url: 'http://127.0.0.1:8080', s3Endpoint: 'http://127.0.0.1:1', stateRoot, tasks: 2 },
+        cwd,
+      ),
+      ...servingLines('http://127.0.0.1:8080', stateRoot, join(stateRoot, 'sample-request.json'), cwd),
+    ].filter((line) => line.includes('slipway '));
+    for (const line of printed.filter((l) => !l.includes('S3 (s3rver)'))) {
+      expect(quickStart).toContain(line);
+    }
   });
 });

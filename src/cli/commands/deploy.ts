@@ -89,7 +89,7 @@ export function registerDeploy(program: Command): void {
       if (followed.outcome !== 'completed') {
         throw new SlipwayError(
           'ROLLOUT_FAILED',
-          `the rollout of ${uploaded.uri} ${followed.outcome}; see \`slipway status\``,
+          `the rollout of ${uploaded.uri} ${followed.outcome}; see \`npx slipway status\``,
         );
       }
     });
@@ -142,7 +142,7 @@ async function findDeployment(
     if (Date.now() > deadline) {
       throw new SlipwayError(
         'ROLLOUT_NOT_STARTED',
-        `no rollout started for ${key} in time; check \`slipway status\``,
+        `no rollout started for ${key} in time; check \`npx slipway status\``,
       );
     }
     await new Promise((r) => setTimeout(r, where.kind === 'cloud' ? 5_000 : 250));

@@ -70,7 +70,9 @@ export function registerUp(program: Command): void {
         ...(flags.train ? { bootstrap: mnistBootstrap({ hyperparameters }) } : {}),
         log: say,
       });
-      printBanner(twin, tasks);
+      process.stdout.write(
+        `${bannerLines({ url: twin.url, s3Endpoint: twin.s3Endpoint, stateRoot: twin.paths.root, tasks }).join('\n')}\n`,
+      );
       // The announcement polls until the first model serves; it must end when the twin stops
       // (e.g. Ctrl-C during training), or its timer would keep the process alive.
       const stopping = new AbortController();
@@ -86,20 +88,61 @@ function hyperparameter(pair: string): [string, string] {
   return [pair.slice(0, eq), pair.slice(eq + 1)];
 }
 
-function printBanner(twin: Twin, tasks: number): void {
-  const state = relative(process.cwd(), twin.paths.root) || '.';
-  process.stdout.write(
-    [
-      '',
-      'Slipway local twin is up',
-      `  load balancer  ${twin.url}   (inference; control API under /_slipway/)`,
-      `  S3 (s3rver)    ${twin.s3Endpoint}   buckets ${LOCAL_BUCKETS.data}, ${LOCAL_BUCKETS.models}`,
-      `  service        ${tasks} x \`slipway serve\`, rolling deployments with a circuit breaker`,
-      `  state          ${state}   (logs in ${join(state, 'logs')})`,
-      '  status         slipway status      rollback: slipway rollback     stop: Ctrl-C',
-      '',
-    ].join('\n') + '\n',
-  );
+/** What the banner shows about a running twin. */
+export interface BannerInfo {
+  readonly url: string;
+  readonly s3Endpoint: string;
+  /** Absolute path of the state directory. */
+  readonly stateRoot: string;
+  readonly tasks: number;
+}
+
+/** A word the shell passes through unchanged (quoted when it has spaces or shell characters). */
+function shellWord(word: string): string {
+  return /^[\w./@:+=-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * ` --state-dir <dir>` when the twin's state is not where the other commands look by default, so
+ * that the commands the banner prints find this twin. After `npm ci` the `slipway` bin is not on
+ * PATH, hence `npx slipway`.
+ */
+function stateDirFlag(stateRoot: string, cwd: string): string {
+  if (stateRoot === resolve(cwd, DEFAULT_STATE_DIR)) return '';
+  return ` --state-dir ${shellWord(relative(cwd, stateRoot) || '.')}`;
+}
+
+/** The lines `slipway up` prints once the twin is up; every command in them can be pasted as it is. */
+export function bannerLines(info: BannerInfo, cwd: string = process.cwd()): string[] {
+  const state = relative(cwd, info.stateRoot) || '.';
+  const flag = stateDirFlag(info.stateRoot, cwd);
+  return [
+    '',
+    'Slipway local twin is up',
+    `  load balancer  ${info.url}   (inference; control API under /_slipway/)`,
+    `  S3 (s3rver)    ${info.s3Endpoint}   buckets ${LOCAL_BUCKETS.data}, ${LOCAL_BUCKETS.models}`,
+    `  service        ${info.tasks} x \`slipway serve\`, rolling deployments with a circuit breaker`,
+    `  state          ${state}   (logs in ${join(state, 'logs')})`,
+    `  status         npx slipway status${flag}`,
+    `  rollback       npx slipway rollback${flag}`,
+    '  stop           Ctrl-C',
+    '',
+  ];
+}
+
+/** The requests `slipway up` suggests once the first model serves (`sample` holds a request body). */
+export function servingLines(
+  url: string,
+  stateRoot: string,
+  sample: string,
+  cwd: string = process.cwd(),
+): string[] {
+  return [
+    '',
+    `  curl -s -X POST ${url}/invocations -H 'content-type: application/json' --data @${shellWord(relative(cwd, sample))}`,
+    `  npx slipway predict my-digit.png${stateDirFlag(stateRoot, cwd)}`,
+    '',
+  ];
 }
 
 async function announceWhenServing(twin: Twin, say: (m: string) => void, signal: AbortSignal): Promise<void> {
@@ -112,12 +155,8 @@ async function announceWhenServing(twin: Twin, say: (m: string) => void, signal:
   }
   const sample = join(twin.paths.root, 'sample-request.json');
   await writeFile(sample, JSON.stringify({ instances: [sampleDigit()] }));
-  const rel = relative(process.cwd(), sample);
   say('serving; get a prediction (a handwritten 7 from MNIST):');
-  process.stdout.write(
-    `\n  curl -s -X POST ${twin.url}/invocations -H 'content-type: application/json' --data @${rel}\n` +
-      `  slipway predict my-digit.png${twin.paths.root === resolve(DEFAULT_STATE_DIR) ? '' : ` --state-dir ${relative(process.cwd(), twin.paths.root)}`}\n\n`,
-  );
+  process.stdout.write(`${servingLines(twin.url, twin.paths.root, sample).join('\n')}\n`);
 }
 
 function sampleDigit(): number[] {

@@ -90,6 +90,18 @@ export function parseStoreUri(uri: string): StoreLocation {
 }
 
 /**
+ * True when `text` is meant as a URI rather than a local path: it starts with `s3:` or `file:`, or
+ * with a scheme of two or more characters and `:/` (`http://...`, `s3:/typo`). Callers that also
+ * take local paths pass such text to {@link parseStoreUri}, so a malformed or unsupported URI is
+ * reported as one instead of being looked up as a file. One-letter schemes are drive letters.
+ *
+ * @example looksLikeUri('http://x/y') // true; looksLikeUri('./models/model.tar.gz') // false
+ */
+export function looksLikeUri(text: string): boolean {
+  return /^(s3|file):/i.test(text) || /^[A-Za-z][A-Za-z0-9+.-]+:\//.test(text);
+}
+
+/**
  * Formats a location as its canonical URI (inverse of {@link parseStoreUri}).
  *
  * @example formatStoreUri({ scheme: 's3', bucket: 'b', key: 'k' }) // 's3://b/k'

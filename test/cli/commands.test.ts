@@ -35,6 +35,22 @@ describe('twin commands without a running twin', () => {
     expect(res.stderr).toMatch(/--key "models\/x.zip" must be a relative key ending in model.tar.gz/);
   });
 
+  it('deploy reports a relative file:// URI as a bad URI, in one line with exit 1', async () => {
+    const res = await cli(['deploy', 'file://relative/model.tar.gz']);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toBe(
+      'slipway: bad storage URI "file://relative/model.tar.gz": file URIs must be absolute and local: file:///absolute/path\n',
+    );
+  });
+
+  it('deploy reports a URI of another scheme as unsupported instead of looking for a file', async () => {
+    const res = await cli(['deploy', 'https://example.com/model.tar.gz']);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(
+      /bad storage URI "https:\/\/example.com\/model.tar.gz": unsupported scheme "https:"/,
+    );
+  });
+
   it('up rejects a port out of range before starting anything', async () => {
     const res = await cli(['up', '--port', '70000']);
     expect(res.code).toBe(1);

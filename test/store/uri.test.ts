@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { StoreError, formatStoreUri, isPrefixUri, parseStoreUri } from '../../src/store/index.ts';
+import {
+  StoreError,
+  formatStoreUri,
+  isPrefixUri,
+  looksLikeUri,
+  parseStoreUri,
+} from '../../src/store/index.ts';
 
 function badUri(uri: string): StoreError {
   try {
@@ -101,4 +107,20 @@ describe('isPrefixUri', () => {
     expect(isPrefixUri('s3://b-1/models/')).toBe(true);
     expect(isPrefixUri('s3://b-1/models/model.tar.gz')).toBe(false);
   });
+});
+
+describe('looksLikeUri', () => {
+  it.each(['s3://b/k', 's3:/typo', 'S3:b', 'file://relative/x', 'file:x', 'http://x/y', 'git+ssh://h/r'])(
+    'takes %s for a URI, so it is parsed and a malformed one reported',
+    (text) => {
+      expect(looksLikeUri(text)).toBe(true);
+    },
+  );
+
+  it.each(['model.tar.gz', './models/', '/abs/model.onnx', 'C:/models/model.onnx', 'none', 'dir:name'])(
+    'takes %s for a local path',
+    (text) => {
+      expect(looksLikeUri(text)).toBe(false);
+    },
+  );
 });

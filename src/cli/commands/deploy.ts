@@ -2,7 +2,6 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { SlipwayError, UsageError } from '../../errors.ts';
 import { toDeploymentInfo } from '../../local/local-deploy-target.ts';
@@ -12,6 +11,7 @@ import type { DeployTarget, DeploymentInfo } from '../../rollout/deploy-target.t
 import { followDeployment } from '../../rollout/operations.ts';
 import { createStore } from '../../store/create-store.ts';
 import type { ObjectStore } from '../../store/types.ts';
+import { looksLikeUri, parseStoreUri } from '../../store/uri.ts';
 import { printJson, secondsOption } from '../options.ts';
 import { progressPrinter, resolveWhere, whereOptions } from '../targets.ts';
 import type { Where, WhereFlags } from '../targets.ts';
@@ -46,9 +46,10 @@ export function registerDeploy(program: Command): void {
           `--key "${key}" must be a relative key ending in ${ARTIFACT.tarball}, or the rollout never fires`,
         );
       }
+      const source = await checkSource(model);
       const where = await resolveWhere(flags);
       const { store, bucket } = destination(where);
-      const { body, size } = await openSource(model, where);
+      const { body, size } = await openSource(source, where);
       const uri = `s3://${bucket}/${key}`;
       const tty = process.stderr.isTTY && !flags.json;
       const uploaded = await store.put(uri, body, {
@@ -104,18 +105,36 @@ function destination(where: Where): { store: ObjectStore; bucket: string } {
   };
 }
 
-async function openSource(model: string, where: Where): Promise<{ body: Readable; size?: number }> {
-  if (model.startsWith('s3://')) {
-    const { store } = destination(where);
-    const info = await store.head(model);
-    return { body: await store.get(model), size: info.size };
+/** The model to upload: an object already in S3, or a local file. */
+type Source = { readonly s3Uri: string } | { readonly path: string; readonly size: number };
+
+/**
+ * Checks the <model> argument before anything connects. A URI goes through parseStoreUri, so
+ * `file://relative/x` (a host, not a path) or `s3:/x` gets the store's "bad storage URI" message.
+ */
+async function checkSource(model: string): Promise<Source> {
+  let path: string;
+  if (looksLikeUri(model)) {
+    const location = parseStoreUri(model);
+    if (location.scheme === 's3') return { s3Uri: model };
+    path = location.path;
+  } else {
+    path = resolve(model);
   }
-  const path = model.startsWith('file://') ? fileURLToPath(model) : resolve(model);
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile())
     throw new UsageError(`${model} is not a file; pass a ${ARTIFACT.tarball} or an s3:// URI`);
   if (info.size === 0) throw new UsageError(`${model} is empty; a model.tar.gz holds at least model.onnx`);
-  return { body: createReadStream(path), size: info.size };
+  return { path, size: info.size };
+}
+
+async function openSource(source: Source, where: Where): Promise<{ body: Readable; size?: number }> {
+  if ('s3Uri' in source) {
+    const { store } = destination(where);
+    const info = await store.head(source.s3Uri);
+    return { body: await store.get(source.s3Uri), size: info.size };
+  }
+  return { body: createReadStream(source.path), size: source.size };
 }
 
 /** Waits for the deployment that pins the uploaded object, or returns why the rollout skipped it. */

@@ -37,9 +37,10 @@ export function registerPredict(program: Command): void {
     .action(async (input: string | undefined, flags: PredictFlags) => {
       const body = await requestBody(input, flags.data);
       const base = flags.url ?? (await endpoint(flags));
+      const url = invocationsUrl(base, flags.url !== undefined ? '--url' : 'the endpoint');
       let res: Response;
       try {
-        res = await fetch(new URL('/invocations', base), {
+        res = await fetch(url, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body,
@@ -63,7 +64,17 @@ export function registerPredict(program: Command): void {
           `the endpoint answered ${res.status}: ${message.slice(0, 500)}`,
         );
       }
-      const parsed = JSON.parse(text) as { predictions?: unknown[] };
+      let parsed: { predictions?: unknown[] };
+      try {
+        parsed = JSON.parse(text) as { predictions?: unknown[] };
+      } catch (err) {
+        const start = text.length > 200 ? `${text.slice(0, 200)}...` : text;
+        throw new SlipwayError(
+          'PREDICT_BAD_RESPONSE',
+          `${url.href} answered ${res.status} with a body that is not JSON (is that the inference service?): ${JSON.stringify(start)}`,
+          { cause: err },
+        );
+      }
       if (flags.json) {
         printJson(parsed);
         return;
@@ -80,6 +91,26 @@ export function registerPredict(program: Command): void {
       }
       if (version) process.stdout.write(`model version ${version}\n`);
     });
+}
+
+/**
+ * POST /invocations under the endpoint's path: `http://h/prefix/` (or `http://h/prefix`) gives
+ * `http://h/prefix/invocations`, for a service behind a path-routing proxy.
+ */
+function invocationsUrl(base: string, what: string): URL {
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch (err) {
+    throw new UsageError(`${what} "${base}" is not a URL; expected e.g. http://127.0.0.1:8080`, {
+      cause: err,
+    });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`${what} "${base}" is not an http:// or https:// URL`);
+  }
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  return new URL('invocations', url);
 }
 
 async function requestBody(input: string | undefined, data: string | undefined): Promise<string> {

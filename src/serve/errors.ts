@@ -29,6 +29,13 @@ export class ServeError extends SlipwayError {
   }
 }
 
+/** The service cannot listen where it was told to (port taken, address not of this machine). */
+export class ListenError extends SlipwayError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SERVE_LISTEN', message, options);
+  }
+}
+
 /** A client mistake in a request (400); the message says what was wrong. */
 export function badRequest(message: string): ServeError {
   return new ServeError('SERVE_BAD_REQUEST', 400, message);

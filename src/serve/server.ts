@@ -2,6 +2,7 @@ import net from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createApp } from './app.ts';
 import type { ServeConfig } from './config.ts';
+import { ListenError } from './errors.ts';
 import type { ModelHost } from './model-host.ts';
 
 /** How long after SIGTERM the listener stays open with readiness false (requests may still be arriving). */
@@ -46,7 +47,12 @@ export async function startServer(
     config,
     logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
   });
-  await app.listen({ port: config.port, host: config.host });
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await app.close().catch(() => undefined);
+    throw listenError(err, config);
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const reachable = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
@@ -116,6 +122,21 @@ export async function startServer(
   }
 
   return { app, host, port, url: `http://${reachable}:${port}`, shutdown, closed };
+}
+
+/** Why listen() failed, in words that name the setting to change. */
+function listenError(err: unknown, config: ServeConfig): ListenError {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  const where = `${config.host}:${config.port}`;
+  const message =
+    code === 'EADDRINUSE'
+      ? `cannot listen on ${where}: port ${config.port} is already in use by another process; stop it or pick another port with --port <n> (or PORT)`
+      : code === 'EACCES'
+        ? `cannot listen on ${where}: permission denied (ports below 1024 need privileges); pick another port with --port <n> (or PORT)`
+        : code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EADDRNOTAVAIL'
+          ? `cannot listen on ${where}: "${config.host}" is not an address of this machine; pass one with --host (0.0.0.0 for all interfaces, 127.0.0.1 for loopback only)`
+          : `cannot listen on ${where}: ${err instanceof Error ? err.message : String(err)}`;
+  return new ListenError(message, { cause: err });
 }
 
 /** What the drain needs to know about one client connection. */

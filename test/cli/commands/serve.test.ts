@@ -1,0 +1,50 @@
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../helpers/conformance.ts';
+
+const BIN = join(REPO_ROOT, 'bin', 'slipway.js');
+
+/** Runs `slipway serve ...`; a serve that started would run until the timeout kills it. */
+function serve(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, 'serve', '--model', 'none', ...args],
+      { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, timeout: 20_000 },
+      (err, _stdout, stderr) => {
+        resolve({ code: err ? Number((err as { code?: number }).code ?? -1) : 0, stderr });
+      },
+    );
+  });
+}
+
+let busy: Server;
+let busyPort: number;
+beforeAll(async () => {
+  busy = createServer();
+  await new Promise<void>((ok) => busy.listen(0, '0.0.0.0', ok));
+  busyPort = (busy.address() as AddressInfo).port;
+});
+afterAll(() => new Promise<void>((done) => busy.close(() => done())));
+
+describe('slipway serve cannot listen', () => {
+  it('names a port another process holds, in one line with exit 1', async () => {
+    const res = await serve(['--port', String(busyPort)]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toBe(
+      `slipway: cannot listen on 0.0.0.0:${busyPort}: port ${busyPort} is already in use by another process; stop it or pick another port with --port <n> (or PORT)\n`,
+    );
+  });
+
+  it('names a --host that is not an address of this machine, in one line with exit 1', async () => {
+    const res = await serve(['--port', '0', '--host', '999.1.1.1']);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(
+      /^slipway: cannot listen on 999\.1\.1\.1:0: "999\.1\.1\.1" is not an address of this machine; pass one with --host/,
+    );
+    expect(res.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});

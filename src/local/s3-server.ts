@@ -8,7 +8,9 @@ import { PortInUseError, isAddressInUse } from './errors.ts';
 
 /** The subset of s3rver's (untyped, CommonJS) API the twin relies on. */
 interface S3rverInstance extends EventEmitter {
-  run(): Promise<AddressInfo>;
+  configureBuckets(): Promise<unknown>;
+  /** With a callback: creates the HTTP server, starts listen() on it and returns it. */
+  listen(port: number, address: string, onListening: () => void): Server;
   httpServer?: Server;
 }
 type S3rverConstructor = new (options: {
@@ -93,13 +95,23 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
     directory: options.directory,
     configureBuckets: options.buckets.map((name) => ({ name })),
   });
-  let address: AddressInfo;
-  try {
-    address = await server.run();
-  } catch (err) {
-    if (isAddressInUse(err)) throw new PortInUseError(port, 'local S3 server', '--s3-port', { cause: err });
-    throw err;
-  }
+  await server.configureBuckets();
+  // Not server.run(): it listens without an 'error' listener, so a taken port crashed the process
+  // with an unhandled 'error' event instead of rejecting. This is run() with the listener added.
+  const http = await new Promise<Server>((resolve, reject) => {
+    const onError = (err: Error): void => {
+      reject(
+        isAddressInUse(err) ? new PortInUseError(port, 'local S3 server', '--s3-port', { cause: err }) : err,
+      );
+    };
+    const listening: Server = server.listen(port, options.address ?? '127.0.0.1', () => {
+      listening.off('error', onError);
+      resolve(listening);
+    });
+    listening.once('error', onError);
+  });
+  server.httpServer = http;
+  const address = http.address() as AddressInfo;
   let closed = false;
   return {
     endpoint: `http://127.0.0.1:${address.port}`,

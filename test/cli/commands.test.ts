@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +57,30 @@ describe('twin commands without a running twin', () => {
     const res = await cli(['up', '--port', '70000']);
     expect(res.code).toBe(1);
     expect(res.stderr).toMatch(/--port must be a whole number from 0 to 65535, got "70000"/);
+  });
+
+  it('up names a taken --s3-port in one line with exit 1, as it does a taken --port', async () => {
+    const busy = createServer();
+    await new Promise<void>((ok) => busy.listen(0, '127.0.0.1', ok));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const res = await cli([
+        'up',
+        '--s3-port',
+        String(port),
+        '--port',
+        '0',
+        '--no-train',
+        '--state-dir',
+        'twin',
+      ]);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toBe(
+        `slipway: port ${port} (local S3 server) is already in use by another process; stop it or pick another port with --s3-port <port>\n`,
+      );
+    } finally {
+      await new Promise((done) => busy.close(done));
+    }
   });
 
   it('predict with nothing to send says what to pass', async () => {

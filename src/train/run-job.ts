@@ -1,4 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import { isSlipwayError } from '../errors.ts';
 import { TrainingError } from './errors.ts';
 import { jobPaths, resolveJobRoot } from './paths.ts';
 import type { JobPaths } from './paths.ts';
@@ -162,7 +163,11 @@ export async function runTrainingJob(
     if (terminating) {
       code = await terminating;
     } else {
-      process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      // An error raised on purpose (a bad hyperparameter, a missing channel) is the user's to fix:
+      // its message says what is wrong, and a stack would bury it. Bugs keep their stack.
+      process.stderr.write(
+        `${isSlipwayError(err) ? failureReason(err) : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
       await writeFailure(paths, failureReason(err)).catch((writeErr: unknown) => {
         process.stderr.write(`cannot write ${paths.failure}: ${failureReason(writeErr)}\n`);
       });

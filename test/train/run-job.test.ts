@@ -87,6 +87,14 @@ describe('runTrainingJob in a real child process', () => {
     expect(await failureText()).toContain('"epochs" = "many" is not an integer');
   });
 
+  it('prints a user error such as a bad hyperparameter as one line, without a stack', async () => {
+    await layout({ epochs: 'many' });
+    const run = await runEntry();
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(await failureText());
+    expect(run.stderr).toMatch(/^HyperparameterError: .*"epochs" = "many" is not an integer.*\n$/);
+  });
+
   it('writes the failure file when a configured channel is missing', async () => {
     await layout({}, false);
     expect((await runEntry()).code).toBe(1);
@@ -99,6 +107,8 @@ describe('runTrainingJob in a real child process', () => {
     expect(run.code).toBe(1);
     expect(await failureText()).toBe('Error: corrupt data file: digits.bin has 3 bytes\n');
     expect(run.stderr).toContain('corrupt data file');
+    // Not raised on purpose: maybe a bug, so the stack stays.
+    expect(run.stderr).toMatch(/\n\s+at .*fake-train\.ts/);
   });
 
   it('on SIGTERM runs the checkpoint handler, writes the failure file and exits 143', async () => {

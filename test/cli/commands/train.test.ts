@@ -65,6 +65,11 @@ describe('slipway train', () => {
     expect(run.stderr).toMatch(
       /slipway: training job slipway-mnist-[\d-]+ failed \(exit code 1\): HyperparameterError: hyperparameter "epochs" = "lots" is not an integer/,
     );
+    // The trainer's own report of a user error is its message, without a stack.
+    expect(run.stderr).toMatch(
+      /^\[slipway-mnist-[\d-]+\] HyperparameterError: hyperparameter "epochs" = "lots"/m,
+    );
+    expect(run.stderr).not.toMatch(/^\[slipway-mnist-[\d-]+\]\s+at /m);
   });
 
   it('rejects a malformed --hp and an invalid job name without a stack trace', async () => {

@@ -1,12 +1,9 @@
 import { UsageError } from '../errors.ts';
+import { checkInt } from '../serve/config.ts';
 
-/** Parses an integer flag within bounds, or throws a UsageError naming the flag. */
-export function intOption(value: string, flag: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isInteger(n) || n < min || n > max) {
-    throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${value}"`);
-  }
-  return n;
+/** Parses a whole-number flag within bounds, or throws a UsageError naming the flag (as `serve` does). */
+export function intOption(value: string, flag: string, min: number, max?: number): number {
+  return checkInt(value, flag, min, max);
 }
 
 /** Parses a TCP port flag (0 = any free port). */

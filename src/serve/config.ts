@@ -87,17 +87,23 @@ function intFrom(
   return checkInt(raw, key, min, max);
 }
 
-/** Parses an integer setting, throwing a UsageError that names the setting and the allowed range. */
+/**
+ * Parses a whole-number setting (a flag or an environment variable), throwing a UsageError that
+ * names the setting and the allowed range. Only decimal digits count: `''`, `0x2`, `1e0`, `2.0`
+ * and `-1` are refused rather than read the way Number() reads them. The CLI's flags of the other
+ * commands parse through this too (`intOption`).
+ */
 export function checkInt(
   raw: string | number,
   what: string,
   min: number,
   max = Number.MAX_SAFE_INTEGER,
 ): number {
-  const value = typeof raw === 'number' ? raw : Number(raw.trim());
-  if (!Number.isInteger(value) || value < min || value > max) {
+  const text = typeof raw === 'number' ? String(raw) : raw.trim();
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
     const range =
-      max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+      max === Number.MAX_SAFE_INTEGER ? `a whole number >= ${min}` : `a whole number from ${min} to ${max}`;
     throw new UsageError(`${what} must be ${range}, got ${JSON.stringify(raw)}`);
   }
   return value;

@@ -57,10 +57,19 @@ describe('loadServeConfig', () => {
     expect(loadServeConfig({ MODEL_URI: 'none' }).modelUri).toBe('none');
   });
 
+  it.each(['0x2', '1e0', '2.0', '-1', '+2', '2 workers'])(
+    'takes only decimal whole numbers from the environment: SLIPWAY_WORKERS=%j is refused',
+    (raw) => {
+      expect(() => loadServeConfig({ SLIPWAY_WORKERS: raw })).toThrow(
+        `SLIPWAY_WORKERS must be a whole number from 1 to 64, got ${JSON.stringify(raw)}`,
+      );
+    },
+  );
+
   it('rejects a bad setting with a UsageError naming it', () => {
     expect(() => loadServeConfig({ SLIPWAY_WORKERS: 'two' })).toThrow(UsageError);
     expect(() => loadServeConfig({ SLIPWAY_MAX_BATCH_SIZE: '0' })).toThrow(
-      /SLIPWAY_MAX_BATCH_SIZE must be an integer from 1/,
+      /SLIPWAY_MAX_BATCH_SIZE must be a whole number from 1/,
     );
   });
 });

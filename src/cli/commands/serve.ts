@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { checkInt, loadServeConfig } from '../../serve/config.ts';
+import { loadServeConfig } from '../../serve/config.ts';
 import type { ServeOverrides } from '../../serve/config.ts';
 import { startServer } from '../../serve/server.ts';
+import { intOption, portOption } from '../options.ts';
 
 interface ServeFlags {
   model?: string;
@@ -34,15 +35,15 @@ export function registerServe(program: Command): void {
     .action(async (flags: ServeFlags) => {
       const overrides: ServeOverrides = {
         ...(flags.model !== undefined && { modelUri: flags.model }),
-        ...(flags.port !== undefined && { port: checkInt(flags.port, '--port', 0, 65535) }),
+        ...(flags.port !== undefined && { port: portOption(flags.port) }),
         ...(flags.host !== undefined && { host: flags.host }),
-        ...(flags.workers !== undefined && { workers: checkInt(flags.workers, '--workers', 1, 64) }),
-        ...(flags.threads !== undefined && { intraOpThreads: checkInt(flags.threads, '--threads', 1, 256) }),
+        ...(flags.workers !== undefined && { workers: intOption(flags.workers, '--workers', 1, 64) }),
+        ...(flags.threads !== undefined && { intraOpThreads: intOption(flags.threads, '--threads', 1, 256) }),
         ...(flags.maxBatchSize !== undefined && {
-          maxBatchSize: checkInt(flags.maxBatchSize, '--max-batch-size', 1, 4096),
+          maxBatchSize: intOption(flags.maxBatchSize, '--max-batch-size', 1, 4096),
         }),
         ...(flags.maxBatchDelayMs !== undefined && {
-          maxBatchDelayMs: checkInt(flags.maxBatchDelayMs, '--max-batch-delay-ms', 0, 10_000),
+          maxBatchDelayMs: intOption(flags.maxBatchDelayMs, '--max-batch-delay-ms', 0, 10_000),
         }),
       };
       const server = await startServer(loadServeConfig(process.env, overrides), { handleSignals: true });

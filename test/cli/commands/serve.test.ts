@@ -48,3 +48,22 @@ describe('slipway serve cannot listen', () => {
     expect(res.stderr.trim().split('\n')).toHaveLength(1);
   });
 });
+
+describe('slipway serve number settings', () => {
+  it.each([
+    [['--port', ''], '--port must be a whole number from 0 to 65535, got ""'],
+    [['--port', '0x2'], '--port must be a whole number from 0 to 65535, got "0x2"'],
+    [['--workers', '1e0'], '--workers must be a whole number from 1 to 64, got "1e0"'],
+    [['--max-batch-size', '8.0'], '--max-batch-size must be a whole number from 1 to 4096, got "8.0"'],
+  ])('refuses %j as up --port would, before listening', async (args, message) => {
+    const res = await serve(args);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toBe(`slipway: ${message}\n`);
+  });
+
+  it('refuses an environment variable that is not a decimal whole number', async () => {
+    const res = await serve([], { PORT: '0x1F90' });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toBe('slipway: PORT must be a whole number from 0 to 65535, got "0x1F90"\n');
+  });
+});

@@ -7,10 +7,10 @@ import { SlipwayError, UsageError } from '../../errors.ts';
 import { toDeploymentInfo } from '../../local/local-deploy-target.ts';
 import { LOCAL_S3_CREDENTIALS } from '../../local/s3-server.ts';
 import { ARTIFACT } from '../../names.ts';
-import type { DeployTarget, DeploymentInfo } from '../../rollout/deploy-target.ts';
+import type { DeployTarget, DeploymentInfo, PinnedModel } from '../../rollout/deploy-target.ts';
 import { followDeployment } from '../../rollout/operations.ts';
 import { createStore } from '../../store/create-store.ts';
-import type { ObjectStore } from '../../store/types.ts';
+import type { ObjectInfo, ObjectStore } from '../../store/types.ts';
 import { looksLikeUri, parseStoreUri } from '../../store/uri.ts';
 import { printJson, secondsOption } from '../options.ts';
 import { progressPrinter, resolveWhere, whereOptions } from '../targets.ts';
@@ -52,6 +52,9 @@ export function registerDeploy(program: Command): void {
       const { body, size } = await openSource(source, where);
       const uri = `s3://${bucket}/${key}`;
       const tty = process.stderr.isTTY && !flags.json;
+      // Only what this upload causes counts: the live deployment, or an earlier one (rolled back)
+      // of the same object, must not be taken for the rollout of this upload.
+      const before = flags.wait ? await snapshot(where) : undefined;
       const uploaded = await store.put(uri, body, {
         contentType: 'application/gzip',
         onProgress: (bytes) => {
@@ -61,12 +64,12 @@ export function registerDeploy(program: Command): void {
       if (tty) process.stderr.write('\n');
       if (!flags.json)
         process.stdout.write(`uploaded ${uploaded.uri} (${uploaded.size} bytes); the rollout follows\n`);
-      if (!flags.wait) {
+      if (!before) {
         if (flags.json) printJson({ uri: uploaded.uri, etag: uploaded.etag, size: uploaded.size });
         return;
       }
       const deadline = Date.now() + timeoutMs;
-      const deployment = await findDeployment(where, key, uploaded.etag, deadline);
+      const deployment = await findDeployment(where, key, uploaded, before, deadline);
       if (typeof deployment === 'string') {
         if (flags.json) printJson({ uri: uploaded.uri, outcome: 'skipped', reason: deployment });
         else process.stdout.write(`no rollout: ${deployment}\n`);
@@ -137,26 +140,72 @@ async function openSource(source: Source, where: Where): Promise<{ body: Readabl
   return { body: createReadStream(source.path), size: source.size };
 }
 
-/** Waits for the deployment that pins the uploaded object, or returns why the rollout skipped it. */
-async function findDeployment(
+/** What the service had before the upload: its deployments and (on the twin) its recent events. */
+export interface Before {
+  readonly deploymentIds: ReadonlySet<string>;
+  readonly events: ReadonlySet<string>;
+}
+
+/** Records the deployments and events that exist before an upload (see {@link findDeployment}). */
+export async function snapshot(where: Where): Promise<Before> {
+  const deploymentIds = new Set((await where.target.status()).deployments.map((d) => d.id));
+  const events = new Set<string>();
+  if (where.kind === 'local') {
+    const local = await where.client.status();
+    for (const d of local.deployments) deploymentIds.add(d.id);
+    for (const e of local.recentEvents) events.add(JSON.stringify(e));
+  }
+  return { deploymentIds, events };
+}
+
+/** Whether a deployment pins the uploaded object: its version when the bucket has versions, else its ETag. */
+function pinsUpload(model: PinnedModel | undefined, key: string, uploaded: ObjectInfo): boolean {
+  if (model?.key !== key) return false;
+  if (uploaded.versionId !== undefined) return model.versionId === uploaded.versionId;
+  return !uploaded.etag || !model.etag || model.etag === uploaded.etag;
+}
+
+/**
+ * Waits for the deployment this upload started, or returns why the rollout skipped it. Deployments
+ * that existed before the upload never count: a re-upload of the live model must not be taken for
+ * its rollout (the rollout skips it as a duplicate), nor a re-upload of a model rolled back from
+ * for its old, failed deployment.
+ */
+export async function findDeployment(
   where: Where,
   key: string,
-  etag: string | undefined,
+  uploaded: ObjectInfo,
+  before: Before,
   deadline: number,
 ): Promise<DeploymentInfo | string> {
   const target: DeployTarget = where.target;
+  const isNew = (d: { readonly id: string; readonly model: PinnedModel | undefined }): boolean =>
+    !before.deploymentIds.has(d.id) && pinsUpload(d.model, key, uploaded);
   for (;;) {
     const status = await target.status();
-    const match = status.deployments.find(
-      (d) => d.model?.key === key && (!etag || !d.model.etag || d.model.etag === etag),
-    );
+    const match = status.deployments.find(isNew);
     if (match) return match;
     if (where.kind === 'local') {
       const local = await where.client.status();
-      const found = local.deployments.find((d) => d.model.key === key && (!etag || d.model.etag === etag));
+      const found = local.deployments.find(isNew);
       if (found) return toDeploymentInfo(found);
-      const skipped = local.recentEvents.find((e) => decodeURIComponent(e.key.replace(/\+/g, ' ')) === key);
+      const skipped = local.recentEvents.find(
+        (e) => !before.events.has(JSON.stringify(e)) && decodeURIComponent(e.key.replace(/\+/g, ' ')) === key,
+      );
       if (skipped && skipped.decision !== 'deploy') return `${skipped.decision}: ${skipped.detail}`;
+    } else {
+      // The Lambda's log is not at hand; in a bucket without versions, the same bytes under the
+      // live model's key are what the rollout skips as a duplicate (decideRollout's rule).
+      const live = (await target.describe()).model;
+      if (
+        uploaded.versionId === undefined &&
+        uploaded.etag !== undefined &&
+        live?.key === key &&
+        live.versionId === undefined &&
+        live.etag === uploaded.etag
+      ) {
+        return `skip (duplicate): ${uploaded.uri} is already the live model`;
+      }
     }
     if (Date.now() > deadline) {
       throw new SlipwayError(

@@ -190,6 +190,42 @@ describe('deploy --cloud and predict --cloud', () => {
     expect(result.uri).toBe(`s3://${MODELS_BUCKET}/${KEY}?versionId=vc`);
   });
 
+  it('slipway deploy --cloud --wait says no rollout happened for the bytes of the live model again in an unversioned bucket', async () => {
+    stackWith(outputs);
+    const target = new EcsDeployTarget({ client: new ECSClient({}), cluster: CLUSTER, service: SERVICE });
+    await rolloutModelEvent(
+      modelEvent({ key: KEY, versionId: null, etag: 'etag-c', time: '2026-03-01T14:00:00Z' }),
+      target,
+      { modelsBucket: MODELS_BUCKET },
+    );
+    world.deployments = world.deployments.slice(0, 1).map((d) => ({ ...d, rolloutState: 'COMPLETED' }));
+    // The Lambda skips the event of the same bytes under the live key as a duplicate: no new deployment.
+    s3.on(PutObjectCommand).resolves({ ETag: '"etag-c"' });
+    s3.on(HeadObjectCommand, { Bucket: MODELS_BUCKET, Key: KEY }).resolves({
+      ContentLength: BYTES.length,
+      ETag: '"etag-c"',
+      LastModified: new Date('2026-03-01T15:00:00Z'),
+    });
+
+    const code = await runCli([
+      'node',
+      'slipway',
+      'deploy',
+      tarball,
+      '--cloud',
+      '--key',
+      KEY,
+      '--wait',
+      '--json',
+    ]);
+
+    expect(code).toBe(0);
+    const result = JSON.parse(output.stdout) as { outcome: string; reason: string; deploymentId?: string };
+    expect(result.outcome).toBe('skipped');
+    expect(result.deploymentId).toBeUndefined();
+    expect(result.reason).toMatch(/duplicate.*is already the live model/);
+  });
+
   it('slipway deploy --cloud refuses a key the rollout would never see, before any upload', async () => {
     stackWith(outputs);
     const code = await runCli([

@@ -5,6 +5,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { buildProgram } from '../../src/cli/program.ts';
 import { defaultTrainOutput } from '../../src/cli/commands/train.ts';
 import { bannerLines, servingLines } from '../../src/cli/commands/up.ts';
@@ -151,5 +152,29 @@ describe('commands the docs give to paste', () => {
     for (const line of printed.filter((l) => !l.includes('S3 (s3rver)'))) {
       expect(quickStart).toContain(line);
     }
+  });
+});
+
+describe('pages that list what the code has', () => {
+  it('the local twin page lists every option of `slipway up`', async () => {
+    const up = (await buildProgram(['node', 'slipway', 'up'])).commands.find((c) => c.name() === 'up')!;
+    const page = pages.find((p) => p.file === join('local-twin', 'index.md'))!.text;
+    const section = page.slice(page.indexOf('## Options of `slipway up`'));
+    const documented = [...section.matchAll(/^\| `(--[a-z0-9-]+)/gm)].map((m) => m[1]!);
+    expect(documented.sort()).toEqual(up.options.map((o) => o.long!).sort());
+  });
+
+  it('the CI/CD page names the npm steps of ci.yml in order', () => {
+    const workflow = parseYaml(readFileSync(join(root, '.github', 'workflows', 'ci.yml'), 'utf8')) as {
+      jobs: Record<string, { steps: { run?: string }[] }>;
+    };
+    const npmSteps = Object.values(workflow.jobs)
+      .flatMap((job) => job.steps)
+      .flatMap((step) => (step.run?.startsWith('npm ') ? [step.run.trim()] : []));
+    expect(npmSteps.length).toBeGreaterThan(3);
+    const page = pages.find((p) => p.file === join('ci-cd', 'index.md'))!.text;
+    const section = page.slice(page.indexOf('## ci.yml'), page.indexOf('## deploy.yml'));
+    const named = [...section.matchAll(/`(npm [^`]+)`/g)].map((m) => m[1]!);
+    expect(named).toEqual(npmSteps);
   });
 });

@@ -1,5 +1,7 @@
-import { DEFAULT_PORT, ENV } from '../names.ts';
+import { DEFAULT_PORT, ENV, NO_MODEL_URI } from '../names.ts';
 import { UsageError } from '../errors.ts';
+import { isStoreError } from '../store/errors.ts';
+import { looksLikeUri, parseStoreUri } from '../store/uri.ts';
 import { availableCpus, planThreads } from './cpu.ts';
 
 /**
@@ -110,6 +112,22 @@ export function checkInt(
 }
 
 /**
+ * Checks that a model location meant as a URI is one the store can read, so that `s3:/typo` or
+ * `http://host/model.tar.gz` is refused at start with the setting named, instead of being looked
+ * up as a local path. Local paths and `none` pass as they are.
+ */
+function checkModelUri(uri: string, what: string): string {
+  if (uri === NO_MODEL_URI || !looksLikeUri(uri)) return uri;
+  try {
+    parseStoreUri(uri);
+  } catch (err) {
+    if (isStoreError(err, 'STORE_BAD_URI')) throw new UsageError(`${what}: ${err.message}`, { cause: err });
+    throw err;
+  }
+  return uri;
+}
+
+/**
  * Builds the service configuration from the environment (container, SageMaker) and CLI overrides.
  *
  * @example const config = loadServeConfig(process.env, { port: 9000 });
@@ -129,7 +147,10 @@ export function loadServeConfig(
   );
   const maxBatchSize = overrides.maxBatchSize ?? intFrom(env, ENV.maxBatchSize, 1, 4096) ?? 32;
   return {
-    modelUri: overrides.modelUri ?? (env[ENV.modelUri]?.trim() || SAGEMAKER_MODEL_DIR),
+    modelUri:
+      overrides.modelUri !== undefined
+        ? checkModelUri(overrides.modelUri, '--model')
+        : checkModelUri(env[ENV.modelUri]?.trim() || SAGEMAKER_MODEL_DIR, ENV.modelUri),
     modelName: env[ENV.modelName]?.trim() || undefined,
     modelVersion: env[ENV.modelVersion]?.trim() || undefined,
     modelEtag: overrides.modelUri === undefined ? env[ENV.modelEtag]?.trim() || undefined : undefined,

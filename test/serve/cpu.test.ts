@@ -66,6 +66,29 @@ describe('loadServeConfig', () => {
     },
   );
 
+  it.each([
+    ['s3:/models/model.tar.gz', 'expected s3://bucket/key'],
+    ['http://models.internal/model.tar.gz', 'unsupported scheme "http:"'],
+    ['file://relative/model.tar.gz', 'file URIs must be absolute and local'],
+  ])('refuses MODEL_URI=%s as a malformed URI rather than a local path', (uri, why) => {
+    expect(() => loadServeConfig({ MODEL_URI: uri })).toThrow(UsageError);
+    expect(() => loadServeConfig({ MODEL_URI: uri })).toThrow(`MODEL_URI: bad storage URI "${uri}": ${why}`);
+    expect(() => loadServeConfig({}, { modelUri: uri })).toThrow(`--model: bad storage URI "${uri}": ${why}`);
+  });
+
+  it('takes local paths, prefixes and none as model locations', () => {
+    for (const uri of [
+      'none',
+      './model',
+      '/opt/ml/model',
+      'models/model.onnx',
+      's3://models/mnist/',
+      'file:///m/',
+    ]) {
+      expect(loadServeConfig({ MODEL_URI: uri }).modelUri).toBe(uri);
+    }
+  });
+
   it('rejects a bad setting with a UsageError naming it', () => {
     expect(() => loadServeConfig({ SLIPWAY_WORKERS: 'two' })).toThrow(UsageError);
     expect(() => loadServeConfig({ SLIPWAY_MAX_BATCH_SIZE: '0' })).toThrow(

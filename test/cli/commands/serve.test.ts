@@ -67,3 +67,13 @@ describe('slipway serve number settings', () => {
     expect(res.stderr).toBe('slipway: PORT must be a whole number from 0 to 65535, got "0x1F90"\n');
   });
 });
+
+describe('slipway serve --model', () => {
+  it('reports a malformed URI as train --data does, instead of serving a missing local path', async () => {
+    const res = await serve(['--port', '0', '--model', 'http://x/y']);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toBe(
+      'slipway: --model: bad storage URI "http://x/y": unsupported scheme "http:" (expected s3:// or file://)\n',
+    );
+  });
+});

@@ -13,7 +13,7 @@ import type { LocalJobProgress } from '../../train/local-runner.ts';
 import { followTrainingJob, launchTrainingJob } from '../../train/sagemaker.ts';
 import type { ChannelSpec } from '../../train/sagemaker.ts';
 import { describeStackOutputs } from '../cloud.ts';
-import { printJson } from '../options.ts';
+import { intOption, printJson } from '../options.ts';
 
 interface TrainFlags {
   output?: string;
@@ -125,6 +125,7 @@ async function trainLocally(flags: TrainFlags, hyperparameters: Record<string, s
 async function trainOnSageMaker(flags: TrainFlags, hyperparameters: Record<string, string>): Promise<void> {
   if (flags.entry !== undefined)
     throw new UsageError('--entry is local only; on SageMaker the image runs `train`');
+  const instanceCount = intOption(flags.instanceCount, '--instance-count', 1);
   const outputs = await describeStackOutputs(flags.stack);
   const need = (key: string): string => {
     const value = outputs[key];
@@ -157,7 +158,7 @@ async function trainOnSageMaker(flags: TrainFlags, hyperparameters: Record<strin
       image: need(STACK_OUTPUTS.trainingImageUri),
       roleArn: need(STACK_OUTPUTS.trainingRoleArn),
       instanceType: flags.instanceType,
-      instanceCount: Number(flags.instanceCount),
+      instanceCount,
       channels,
       outputPath: flags.output ?? `s3://${modelsBucket}/`,
       hyperparameters,

@@ -117,3 +117,19 @@ describe('slipway train --cloud', () => {
     );
   });
 });
+
+describe('slipway train --cloud --instance-count', () => {
+  it.each(['abc', '0', '1.5', ''])(
+    'refuses %j before reading the stack or calling SageMaker',
+    async (count) => {
+      stackWith(outputs);
+
+      const code = await runCli(['node', 'slipway', 'train', '--cloud', '--instance-count', count]);
+
+      expect(code).toBe(1);
+      expect(output.stderr).toBe(`slipway: --instance-count must be a whole number >= 1, got "${count}"\n`);
+      expect(cloudformation.calls()).toHaveLength(0);
+      expect(sagemaker.calls()).toHaveLength(0);
+    },
+  );
+});

@@ -11,11 +11,16 @@ export function portOption(value: string, flag = '--port'): number {
   return intOption(value, flag, 0, 65_535);
 }
 
-/** Parses a duration in seconds into milliseconds. */
+/**
+ * Parses a duration in seconds (decimal, e.g. `90` or `0.5`) into whole milliseconds. Values below
+ * 1 ms are refused rather than rounded to a timeout of 0 that expires at once.
+ */
 export function secondsOption(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new UsageError(`${flag} must be a positive number of seconds, got "${value}"`);
+  const text = value.trim();
+  const n = Number(text);
+  if (!/^(\d+\.?\d*|\.\d+)$/.test(text) || !Number.isFinite(n) || n < 0.001) {
+    throw new UsageError(`${flag} must be a number of seconds of at least 0.001 (1 ms), got "${value}"`);
+  }
   return Math.round(n * 1000);
 }
 

@@ -149,7 +149,6 @@ async function trainOnSageMaker(flags: TrainFlags, hyperparameters: Record<strin
   });
   const subnets = outputs[STACK_OUTPUTS.trainingSubnets]?.split(',').filter(Boolean) ?? [];
   const securityGroup = outputs[STACK_OUTPUTS.trainingSecurityGroup];
-  const usesEfs = channels.some((c) => c.type === 'efs');
   const jobName = flags.jobName ?? defaultJobName();
   const client = new SageMakerClient({});
   try {
@@ -163,7 +162,9 @@ async function trainOnSageMaker(flags: TrainFlags, hyperparameters: Record<strin
       outputPath: flags.output ?? `s3://${modelsBucket}/`,
       hyperparameters,
       checkpoint: { s3Uri: `s3://${modelsBucket}/checkpoints/${jobName}/` },
-      ...(usesEfs && securityGroup !== undefined
+      // Jobs run in the stack's private subnets whenever it has them, EFS or not: behind its flow
+      // logs, S3 gateway endpoint and egress controls, not on SageMaker's open network.
+      ...(subnets.length > 0 && securityGroup !== undefined
         ? { vpc: { subnets, securityGroupIds: [securityGroup] } }
         : {}),
       tags: { project: 'slipway' },

@@ -98,6 +98,20 @@ describe('slipway train --cloud', () => {
     expect(input?.InputDataConfig?.[1]?.DataSource?.S3DataSource?.S3Uri).toBe('s3://acme-data/mnist/');
   });
 
+  it('runs a job without EFS channels inside the stack VPC too', async () => {
+    stackWith(outputs);
+    sagemaker.on(CreateTrainingJobCommand).resolves({ TrainingJobArn: 'arn:job' });
+    sagemaker.on(DescribeTrainingJobCommand).resolves({
+      TrainingJobStatus: 'Completed',
+      ModelArtifacts: { S3ModelArtifacts: 's3://acme-models/cloud-2/output/model.tar.gz' },
+    });
+    expect(await runCli(['node', 'slipway', 'train', '--cloud', '--job-name', 'cloud-2'])).toBe(0);
+    expect(sagemaker.commandCalls(CreateTrainingJobCommand)[0]?.args[0].input.VpcConfig).toEqual({
+      Subnets: ['subnet-a', 'subnet-b'],
+      SecurityGroupIds: ['sg-1'],
+    });
+  });
+
   it('refuses an EFS channel when the stack has no training VPC, before launching', async () => {
     const { [STACK_OUTPUTS.trainingSecurityGroup]: _sg, ...noVpc } = outputs;
     stackWith(noVpc);

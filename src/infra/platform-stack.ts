@@ -1,4 +1,4 @@
-import { ArnFormat, CfnOutput, Fn, Stack, Validations } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Fn, Stack, Validations } from 'aws-cdk-lib';
 import type { CfnElement } from 'aws-cdk-lib';
 import type { StackProps } from 'aws-cdk-lib';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
@@ -183,13 +183,10 @@ export class PlatformStack extends Stack {
       new iam.PolicyStatement({
         sid: 'ReadTrainingJobLogs',
         actions: ['logs:DescribeLogStreams', 'logs:GetLogEvents'],
+        // Pseudo-parameter tokens, not formatArn, so the ARN matches the acknowledgement below
+        // whether or not the stack's region is known at synth.
         resources: [
-          this.formatArn({
-            service: 'logs',
-            resource: 'log-group',
-            resourceName: '/aws/sagemaker/TrainingJobs:*',
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          }),
+          `arn:${Aws.PARTITION}:logs:${Aws.REGION}:${Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/TrainingJobs:*`,
         ],
       }),
     );

@@ -715,3 +715,28 @@ describe('GitHub OIDC', () => {
     expect(pass.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } });
   });
 });
+
+/** Synthesize the whole app with cdk-nag and extra config, without bundling the Lambda. */
+function synthVariant(context: Record<string, unknown>): { app: SlipwayApp; findings: Finding[] } {
+  const dir = tempOutdir();
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  const app = buildSlipwayApp({
+    context: { ...cdkJsonContext(), ...TEST_CONFIG, ...context, 'aws:cdk:bundling-stacks': [] },
+    outdir: dir,
+  });
+  return { app, findings: synthFindings(app.app) };
+}
+
+describe('config variants', () => {
+  it('synthesizes with a region set, with no cdk-nag finding, and then logs ALB access', () => {
+    const { app, findings: variantFindings } = synthVariant({ region: 'us-east-1' });
+    expect(variantFindings).toEqual([]);
+    const template = Template.fromStack(app.platform!);
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+      LoadBalancerAttributes: Match.arrayWith([
+        { Key: 'access_logs.s3.enabled', Value: 'true' },
+        { Key: 'access_logs.s3.bucket', Value: { Ref: id(app.platform!.store.accessLogsBucket) } },
+      ]),
+    });
+  });
+});

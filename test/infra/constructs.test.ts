@@ -10,7 +10,7 @@ import { GithubOidc } from '../../src/infra/github-oidc.ts';
 import { ImageRegistry } from '../../src/infra/image-registry.ts';
 import { InferenceService } from '../../src/infra/inference-service.ts';
 import { ModelStore } from '../../src/infra/model-store.ts';
-import { Network } from '../../src/infra/network.ts';
+import { Network, VPC_CIDR } from '../../src/infra/network.ts';
 import { SharedFileSystem } from '../../src/infra/shared-file-system.ts';
 import { buildSlipwayApp } from '../../src/infra/slipway-app.ts';
 import { TrainingPlatform } from '../../src/infra/training-platform.ts';
@@ -43,6 +43,23 @@ describe('Network', () => {
     t.resourceCountIs('AWS::EC2::NatGateway', 0);
     t.resourceCountIs('AWS::EC2::VPCEndpoint', 6);
     t.resourcePropertiesCountIs('AWS::EC2::VPCEndpoint', { VpcEndpointType: 'Interface' }, 5);
+  });
+
+  it('admits only HTTPS from the VPC range to the interface endpoints, through one security group', () => {
+    const s = stack();
+    new Network(s, 'Net', { natStrategy: 'endpoints' });
+    const t = Template.fromStack(s);
+    const endpoints = Object.values(
+      t.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }),
+    ) as Array<{ Properties: { SecurityGroupIds: unknown[] } }>;
+    const groups = new Set(endpoints.map((e) => JSON.stringify(e.Properties.SecurityGroupIds)));
+    expect(groups.size).toBe(1);
+    t.resourceCountIs('AWS::EC2::SecurityGroup', 1);
+    t.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      SecurityGroupIngress: [
+        { CidrIp: VPC_CIDR, FromPort: 443, ToPort: 443, IpProtocol: 'tcp', Description: Match.anyValue() },
+      ],
+    });
   });
 
   it('runs one NAT gateway per AZ in nat-per-az mode', () => {

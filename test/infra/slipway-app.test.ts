@@ -739,4 +739,10 @@ describe('config variants', () => {
       ]),
     });
   });
+
+  it('synthesizes with natStrategy=endpoints, with no cdk-nag finding', () => {
+    const { app, findings: variantFindings } = synthVariant({ natStrategy: 'endpoints' });
+    expect(variantFindings).toEqual([]);
+    Template.fromStack(app.platform!).resourceCountIs('AWS::EC2::NatGateway', 0);
+  });
 });

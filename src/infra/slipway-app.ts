@@ -1,4 +1,4 @@
-import { Annotations, App, Tags, Validations } from 'aws-cdk-lib';
+import { Annotations, App, DefaultStackSynthesizer, Tags, Validations } from 'aws-cdk-lib';
 import type { AppProps } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { parseConfig, readContext, type SlipwayConfig } from './config.ts';
@@ -41,9 +41,13 @@ export function buildSlipwayApp(options: SlipwayAppOptions = {}): SlipwayApp {
   const config = parseConfig(raw);
   const env = config.region ? { region: config.region } : undefined;
 
+  // Both stacks deploy through the bootstrap roles of `cdkQualifier` (one synthesizer per stack).
+  const synthesizer = () => new DefaultStackSynthesizer({ qualifier: config.cdkQualifier });
+
   const registry = new RegistryStack(app, config.registryStackName, {
     config,
     env,
+    synthesizer: synthesizer(),
     description: 'Slipway image registry and GitHub OIDC roles (deploy first)',
   });
   let platform: PlatformStack | undefined;
@@ -57,6 +61,7 @@ export function buildSlipwayApp(options: SlipwayAppOptions = {}): SlipwayApp {
     platform = new PlatformStack(app, config.stackName, {
       config: { ...config, imageTag: config.imageTag },
       env,
+      synthesizer: synthesizer(),
       rolloutEntry: options.rolloutEntry,
       description: 'Slipway ML platform: storage, training, inference service, rollout, docs',
     });

@@ -745,4 +745,25 @@ describe('config variants', () => {
     expect(variantFindings).toEqual([]);
     Template.fromStack(app.platform!).resourceCountIs('AWS::EC2::NatGateway', 0);
   });
+
+  it('deploys both stacks through the bootstrap roles of the configured cdkQualifier', () => {
+    const { app, findings: variantFindings } = synthVariant({ cdkQualifier: 'stage2' });
+    expect(variantFindings).toEqual([]);
+    const assembly = app.app.synth();
+    for (const stack of [app.registry, app.platform!]) {
+      const artifact = assembly.getStackArtifact(stack.artifactId);
+      expect(artifact.assumeRoleArn, stack.stackName).toContain(':role/cdk-stage2-deploy-role-');
+      expect(artifact.cloudFormationExecutionRoleArn, stack.stackName).toContain(
+        ':role/cdk-stage2-cfn-exec-role-',
+      );
+      expect(Template.fromStack(stack).toJSON().Parameters.BootstrapVersion.Default).toBe(
+        '/cdk-bootstrap/stage2/version',
+      );
+    }
+    const assumable = JSON.stringify(
+      statementsOfRole(Template.fromStack(app.registry), id(app.registry.deployInfraRole))[0]!.Resource,
+    );
+    expect(assumable).toContain(':role/cdk-stage2-deploy-role-');
+    expect(assumable).not.toContain('hnb659fs');
+  });
 });

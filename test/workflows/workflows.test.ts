@@ -102,8 +102,21 @@ describe('GitHub Actions workflows', () => {
     expect(runs).toContain('-c initialModelUri="$LIVE_MODEL_URI"');
   });
 
+  it('deploy uses the CDK bootstrap qualifier of the CDK_QUALIFIER variable (default hnb659fs) everywhere', () => {
+    const text = readFileSync(join(workflowsDir, 'deploy.yml'), 'utf8');
+    expect((raw('deploy.yml').env as Record<string, string>).CDK_QUALIFIER).toBe(
+      "${{ vars.CDK_QUALIFIER || 'hnb659fs' }}",
+    );
+    // The default appears once, in that expression: no role name hard-codes it.
+    expect(text.match(/hnb659fs/g)).toHaveLength(1);
+    const deploys = allRuns('deploy.yml').match(/cdk -- deploy[^]*?(?=\n\S|$)/g) ?? [];
+    expect(deploys).toHaveLength(2);
+    for (const deploy of deploys) expect(deploy).toContain('-c cdkQualifier="$CDK_QUALIFIER"');
+    expect(allRuns('deploy.yml')).toContain('role/cdk-${CDK_QUALIFIER}-lookup-role-');
+  });
+
   it('deploy names the infra’s two stacks, registry first', () => {
-    expect(raw('deploy.yml').env).toEqual({
+    expect(raw('deploy.yml').env).toMatchObject({
       SLIPWAY_REGISTRY_STACK: `${DEFAULT_STACK_NAME}Registry`,
       SLIPWAY_STACK: DEFAULT_STACK_NAME,
     });

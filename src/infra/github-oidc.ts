@@ -38,6 +38,12 @@ export interface GithubOidcProps {
   readonly existingProviderArn?: string;
 }
 
+/** Options of `GithubOidc.addRole`. */
+export interface GithubRoleOptions {
+  /** Longest session a workflow may request (1 to 12 hours). @default Duration.hours(1) */
+  readonly maxSessionDuration?: Duration;
+}
+
 /** GitHub Actions OIDC: the identity provider and one role per workflow purpose, each trusting one exact subject. */
 export class GithubOidc extends Construct {
   /** ARN of the OIDC provider the roles trust. */
@@ -68,12 +74,23 @@ export class GithubOidc extends Construct {
     }
   }
 
-  /** A role that only runs of the configured repository (main or environment) can assume, for one hour at most. */
-  addRole(id: string, roleName: string, description: string): iam.Role {
+  /**
+   * A role that only runs of the configured repository (main or environment) can assume, for one
+   * hour at most unless `maxSessionDuration` says longer (configure-aws-credentials never
+   * refreshes a session, so a job that holds one longer must ask for it up front).
+   */
+  addRole(id: string, roleName: string, description: string, options: GithubRoleOptions = {}): iam.Role {
+    const maxSessionDuration = options.maxSessionDuration ?? Duration.hours(1);
+    const seconds = maxSessionDuration.toSeconds();
+    if (seconds < 3600 || seconds > 43200) {
+      throw new Error(
+        `GithubOidc: maxSessionDuration of ${roleName} must be 1 to 12 hours (got ${seconds} s)`,
+      );
+    }
     return new iam.Role(this, id, {
       roleName,
       description,
-      maxSessionDuration: Duration.hours(1),
+      maxSessionDuration,
       assumedBy: new iam.WebIdentityPrincipal(this.providerArn, {
         StringEquals: {
           [`${GITHUB_OIDC_HOST}:aud`]: GITHUB_OIDC_AUDIENCE,

@@ -1,4 +1,4 @@
-import { Aws, CfnOutput, Fn, Stack, Validations } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, Fn, Stack, Validations } from 'aws-cdk-lib';
 import type { CfnElement } from 'aws-cdk-lib';
 import type { StackProps } from 'aws-cdk-lib';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
@@ -19,6 +19,12 @@ import { TrainingPlatform, trainingJobArnPattern } from './training-platform.ts'
 
 /** Prefix of training-job names the launch-training role may create. */
 export const TRAINING_JOB_PREFIX = 'slipway-';
+
+/**
+ * Longest session of the launch-training role: train.yml follows a job for up to its 360-minute
+ * timeout on one set of credentials (configure-aws-credentials does not refresh them).
+ */
+export const LAUNCH_TRAINING_MAX_SESSION = Duration.hours(6);
 
 /** Properties of `PlatformStack`. */
 export interface PlatformStackProps extends StackProps {
@@ -158,6 +164,7 @@ export class PlatformStack extends Stack {
       'LaunchTraining',
       GITHUB_OIDC_ROLES.launchTraining,
       'GitHub Actions: start and follow Slipway SageMaker training jobs',
+      { maxSessionDuration: LAUNCH_TRAINING_MAX_SESSION },
     );
     this.launchTrainingRole.addToPolicy(
       new iam.PolicyStatement({

@@ -1,4 +1,4 @@
-import { App, Stack, Validations } from 'aws-cdk-lib';
+import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
@@ -174,6 +174,13 @@ describe('GithubOidc', () => {
     t.hasResourceProperties('AWS::IAM::Role', {
       AssumeRolePolicyDocument: { Statement: [Match.objectLike({ Principal: { Federated: arn } })] },
     });
+  });
+
+  it('refuses a role session longer than IAM allows, naming the value', () => {
+    const github = new GithubOidc(stack(), 'Gh', { repository: { owner: 'acme', repo: 'slipway' } });
+    expect(() => github.addRole('R', 'r', 'test', { maxSessionDuration: Duration.hours(13) })).toThrow(
+      /got 46800 s/,
+    );
   });
 
   it('rejects a repository name with a wildcard', () => {

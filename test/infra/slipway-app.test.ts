@@ -647,7 +647,7 @@ describe('GitHub OIDC', () => {
     platform.resourceCountIs('AWS::IAM::OIDCProvider', 0);
   });
 
-  it('trusts exactly the repository on main, with StringEquals on aud and sub, for one hour', () => {
+  it('trusts exactly the repository on main, with StringEquals on aud and sub, for one hour (launch-training: six)', () => {
     const roles = [
       ...Object.values(registry.findResources('AWS::IAM::Role')),
       ...Object.values(platform.findResources('AWS::IAM::Role')),
@@ -663,7 +663,9 @@ describe('GitHub OIDC', () => {
     );
     expect(github.map((r) => r.Properties.RoleName).sort()).toEqual(Object.values(GITHUB_OIDC_ROLES).sort());
     for (const role of github) {
-      expect(role.Properties.MaxSessionDuration).toBe(3600);
+      expect(role.Properties.MaxSessionDuration, role.Properties.RoleName).toBe(
+        role.Properties.RoleName === GITHUB_OIDC_ROLES.launchTraining ? 6 * 3600 : 3600,
+      );
       const trust = role.Properties.AssumeRolePolicyDocument.Statement;
       expect(trust).toHaveLength(1);
       expect(trust[0]!.Action).toBe('sts:AssumeRoleWithWebIdentity');

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { DEFAULT_STACK_NAME, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, STACK_OUTPUTS } from '../../src/names.ts';
+import { LAUNCH_TRAINING_MAX_SESSION } from '../../src/infra/platform-stack.ts';
 import { MNIST_HYPERPARAMETERS } from '../../src/train/examples/mnist/train.ts';
 import { checkWorkflow, formatViolations, type WorkflowReport } from './workflow-rules.ts';
 
@@ -154,6 +155,20 @@ describe('GitHub Actions workflows', () => {
     );
     expect(allRuns('train.yml')).toMatch(/node bin\/slipway\.js train --cloud/);
     expect(report('train.yml').jobs.flatMap((job) => job.roles)).toEqual([GITHUB_OIDC_ROLES.launchTraining]);
+  });
+
+  it('train asks for a session as long as the job may run, and the launch-training role allows it', () => {
+    const jobs = raw('train.yml').jobs as Record<
+      string,
+      { 'timeout-minutes': number; steps: { uses?: string; with?: Record<string, unknown> }[] }
+    >;
+    const launch = jobs.launch!;
+    const credentials = launch.steps.find((s) =>
+      s.uses?.startsWith('aws-actions/configure-aws-credentials@'),
+    );
+    const seconds = Number(credentials?.with?.['role-duration-seconds']);
+    expect(seconds).toBeGreaterThanOrEqual(launch['timeout-minutes'] * 60);
+    expect(seconds).toBeLessThanOrEqual(LAUNCH_TRAINING_MAX_SESSION.toSeconds());
   });
 
   it('train offers the MNIST example’s hyperparameters with the example’s own defaults', () => {

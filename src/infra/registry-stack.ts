@@ -69,8 +69,11 @@ export class RegistryStack extends Stack {
       GITHUB_OIDC_ROLES.publishImages,
       'GitHub Actions: push the inference and training images',
     );
-    this.images.inference.grantPush(this.publishImagesRole);
-    this.images.training.grantPush(this.publishImagesRole);
+    for (const repository of [this.images.inference, this.images.training]) {
+      repository.grantPush(this.publishImagesRole);
+      // deploy.yml skips the push when this commit's (immutable) tag already exists.
+      repository.grant(this.publishImagesRole, 'ecr:DescribeImages');
+    }
     Validations.of(this.publishImagesRole.node.findChild('DefaultPolicy')).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason:

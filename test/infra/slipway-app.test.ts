@@ -700,6 +700,17 @@ describe('GitHub OIDC', () => {
     expect(actionsOf(anywhere)).toEqual(['ecr:GetAuthorizationToken']);
   });
 
+  it('lets publish-images look up existing image tags in the two repositories only (deploy.yml skips pushed tags)', () => {
+    const statements = roleStatements(registry, built.registry.publishImagesRole);
+    const describe = statements.filter((s) => actionsOf([s]).includes('ecr:DescribeImages'));
+    const repoIds = [built.registry.images.inference, built.registry.images.training].map((r) => ({
+      'Fn::GetAtt': [id(r), 'Arn'],
+    }));
+    expect(
+      describe.flatMap((s): unknown[] => (Array.isArray(s.Resource) ? s.Resource : [s.Resource])),
+    ).toEqual(repoIds);
+  });
+
   it('lets publish-docs invalidate only the docs distribution', () => {
     const statements = roleStatements(platform, built.platform.publishDocsRole);
     const invalidate = statements.filter((s) => actionsOf([s]).includes('cloudfront:CreateInvalidation'));

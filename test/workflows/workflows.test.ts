@@ -87,6 +87,25 @@ describe('GitHub Actions workflows', () => {
     );
   });
 
+  it('deploy skips building and pushing an image whose commit tag is already in ECR (tags are immutable)', () => {
+    const jobs = raw('deploy.yml').jobs as Record<
+      string,
+      { steps: { id?: string; if?: string; uses?: string; run?: string; env?: Record<string, string> }[] }
+    >;
+    const steps = jobs.images!.steps;
+    const check = steps.find((s) => s.run?.includes('aws ecr describe-images'));
+    expect(check?.id).toBeDefined();
+    expect(check!.run).toContain('--repository-name "$REPOSITORY"');
+    expect(check!.run).toContain('--image-ids imageTag="$GITHUB_SHA"');
+    expect(check!.run).toContain('ImageNotFoundException');
+    expect(check!.env).toEqual({ REPOSITORY: '${{ matrix.repository }}' });
+    const after = steps.slice(steps.indexOf(check!) + 1);
+    for (const action of ['docker/setup-buildx-action@', 'docker/build-push-action@']) {
+      const step = after.find((s) => s.uses?.startsWith(action));
+      expect(step?.if, action).toBe(`steps.${check!.id}.outputs.pushed != 'true'`);
+    }
+  });
+
   it('deploy never overlaps another deploy', () => {
     expect(report('deploy.yml').concurrency).toMatchObject({ cancelInProgress: false });
     expect(report('deploy.yml').events).toContain('push');

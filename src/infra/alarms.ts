@@ -7,6 +7,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { READINESS_PATH } from './inference-service.ts';
 
 /** Properties of `Alarms`. */
 export interface AlarmsProps {
@@ -82,7 +83,7 @@ export class Alarms extends Construct {
       ),
       whenAny(
         'UnhealthyTargets',
-        'An inference task failed its load-balancer health check (GET /ping) for 3 minutes',
+        `An inference task failed its load-balancer health check (GET ${READINESS_PATH}) for 3 minutes`,
         props.targetGroup.metrics.unhealthyHostCount({ period, statistic: 'Maximum' }),
         3,
       ),

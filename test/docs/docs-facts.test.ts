@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { buildProgram } from '../../src/cli/program.ts';
 import { defaultTrainOutput } from '../../src/cli/commands/train.ts';
 import { bannerLines, servingLines } from '../../src/cli/commands/up.ts';
+import { READINESS_PATH } from '../../src/infra/inference-service.ts';
 import { ENV, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, NO_MODEL_URI, STACK_OUTPUTS } from '../../src/names.ts';
 
 // The docs are written by hand; these checks keep the names in them tied to the code,
@@ -67,6 +68,12 @@ describe('names in the docs match the code', () => {
     expect(allText).toContain(`MODEL_URI=${NO_MODEL_URI}`);
     const roleLike = unique([...allText.matchAll(/\bslipway-github-[a-z-]+\b/g)].map((m) => m[0]));
     expect(roleLike.filter((r) => !(Object.values(GITHUB_OIDC_ROLES) as string[]).includes(r))).toEqual([]);
+  });
+
+  it('the operations page names the path the load balancer health-checks', () => {
+    const operations = pages.find((p) => p.file === join('operations', 'index.md'))!.text;
+    const row = operations.split('\n').find((line) => line.startsWith('| `UnhealthyTargets`'));
+    expect(row).toContain(`\`GET ${READINESS_PATH}\``);
   });
 });
 

@@ -515,6 +515,17 @@ describe('alarms', () => {
     expect(dimensionsOf('HTTPCode_ELB_5XX_Count')).toContain(id(built.platform.inference.loadBalancer));
   });
 
+  it('names the path the target group really checks in the unhealthy-targets alarm', () => {
+    const unhealthy = built.platform.alarms.node.findChild('UnhealthyTargets');
+    const description = (
+      platform.toJSON().Resources[id(unhealthy)] as { Properties: { AlarmDescription: string } }
+    ).Properties.AlarmDescription;
+    expect(description).toContain(`GET ${READINESS_PATH}`);
+    platform.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      HealthCheckPath: READINESS_PATH,
+    });
+  });
+
   it('encrypts the topic with a key CloudWatch may use (the AWS-managed SNS key would drop alarms)', () => {
     const key = id(built.platform.alarms.topic.masterKey!);
     platform.hasResourceProperties('AWS::SNS::Topic', {

@@ -75,6 +75,12 @@ describe('names in the docs match the code', () => {
     const row = operations.split('\n').find((line) => line.startsWith('| `UnhealthyTargets`'));
     expect(row).toContain(`\`GET ${READINESS_PATH}\``);
   });
+
+  it('the security page promises no more model history than the models bucket keeps', () => {
+    const security = pages.find((p) => p.file === join('security', 'index.md'))!.text;
+    expect(security).not.toMatch(/every model ever deployed/i);
+    expect(security).toContain('`modelVersionRetentionDays`');
+  });
 });
 
 describe('what the docs say the commands do matches the code', () => {

@@ -81,6 +81,13 @@ describe('names in the docs match the code', () => {
     expect(security).not.toMatch(/every model ever deployed/i);
     expect(security).toContain('`modelVersionRetentionDays`');
   });
+
+  it('the security page says the rollout Lambda can deregister task definitions of any family', () => {
+    const security = pages.find((p) => p.file === join('security', 'index.md'))!.text;
+    const row = security.split('\n').find((line) => line.startsWith('| Rollout Lambda'))!;
+    expect(row).toMatch(/deregister[^|]*any family/);
+    expect(row).not.toMatch(/\|\s*touch other services\s*\|/);
+  });
 });
 
 describe('what the docs say the commands do matches the code', () => {

@@ -17,6 +17,21 @@ export const READINESS_PATH = '/v2/health/ready';
 /** How long the server drains in-flight requests after SIGTERM; the LB deregistration delay exceeds it. */
 export const SHUTDOWN_TIMEOUT = Duration.seconds(20);
 
+/**
+ * Worker and onnxruntime thread counts for a task of `cpuUnits` (1024 = one vCPU; fractions get
+ * one thread): one worker per vCPU up to 4, the rest as intra-op threads, so workers × threads
+ * never exceed the task's vCPUs (the server's own default split, applied to the task's budget).
+ */
+export function threadEnvironment(cpuUnits: number): Record<string, string> {
+  const vcpus = Math.max(1, Math.floor(cpuUnits / 1024));
+  const workers = Math.min(vcpus, 4);
+  return {
+    [ENV.workers]: String(workers),
+    [ENV.intraOpThreads]: String(Math.max(1, Math.floor(vcpus / workers))),
+    [ENV.idleIntraOpThreads]: String(vcpus),
+  };
+}
+
 /** Properties of `InferenceService`. */
 export interface InferenceServiceProps {
   /** The VPC. */
@@ -120,6 +135,9 @@ export class InferenceService extends Construct {
         [ENV.modelUri]: props.initialModelUri ?? NO_MODEL_URI,
         [ENV.port]: String(DEFAULT_PORT),
         [ENV.shutdownTimeoutMs]: String(SHUTDOWN_TIMEOUT.toMilliseconds()),
+        // Fargate may show the container more cores than the task's CPU units and no cgroup quota
+        // of its own, so the server would size its pools from the host: pin them to the task.
+        ...threadEnvironment(props.cpu ?? 1024),
       },
       logging: ecs.LogDrivers.awsLogs({
         logGroup,
@@ -263,7 +281,7 @@ export class InferenceService extends Construct {
     Validations.of(this.taskDefinition).acknowledge({
       id: 'AwsSolutions-ECS2',
       reason:
-        'The environment holds only non-secret settings (model URI, port, drain timeout); there are no secrets to move to Secrets Manager.',
+        'The environment holds only non-secret settings (model URI, port, drain timeout, thread counts); there are no secrets to move to Secrets Manager.',
     });
   }
 

@@ -8,7 +8,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { InfraConfigError } from '../../src/infra/config.ts';
 import { GithubOidc } from '../../src/infra/github-oidc.ts';
 import { ImageRegistry } from '../../src/infra/image-registry.ts';
-import { InferenceService } from '../../src/infra/inference-service.ts';
+import { InferenceService, threadEnvironment } from '../../src/infra/inference-service.ts';
+import { ENV } from '../../src/names.ts';
 import { ModelStore } from '../../src/infra/model-store.ts';
 import { Network, VPC_CIDR } from '../../src/infra/network.ts';
 import { SharedFileSystem } from '../../src/infra/shared-file-system.ts';
@@ -105,6 +106,28 @@ describe('InferenceService', () => {
     expect(() => new InferenceService(s, 'Svc', { ...inferenceProps(s), minCount: 5, maxCount: 3 })).toThrow(
       /got 5/,
     );
+  });
+
+  it('sizes the server’s workers and threads from the task’s CPU units, not the host’s cores', () => {
+    const s = stack();
+    new InferenceService(s, 'Svc', { ...inferenceProps(s), cpu: 4096, memoryMiB: 8192 });
+    Template.fromStack(s).hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([
+            { Name: ENV.workers, Value: '4' },
+            { Name: ENV.intraOpThreads, Value: '1' },
+            { Name: ENV.idleIntraOpThreads, Value: '4' },
+          ]),
+        }),
+      ],
+    });
+    expect(threadEnvironment(512)).toEqual({
+      [ENV.workers]: '1',
+      [ENV.intraOpThreads]: '1',
+      [ENV.idleIntraOpThreads]: '1',
+    });
+    expect(threadEnvironment(2048)[ENV.workers]).toBe('2');
   });
 
   it('pins the configured initial model in the task definition', () => {

@@ -145,3 +145,30 @@ export const GITHUB_OIDC_ROLES = {
   publishDocs: 'slipway-github-publish-docs',
   launchTraining: 'slipway-github-launch-training',
 } as const;
+
+/**
+ * What keeps one stage's account-wide names (IAM roles, ECR repositories) apart from another's:
+ * nothing for the default stack name, so deployed stacks keep their names; `-<stackname>`
+ * (lower case) for any other.
+ *
+ * @example stageSuffix('SlipwayStaging') // '-slipwaystaging'
+ */
+export function stageSuffix(stackName: string): string {
+  return stackName === DEFAULT_STACK_NAME ? '' : `-${stackName.toLowerCase()}`;
+}
+
+/** ECR repository name of an image for the stage of `stackName`. */
+export function imageRepositoryName(
+  image: keyof typeof IMAGE_REPOSITORIES,
+  stackName: string = DEFAULT_STACK_NAME,
+): string {
+  return `${IMAGE_REPOSITORIES[image]}${stageSuffix(stackName)}`;
+}
+
+/** IAM role name of a GitHub OIDC role for the stage of `stackName`. */
+export function githubRoleName(
+  role: keyof typeof GITHUB_OIDC_ROLES,
+  stackName: string = DEFAULT_STACK_NAME,
+): string {
+  return `${GITHUB_OIDC_ROLES[role]}${stageSuffix(stackName)}`;
+}

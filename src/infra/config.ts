@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { SlipwayError } from '../errors.ts';
-import { DEFAULT_STACK_NAME, NO_MODEL_URI } from '../names.ts';
+import { DEFAULT_STACK_NAME, GITHUB_OIDC_ROLES, NO_MODEL_URI } from '../names.ts';
 
 /** A configuration value is missing or invalid; the message names the setting. */
 export class InfraConfigError extends SlipwayError {
@@ -140,6 +140,16 @@ const schema = z
     alarmEmails: stringList.default([]),
   })
   .superRefine((c, ctx) => {
+    // Another stage's stack name suffixes the IAM role names, which IAM caps at 64 characters.
+    const maxStackName = 64 - 1 - Math.max(...Object.values(GITHUB_OIDC_ROLES).map((r) => r.length));
+    if (c.stackName !== DEFAULT_STACK_NAME && c.stackName.length > maxStackName) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stackName'],
+        params: { value: c.stackName },
+        message: `must be at most ${maxStackName} characters (it suffixes the stage's IAM role names)`,
+      });
+    }
     const memories = FARGATE_MEMORY[c.serviceCpu];
     if (!memories) {
       ctx.addIssue({

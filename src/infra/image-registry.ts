@@ -1,12 +1,14 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import { Construct } from 'constructs';
-import { IMAGE_REPOSITORIES } from '../names.ts';
+import { imageRepositoryName } from '../names.ts';
 
 /** Properties of `ImageRegistry`. */
 export interface ImageRegistryProps {
   /** Images kept per repository; older ones expire. @default 20 */
   readonly imagesToKeep?: number;
+  /** Stack name of the stage: suffixes the repository names unless it is the default. @default DEFAULT_STACK_NAME */
+  readonly stackName?: string;
 }
 
 /** ECR repositories of the inference and training images: scan on push, immutable tags, bounded history. */
@@ -31,7 +33,7 @@ export class ImageRegistry extends Construct {
         lifecycleRules: [{ description: `keep the last ${keep} images`, maxImageCount: keep }],
         removalPolicy: RemovalPolicy.RETAIN,
       });
-    this.inference = make('Inference', IMAGE_REPOSITORIES.inference);
-    this.training = make('Training', IMAGE_REPOSITORIES.training);
+    this.inference = make('Inference', imageRepositoryName('inference', props.stackName));
+    this.training = make('Training', imageRepositoryName('training', props.stackName));
   }
 }

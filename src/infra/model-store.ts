@@ -12,6 +12,12 @@ export interface ModelStoreProps {
   readonly accessLogsBucketName?: string;
   /** Days a replaced or deleted model version is kept before expiry. @default 30 */
   readonly modelVersionRetentionDays?: number;
+  /**
+   * Give buckets without a configured name the fixed `<prefix>-<account>-<region>` names; when
+   * false, CloudFormation generates unique names from the stack name (another stage's buckets).
+   * @default true
+   */
+  readonly fixedBucketNames?: boolean;
 }
 
 /** Bucket name made globally unique from the deploying account and region. */
@@ -39,9 +45,12 @@ export class ModelStore extends Construct {
 
   constructor(scope: Construct, id: string, props: ModelStoreProps = {}) {
     super(scope, id);
+    const fixed = props.fixedBucketNames ?? true;
+    const name = (configured: string | undefined, prefix: string) =>
+      configured ?? (fixed ? uniqueBucketName(prefix) : undefined);
     this.accessLogsBucket = new s3.Bucket(this, 'AccessLogs', {
       ...SECURE_BUCKET_DEFAULTS,
-      bucketName: props.accessLogsBucketName ?? uniqueBucketName('slipway-access-logs'),
+      bucketName: name(props.accessLogsBucketName, 'slipway-access-logs'),
       // CloudFront standard logging writes with ACLs, so this one bucket keeps them enabled.
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
       lifecycleRules: [{ id: 'expire-logs', expiration: Duration.days(365) }],
@@ -53,14 +62,14 @@ export class ModelStore extends Construct {
 
     this.dataBucket = new s3.Bucket(this, 'Data', {
       ...SECURE_BUCKET_DEFAULTS,
-      bucketName: props.dataBucketName ?? uniqueBucketName('slipway-data'),
+      bucketName: name(props.dataBucketName, 'slipway-data'),
       serverAccessLogsBucket: this.accessLogsBucket,
       serverAccessLogsPrefix: 'data/',
     });
 
     this.modelsBucket = new s3.Bucket(this, 'Models', {
       ...SECURE_BUCKET_DEFAULTS,
-      bucketName: props.modelsBucketName ?? uniqueBucketName('sagemaker-shared-models'),
+      bucketName: name(props.modelsBucketName, 'sagemaker-shared-models'),
       versioned: true,
       eventBridgeEnabled: true,
       serverAccessLogsBucket: this.accessLogsBucket,

@@ -5,7 +5,7 @@ import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, STACK_OUTPUTS } from '../names.ts';
+import { DEFAULT_STACK_NAME, STACK_OUTPUTS, githubRoleName, imageRepositoryName } from '../names.ts';
 import type { SlipwayConfig } from './config.ts';
 import { Alarms } from './alarms.ts';
 import { DocsSite } from './docs-site/docs-site.ts';
@@ -62,6 +62,10 @@ export class PlatformStack extends Stack {
     const { config } = props;
     const retention = config.logRetentionDays as logs.RetentionDays;
 
+    // The default stack keeps its fixed bucket names; another stage's would collide with them
+    // (bucket names are global), so CloudFormation names its buckets from the stack name.
+    const fixedBucketNames = config.stackName === DEFAULT_STACK_NAME;
+
     this.network = new Network(this, 'Network', {
       natStrategy: config.natStrategy,
       flowLogRetention: retention,
@@ -72,6 +76,7 @@ export class PlatformStack extends Stack {
       modelsBucketName: config.modelsBucketName,
       accessLogsBucketName: config.accessLogsBucketName,
       modelVersionRetentionDays: config.modelVersionRetentionDays,
+      fixedBucketNames,
     });
     this.fileSystem = new SharedFileSystem(this, 'FileSystem', { vpc, subnets: privateSubnets });
 
@@ -79,12 +84,12 @@ export class PlatformStack extends Stack {
     const trainingRepository = ecr.Repository.fromRepositoryName(
       this,
       'TrainingRepository',
-      IMAGE_REPOSITORIES.training,
+      imageRepositoryName('training', config.stackName),
     );
     const inferenceRepository = ecr.Repository.fromRepositoryName(
       this,
       'InferenceRepository',
-      IMAGE_REPOSITORIES.inference,
+      imageRepositoryName('inference', config.stackName),
     );
 
     this.training = new TrainingPlatform(this, 'Training', {
@@ -138,6 +143,7 @@ export class PlatformStack extends Stack {
     this.docs = new DocsSite(this, 'Docs', {
       accessLogsBucket: this.store.accessLogsBucket,
       bucketName: config.docsBucketName,
+      fixedBucketName: fixedBucketNames,
     });
 
     const github = new GithubOidc(this, 'Github', {
@@ -152,7 +158,7 @@ export class PlatformStack extends Stack {
     });
     this.publishDocsRole = github.addRole(
       'PublishDocs',
-      GITHUB_OIDC_ROLES.publishDocs,
+      githubRoleName('publishDocs', config.stackName),
       'GitHub Actions: sync the docs bucket and invalidate CloudFront',
     );
     this.docs.bucket.grantReadWrite(this.publishDocsRole);
@@ -162,7 +168,7 @@ export class PlatformStack extends Stack {
 
     this.launchTrainingRole = github.addRole(
       'LaunchTraining',
-      GITHUB_OIDC_ROLES.launchTraining,
+      githubRoleName('launchTraining', config.stackName),
       'GitHub Actions: start and follow Slipway SageMaker training jobs',
       { maxSessionDuration: LAUNCH_TRAINING_MAX_SESSION },
     );
@@ -261,7 +267,7 @@ export class PlatformStack extends Stack {
       trainingImageUri: ecr.Repository.fromRepositoryName(
         this,
         'TrainingImage',
-        IMAGE_REPOSITORIES.training,
+        imageRepositoryName('training', config.stackName),
       ).repositoryUriForTag(config.imageTag),
       trainingSubnets: Fn.join(',', this.training.subnetIds),
       trainingSecurityGroup: this.training.jobSecurityGroup.securityGroupId,

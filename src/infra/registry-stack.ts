@@ -2,7 +2,7 @@ import { Aws, Stack, Validations } from 'aws-cdk-lib';
 import type { StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
-import { GITHUB_OIDC_ROLES } from '../names.ts';
+import { githubRoleName } from '../names.ts';
 import type { SlipwayConfig } from './config.ts';
 import { GithubOidc } from './github-oidc.ts';
 import { ImageRegistry } from './image-registry.ts';
@@ -38,7 +38,10 @@ export class RegistryStack extends Stack {
   constructor(scope: Construct, id: string, props: RegistryStackProps) {
     super(scope, id, props);
     const { config } = props;
-    this.images = new ImageRegistry(this, 'Images', { imagesToKeep: config.imagesToKeep });
+    this.images = new ImageRegistry(this, 'Images', {
+      imagesToKeep: config.imagesToKeep,
+      stackName: config.stackName,
+    });
     this.github = new GithubOidc(this, 'Github', {
       repository: {
         owner: config.githubOwner,
@@ -51,7 +54,7 @@ export class RegistryStack extends Stack {
 
     this.deployInfraRole = this.github.addRole(
       'DeployInfra',
-      GITHUB_OIDC_ROLES.deployInfra,
+      githubRoleName('deployInfra', config.stackName),
       'GitHub Actions: cdk deploy through the CDK bootstrap roles',
     );
     // The standard CDK pipeline pattern: the pipeline role holds no resource permissions itself,
@@ -66,7 +69,7 @@ export class RegistryStack extends Stack {
 
     this.publishImagesRole = this.github.addRole(
       'PublishImages',
-      GITHUB_OIDC_ROLES.publishImages,
+      githubRoleName('publishImages', config.stackName),
       'GitHub Actions: push the inference and training images',
     );
     for (const repository of [this.images.inference, this.images.training]) {

@@ -93,6 +93,14 @@ describe('parseConfig', () => {
     expect(errorOf({ ...required, initialModelUri: 'http://x/model' }).message).toContain('initialModelUri');
   });
 
+  it('refuses a stage stack name too long to suffix the IAM role names, naming the value', () => {
+    const long = `S${'x'.repeat(33)}`;
+    expect(errorOf({ ...required, stackName: long }).message).toContain(
+      `stackName = "${long}": must be at most 33 characters`,
+    );
+    expect(parseConfig({ ...required, stackName: long.slice(0, 33) }).stackName).toHaveLength(33);
+  });
+
   it('rejects an invalid bucket name', () => {
     expect(errorOf({ ...required, modelsBucketName: 'Bad_Bucket' }).message).toContain(
       'modelsBucketName = "Bad_Bucket"',

@@ -790,4 +790,58 @@ describe('config variants', () => {
     expect(assumable).toContain(':role/cdk-stage2-deploy-role-');
     expect(assumable).not.toContain('hnb659fs');
   });
+
+  it('gives a second stage its own role, repository and bucket names, so it can share the account', () => {
+    const { app, findings: variantFindings } = synthVariant({ stackName: 'SlipwayStaging' });
+    expect(variantFindings).toEqual([]);
+    expect([app.registry.stackName, app.platform!.stackName]).toEqual([
+      'SlipwayStagingRegistry',
+      'SlipwayStaging',
+    ]);
+    const stageRegistry = Template.fromStack(app.registry);
+    const stagePlatform = Template.fromStack(app.platform!);
+    const roleNames = [stageRegistry, stagePlatform].flatMap((t) =>
+      Object.values(t.findResources('AWS::IAM::Role'))
+        .map((r) => (r as { Properties: { RoleName?: string } }).Properties.RoleName)
+        .filter((n): n is string => n !== undefined),
+    );
+    expect(roleNames.sort()).toEqual(
+      Object.values(GITHUB_OIDC_ROLES)
+        .map((r) => `${r}-slipwaystaging`)
+        .sort(),
+    );
+    for (const name of Object.values(IMAGE_REPOSITORIES)) {
+      stageRegistry.hasResourceProperties('AWS::ECR::Repository', {
+        RepositoryName: `${name}-slipwaystaging`,
+      });
+    }
+    const task = Object.values(stagePlatform.findResources('AWS::ECS::TaskDefinition'))[0];
+    expect(JSON.stringify(task)).toContain(
+      `${IMAGE_REPOSITORIES.inference}-slipwaystaging:${TEST_CONFIG.imageTag}`,
+    );
+    expect(JSON.stringify(stagePlatform.toJSON().Outputs[STACK_OUTPUTS.trainingImageUri])).toContain(
+      `${IMAGE_REPOSITORIES.training}-slipwaystaging:`,
+    );
+    // Bucket names are global: CloudFormation names the stage's buckets (from the stack name).
+    for (const bucket of Object.values(stagePlatform.findResources('AWS::S3::Bucket'))) {
+      expect((bucket as { Properties: { BucketName?: unknown } }).Properties.BucketName).toBeUndefined();
+    }
+  });
+
+  it('keeps the fixed bucket names of the default stack', () => {
+    const names = Object.values(platform.findResources('AWS::S3::Bucket')).map((b) =>
+      JSON.stringify((b as { Properties: { BucketName?: unknown } }).Properties.BucketName),
+    );
+    for (const prefix of [
+      'slipway-access-logs-',
+      'slipway-data-',
+      'sagemaker-shared-models-',
+      'slipway-docs-',
+    ]) {
+      expect(
+        names.filter((n) => n.includes(`"${prefix}"`)),
+        prefix,
+      ).toHaveLength(1);
+    }
+  });
 });

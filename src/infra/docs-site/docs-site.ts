@@ -23,8 +23,10 @@ export const DOCS_CSP = [
 export interface DocsSiteProps {
   /** Bucket for CloudFront access logs (ACLs enabled) and the docs bucket's server access logs. */
   readonly accessLogsBucket: s3.IBucket;
-  /** Name of the docs bucket. @default `slipway-docs-<account>-<region>` */
+  /** Name of the docs bucket. @default `slipway-docs-<account>-<region>`, or generated when `fixedBucketName` is false */
   readonly bucketName?: string;
+  /** Name an unnamed docs bucket `slipway-docs-<account>-<region>`; false lets CloudFormation generate one. @default true */
+  readonly fixedBucketName?: boolean;
 }
 
 /** The documentation site: a private bucket served only through CloudFront with Origin Access Control. */
@@ -38,7 +40,8 @@ export class DocsSite extends Construct {
     super(scope, id);
     this.bucket = new s3.Bucket(this, 'Bucket', {
       ...SECURE_BUCKET_DEFAULTS,
-      bucketName: props.bucketName ?? uniqueBucketName('slipway-docs'),
+      bucketName:
+        props.bucketName ?? ((props.fixedBucketName ?? true) ? uniqueBucketName('slipway-docs') : undefined),
       serverAccessLogsBucket: props.accessLogsBucket,
       serverAccessLogsPrefix: 'docs/',
     });

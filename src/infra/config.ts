@@ -118,7 +118,8 @@ const schema = z
       .default('ml.t3.medium'),
     serviceCpu: int(256, 4096).default(1024),
     serviceMemory: int(512, 30720).default(2048),
-    desiredCount: int(1, 100).default(2),
+    /** Ignored, with a warning: autoscaling owns the task count (kept so old configs still parse). */
+    desiredCount: int(1, 100).optional(),
     minCount: int(1, 100).default(2),
     maxCount: int(1, 100).default(4),
     internetFacing: bool.default(false),
@@ -174,7 +175,7 @@ const schema = z
         message: `must be <= maxCount (${c.maxCount})`,
       });
     }
-    if (c.desiredCount < c.minCount || c.desiredCount > c.maxCount) {
+    if (c.desiredCount !== undefined && (c.desiredCount < c.minCount || c.desiredCount > c.maxCount)) {
       ctx.addIssue({
         code: 'custom',
         path: ['desiredCount'],

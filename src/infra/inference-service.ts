@@ -52,8 +52,6 @@ export interface InferenceServiceProps {
   readonly cpu?: number;
   /** Fargate memory (MiB). @default 2048 */
   readonly memoryMiB?: number;
-  /** Tasks at creation. @default 2 */
-  readonly desiredCount?: number;
   /** Autoscaling floor. @default 2 */
   readonly minCount?: number;
   /** Autoscaling ceiling. @default 4 */
@@ -198,7 +196,8 @@ export class InferenceService extends Construct {
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: this.cluster,
       taskDefinition: this.taskDefinition,
-      desiredCount: props.desiredCount ?? minCount,
+      // No desiredCount: autoscaling owns the count (a fixed one would reset it on every
+      // deploy). ECS creates the service with one task and autoscaling raises it to minCount.
       vpcSubnets: props.subnets,
       assignPublicIp: false,
       minHealthyPercent: 100,

@@ -1,4 +1,4 @@
-import { Aws, CfnOutput, Duration, Fn, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Aws, CfnOutput, Duration, Fn, Stack, Validations } from 'aws-cdk-lib';
 import type { CfnElement } from 'aws-cdk-lib';
 import type { StackProps } from 'aws-cdk-lib';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
@@ -113,7 +113,6 @@ export class PlatformStack extends Stack {
       family: `${config.stackName}-inference`,
       cpu: config.serviceCpu,
       memoryMiB: config.serviceMemory,
-      desiredCount: config.desiredCount,
       minCount: config.minCount,
       maxCount: config.maxCount,
       internetFacing: config.internetFacing,
@@ -122,6 +121,13 @@ export class PlatformStack extends Stack {
       logRetention: retention,
       accessLogsBucket: this.store.accessLogsBucket,
     });
+
+    if (config.desiredCount !== undefined) {
+      Annotations.of(this).addWarningV2(
+        '@slipway/infra:desiredCountIgnored',
+        `desiredCount (${config.desiredCount}) is ignored: autoscaling keeps between minCount (${config.minCount}) and maxCount (${config.maxCount}) tasks, and a fixed count would reset it on every deploy. Remove it, or raise minCount.`,
+      );
+    }
 
     this.rollout = new RolloutTrigger(this, 'Rollout', {
       modelsBucket: this.store.modelsBucket,

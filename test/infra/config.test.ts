@@ -24,7 +24,6 @@ describe('parseConfig', () => {
       notebook: true,
       serviceCpu: 1024,
       serviceMemory: 2048,
-      desiredCount: 2,
       minCount: 2,
       maxCount: 4,
       internetFacing: false,
@@ -32,6 +31,7 @@ describe('parseConfig', () => {
       logRetentionDays: 30,
     });
     expect(config.imageTag).toBeUndefined();
+    expect(config.desiredCount).toBeUndefined();
   });
 
   it('names both missing GitHub settings', () => {

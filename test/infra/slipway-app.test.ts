@@ -1,5 +1,5 @@
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import {
@@ -330,9 +330,14 @@ describe('inference service', () => {
   });
 
   it('gives new tasks a grace period that covers model loading', () => {
-    platform.hasResourceProperties('AWS::ECS::Service', {
-      HealthCheckGracePeriodSeconds: 120,
-      DesiredCount: 2,
+    platform.hasResourceProperties('AWS::ECS::Service', { HealthCheckGracePeriodSeconds: 120 });
+  });
+
+  it('leaves the task count to autoscaling, so a deploy never resets a scaled-out service', () => {
+    platform.hasResourceProperties('AWS::ECS::Service', { DesiredCount: Match.absent() });
+    platform.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      ScalableDimension: 'ecs:service:DesiredCount',
+      MinCapacity: 2,
     });
   });
 
@@ -843,5 +848,17 @@ describe('config variants', () => {
         prefix,
       ).toHaveLength(1);
     }
+  });
+
+  it('warns that a configured desiredCount is ignored, and still passes cdk-nag', () => {
+    const { app, findings: variantFindings } = synthVariant({ desiredCount: '3', maxCount: '4' });
+    expect(variantFindings).toEqual([]);
+    Annotations.fromStack(app.platform!).hasWarning(
+      '*',
+      Match.stringLikeRegexp('desiredCount \\(3\\) is ignored'),
+    );
+    Template.fromStack(app.platform!).hasResourceProperties('AWS::ECS::Service', {
+      DesiredCount: Match.absent(),
+    });
   });
 });

@@ -63,6 +63,8 @@ export const ENV = {
   jobRoot: 'SLIPWAY_JOB_ROOT',
   /** Training image: the entrypoint `train` runs (default: the MNIST example in dist). */
   trainEntry: 'SLIPWAY_TRAIN_ENTRY',
+  /** Training: the job's name, set by SageMaker in the training container (and by the local runner). */
+  trainingJobName: 'TRAINING_JOB_NAME',
 } as const;
 
 /** Default port of the inference service and of the local load balancer. */

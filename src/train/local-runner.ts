@@ -241,7 +241,8 @@ function runEntrypoint(
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   const execArgv = entry.endsWith('.ts') ? ['--import', pathToFileURL(require.resolve('tsx')).href] : [];
   const child = spawn(process.execPath, [...execArgv, entry], {
-    env: { ...process.env, ...options.env, [ENV.jobRoot]: paths.root },
+    // SageMaker sets TRAINING_JOB_NAME in the container; a value inherited from this process would be another job's.
+    env: { ...process.env, ...options.env, [ENV.jobRoot]: paths.root, [ENV.trainingJobName]: jobName },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group, so stopping the job also stops anything the entrypoint started.
     detached: true,

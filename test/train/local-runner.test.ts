@@ -83,6 +83,24 @@ describe('runLocalTrainingJob with file:// channels and output', () => {
     expect(await readdir(join(tmp, 'jobs'))).toEqual([]);
   });
 
+  it('sets TRAINING_JOB_NAME to the job name, as SageMaker does, over a value inherited from the parent', async () => {
+    const inherited = process.env['TRAINING_JOB_NAME'];
+    process.env['TRAINING_JOB_NAME'] = 'some-other-job';
+    try {
+      const result = await runLocalTrainingJob(options({ jobName: 'named-job' }));
+      const model = await unpackModel(fileURLToPath(result.modelUri));
+      try {
+        // The fixture uses TRAINING_JOB_NAME as the model version.
+        expect(model.manifest).toMatchObject({ version: 'named-job' });
+      } finally {
+        await rm(model.dir, { recursive: true, force: true });
+      }
+    } finally {
+      if (inherited === undefined) delete process.env['TRAINING_JOB_NAME'];
+      else process.env['TRAINING_JOB_NAME'] = inherited;
+    }
+  });
+
   it('surfaces the reason from the failure file when the trainer fails, keeping the job dir', async () => {
     const err = await rejection(
       runLocalTrainingJob(options({ jobName: 'bad-data', hyperparameters: { mode: 'throw' } })),

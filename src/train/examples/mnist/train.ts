@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createManifest } from '../../../model/manifest.ts';
 import { sha256File } from '../../../model/checksum.ts';
 import { readOnnxSignature } from '../../../model/onnx-signature.ts';
-import { ARTIFACT } from '../../../names.ts';
+import { ARTIFACT, ENV } from '../../../names.ts';
 import { exportToOnnx } from '../../../onnx/index.ts';
 import { hp, parseHyperparameters, runTrainingJob } from '../../index.ts';
 import type { TrainingContext } from '../../index.ts';
@@ -168,7 +168,7 @@ export async function trainMnist(ctx: TrainingContext): Promise<MnistTrainResult
   const createdAt = new Date();
   const manifest = createManifest({
     name: 'mnist',
-    version: process.env['TRAINING_JOB_NAME'] ?? `mnist-${createdAt.toISOString().replace(/[-:.TZ]/g, '')}`,
+    version: process.env[ENV.trainingJobName] ?? `mnist-${createdAt.toISOString().replace(/[-:.TZ]/g, '')}`,
     createdAt,
     inputs: signature.inputs,
     outputs: signature.outputs,

@@ -53,7 +53,10 @@ export interface LocalTrainingJobOptions {
   readonly onLog?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Progress of channel copies, training start and upload. */
   readonly onProgress?: (progress: LocalJobProgress) => void;
-  /** Aborting stops the job: SIGTERM to the entrypoint, SIGKILL after `killGraceMs`. */
+  /**
+   * Aborting stops the job: SIGTERM to the entrypoint's process group, SIGKILL to the group when the
+   * entrypoint exits or `killGraceMs` has passed, whichever comes first.
+   */
   readonly signal?: AbortSignal;
   /** Time the entrypoint gets to save a checkpoint after SIGTERM. @default 15000 */
   readonly killGraceMs?: number;
@@ -223,13 +226,20 @@ async function writeConfig(paths: JobPaths, options: LocalTrainingJobOptions): P
   );
 }
 
-/** Kills the entrypoint's whole process group (its own children too). */
+/** How long output still in the pipes is read after the entrypoint exits, before they are closed. */
+const PIPE_DRAIN_MS = 2000;
+
+/**
+ * Kills the entrypoint's whole process group (its own children too). The group can outlive the
+ * entrypoint: a helper it started keeps the group, so this does not stop at the entrypoint's exit.
+ */
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  if (child.pid === undefined) return;
   try {
     process.kill(-child.pid, signal);
   } catch {
-    child.kill(signal);
+    // ESRCH: the group is gone. Otherwise fall back to the entrypoint alone, if it still runs.
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   }
 }
 
@@ -263,12 +273,32 @@ function runEntrypoint(
   options.signal?.addEventListener('abort', onAbort, { once: true });
   process.on('exit', onExit);
   return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
+    let drainTimer: NodeJS.Timeout | undefined;
+    const done = (code: number | null, signal: NodeJS.Signals | null): void => {
       clearTimeout(killTimer);
+      clearTimeout(drainTimer);
       options.signal?.removeEventListener('abort', onAbort);
       process.off('exit', onExit);
       resolve({ code, signal });
+    };
+    child.on('error', (err) => {
+      clearTimeout(killTimer);
+      options.signal?.removeEventListener('abort', onAbort);
+      process.off('exit', onExit);
+      reject(err);
+    });
+    child.on('exit', (code, signal) => {
+      // The job ends with its entrypoint, as a SageMaker container does: whatever it left running
+      // (a helper holding our pipes open, one that ignores SIGTERM) is killed with it.
+      killGroup(child, 'SIGKILL');
+      // 'close' waits for every copy of the pipes; one held by a process outside the group must not
+      // keep the job waiting, so read what is buffered for a moment, then close them.
+      drainTimer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        done(code, signal);
+      }, PIPE_DRAIN_MS);
+      child.once('close', () => done(code, signal));
     });
   });
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -165,6 +166,81 @@ describe('runLocalTrainingJob with file:// channels and output', () => {
     expect(() => process.kill(pid, 0)).toThrow();
     const checkpoint = join(tmp, 'jobs', 'stop-me', 'checkpoints', 'checkpoint.json');
     expect(JSON.parse(await readFile(checkpoint, 'utf8'))).toEqual({ saved: 'on-terminate' });
+  });
+
+  describe('when the trainer leaves a helper running that holds its stdout and ignores SIGTERM', () => {
+    let helper = 0;
+    const helperOptions = (
+      extra: Partial<LocalTrainingJobOptions>,
+      mode = 'in-group',
+    ): LocalTrainingJobOptions =>
+      options({
+        env: { FAKE_TRAIN_HELPER: mode },
+        ...extra,
+        onLog: (line) => {
+          const match = /helper started helper_pid=(\d+)/.exec(line);
+          if (match) helper = Number(match[1]);
+          extra.onLog?.(line, 'stdout');
+        },
+      });
+    // A killed helper is reaped by init, not by us: a zombie counts as gone (Linux /proc).
+    const alive = (pid: number): boolean => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+      } catch {
+        return false;
+      }
+    };
+    afterEach(() => {
+      // Never leave the helper behind, even when an assertion failed.
+      if (helper > 0 && alive(helper)) process.kill(helper, 'SIGKILL');
+      helper = 0;
+    });
+
+    it('returns the failure once the trainer exits, and kills the helper', async () => {
+      const err = await rejection(
+        runLocalTrainingJob(helperOptions({ jobName: 'helper-fails', hyperparameters: { mode: 'throw' } })),
+      );
+      expect(err.code).toBe('TRAINING_FAILED');
+      expect(err.message).toContain('corrupt data file');
+      expect(helper).toBeGreaterThan(0);
+      expect(alive(helper)).toBe(false);
+    });
+
+    it('returns the failure even when the helper left the process group and keeps the pipe open', async () => {
+      const err = await rejection(
+        runLocalTrainingJob(
+          helperOptions({ jobName: 'helper-escaped', hyperparameters: { mode: 'throw' } }, 'escaped'),
+        ),
+      );
+      expect(err.code).toBe('TRAINING_FAILED');
+      expect(err.message).toContain('corrupt data file');
+    });
+
+    it('stops the job on abort: the trainer saves its checkpoint, the helper is killed', async () => {
+      const controller = new AbortController();
+      let ready = 0;
+      const err = await rejection(
+        runLocalTrainingJob(
+          helperOptions({
+            jobName: 'helper-stop',
+            hyperparameters: { mode: 'hang' },
+            signal: controller.signal,
+            onLog: (line) => {
+              // Stop once the trainer waits and the helper has set its trap.
+              if (/waiting for a signal|helper ignores SIGTERM/.test(line) && ++ready === 2) {
+                controller.abort(new Error('Ctrl-C'));
+              }
+            },
+          }),
+        ),
+      );
+      expect(err.code).toBe('TRAINING_STOPPED');
+      expect(alive(helper)).toBe(false);
+      const checkpoint = join(tmp, 'jobs', 'helper-stop', 'checkpoints', 'checkpoint.json');
+      expect(JSON.parse(await readFile(checkpoint, 'utf8'))).toEqual({ saved: 'on-terminate' });
+    });
   });
 });
 

@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { access, constants, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { createInterface } from 'node:readline';
+import { StringDecoder } from 'node:string_decoder';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { packModel } from '../model/index.ts';
@@ -15,7 +17,7 @@ import type { ObjectInfo, ObjectStore } from '../store/index.ts';
 import { TrainingError } from './errors.ts';
 import { toHyperparameterStrings } from './hyperparameters.ts';
 import { defaultJobName, validateJobName } from './job-name.ts';
-import { jobPaths } from './paths.ts';
+import { FAILURE_REASON_MAX_BYTES, jobPaths } from './paths.ts';
 import type { JobPaths } from './paths.ts';
 
 /** Progress of the long steps of a local job. */
@@ -304,6 +306,34 @@ function runEntrypoint(
 }
 
 /**
+ * The first {@link FAILURE_REASON_MAX_BYTES} of the failure file (what SageMaker shows), or '' when
+ * there is none: the trainer wrote it, so its size is not ours to trust.
+ */
+async function readFailureReason(file: string): Promise<string> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    // One byte more than is shown tells whether there was more.
+    const buffer = Buffer.alloc(FAILURE_REASON_MAX_BYTES + 1);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const cut = bytesRead > FAILURE_REASON_MAX_BYTES;
+    // The decoder holds back a character cut in half instead of emitting U+FFFD.
+    const text = new StringDecoder('utf8').write(
+      buffer.subarray(0, Math.min(bytesRead, FAILURE_REASON_MAX_BYTES)),
+    );
+    return cut ? `${text.trimEnd()} [truncated; the whole file is ${file}]` : text.trim();
+  } catch {
+    return '';
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
  * Runs a training job locally the way SageMaker would: a job directory laid out like /opt/ml,
  * channels copied in from `s3://` or `file://`, the entrypoint as a child process with its logs
  * prefixed by the job name, then model/ packed and uploaded to `<output>/<job-name>/output/model.tar.gz`.
@@ -354,7 +384,7 @@ export async function runLocalTrainingJob(options: LocalTrainingJobOptions): Pro
   options.onProgress?.({ phase: 'training' });
   const result = await runEntrypoint(jobName, entry, paths, options);
   if (result.code !== 0) {
-    const reason = (await readFile(paths.failure, 'utf8').catch(() => '')).trim();
+    const reason = await readFailureReason(paths.failure);
     if (options.signal?.aborted) throw stopped(jobName, options.signal);
     const how =
       result.code === null ? `killed by ${result.signal ?? 'a signal'}` : `exit code ${result.code}`;

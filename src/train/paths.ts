@@ -14,6 +14,12 @@ export function resolveJobRoot(env: NodeJS.ProcessEnv = process.env): string {
   return value !== undefined && value !== '' ? value : DEFAULT_JOB_ROOT;
 }
 
+/**
+ * Bytes of `output/failure` that count: SageMaker shows only the first 1 KB as the failure reason, so
+ * the toolkit writes no more and the local runner reads no more.
+ */
+export const FAILURE_REASON_MAX_BYTES = 1024;
+
 /** Every path of SageMaker's training layout under one job root. */
 export interface JobPaths {
   readonly root: string;

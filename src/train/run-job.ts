@@ -1,7 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import { StringDecoder } from 'node:string_decoder';
 import { isSlipwayError } from '../errors.ts';
 import { TrainingError } from './errors.ts';
-import { jobPaths, resolveJobRoot } from './paths.ts';
+import { FAILURE_REASON_MAX_BYTES, jobPaths, resolveJobRoot } from './paths.ts';
 import type { JobPaths } from './paths.ts';
 import { readTrainingEnv } from './training-env.ts';
 import type { ChannelConfig, ResourceConfig } from './training-env.ts';
@@ -68,14 +69,30 @@ function failureReason(err: unknown): string {
   return String(err);
 }
 
+const TRUNCATED = ' [truncated]';
+
+/** `text` cut to at most `maxBytes` of UTF-8, never inside a character. */
+function utf8Prefix(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return text;
+  // The decoder holds back a character cut in half instead of emitting U+FFFD.
+  return new StringDecoder('utf8').write(bytes.subarray(0, maxBytes));
+}
+
 /**
- * Writes the failure file SageMaker (and the local runner) reports as the job's failure reason.
+ * Writes the failure file SageMaker (and the local runner) reports as the job's failure reason,
+ * cut to {@link FAILURE_REASON_MAX_BYTES} (what SageMaker shows) and marked `[truncated]` when cut.
  *
  * @example await writeFailure(jobPaths('/opt/ml'), 'channel "train" is empty');
  */
 export async function writeFailure(paths: JobPaths, reason: string): Promise<void> {
+  let text = reason.endsWith('\n') ? reason : `${reason}\n`;
+  if (Buffer.byteLength(text, 'utf8') > FAILURE_REASON_MAX_BYTES) {
+    const room = FAILURE_REASON_MAX_BYTES - Buffer.byteLength(`${TRUNCATED}\n`);
+    text = `${utf8Prefix(reason, room)}${TRUNCATED}\n`;
+  }
   await mkdir(paths.output, { recursive: true });
-  await writeFile(paths.failure, reason.endsWith('\n') ? reason : `${reason}\n`);
+  await writeFile(paths.failure, text);
 }
 
 /**

@@ -113,6 +113,20 @@ describe('runLocalTrainingJob with file:// channels and output', () => {
     );
   });
 
+  it('reports only the first 1 KB of a huge failure file, as SageMaker does, naming the file', async () => {
+    const err = await rejection(
+      runLocalTrainingJob(
+        options({ jobName: 'huge-failure', env: { FAKE_TRAIN_FAILURE_BYTES: String(8 * 1024 * 1024) } }),
+      ),
+    );
+    expect(err.code).toBe('TRAINING_FAILED');
+    expect(/\(exit code 1\): (x+) \[truncated/.exec(err.message)?.[1]).toHaveLength(1024);
+    expect(err.message).toContain(
+      `[truncated; the whole file is ${join(tmp, 'jobs', 'huge-failure', 'output', 'failure')}]`,
+    );
+    expect(err.message.length).toBeLessThan(2048);
+  });
+
   it('surfaces an unknown hyperparameter as the failure reason', async () => {
     const err = await rejection(runLocalTrainingJob(options({ hyperparameters: { epoks: 3 } })));
     expect(err.message).toContain('unknown hyperparameter "epoks"; known: epochs, learning-rate, mode');

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { formatLogLine, jobPaths } from '../../src/train/index.ts';
+import { FAILURE_REASON_MAX_BYTES, formatLogLine, jobPaths, writeFailure } from '../../src/train/index.ts';
 import type { JobPaths } from '../../src/train/index.ts';
 
 const ENTRY = fileURLToPath(new URL('./fixtures/fake-train.ts', import.meta.url));
@@ -126,6 +126,22 @@ describe('runTrainingJob in a real child process', () => {
       saved: 'on-terminate',
     });
     expect(await failureText()).toBe('stopped by SIGTERM\n');
+  });
+});
+
+describe('writeFailure', () => {
+  it('writes a short reason as it is, with a newline', async () => {
+    await writeFailure(paths, 'channel "train" is empty');
+    expect(await failureText()).toBe('channel "train" is empty\n');
+  });
+
+  it('cuts a long reason to the 1 KB SageMaker shows, on a character boundary, marked as truncated', async () => {
+    await writeFailure(paths, `${'é'.repeat(100_000)} the end`);
+    const bytes = await readFile(paths.failure);
+    expect(bytes.length).toBeLessThanOrEqual(FAILURE_REASON_MAX_BYTES);
+    const text = bytes.toString('utf8');
+    expect(text).toMatch(/^é+ \[truncated\]\n$/);
+    expect(text).not.toContain('\uFFFD');
   });
 });
 

@@ -142,6 +142,15 @@ async function probeOutput(store: ObjectStore, output: string, jobName: string):
   }
 }
 
+/**
+ * An empty S3 object whose key ends in `/`: what the S3 console's "Create folder" makes. It holds no
+ * data and cannot be a file in the channel directory, so it is not copied.
+ */
+function isFolderMarker(object: ObjectInfo): boolean {
+  const location = parseStoreUri(object.uri);
+  return location.scheme === 's3' && location.key.endsWith('/') && object.size === 0;
+}
+
 /** The object's path relative to the channel source, refusing keys that would escape the channel dir. */
 function relativeKey(sourcePrefix: string, object: ObjectInfo): string {
   const location = parseStoreUri(object.uri);
@@ -169,7 +178,7 @@ async function copyChannel(
   const sourcePrefix = location.scheme === 's3' ? location.key : location.path;
   const objects: ObjectInfo[] = [];
   try {
-    for await (const object of store.list(source)) objects.push(object);
+    for await (const object of store.list(source)) if (!isFolderMarker(object)) objects.push(object);
   } catch (err) {
     throw new TrainingError(
       'TRAINING_MISSING_CHANNEL',

@@ -293,6 +293,43 @@ describe('runLocalTrainingJob against s3rver', () => {
     expect(info.size).toBe(result.bytes);
   });
 
+  it("skips the S3 console's folder objects (empty keys ending in /) when copying a channel", async () => {
+    const client = s3rverClient(s3.endpoint);
+    for (const [Key, Body] of [
+      ['folders/', ''],
+      ['folders/sub/', ''],
+      ['folders/sub/y.bin', 'yy'],
+    ] as const) {
+      await client.send(new PutObjectCommand({ Bucket: 'data', Key, Body }));
+    }
+    client.destroy();
+    const opts = options({
+      jobName: 'folder-markers',
+      store: s3Store(),
+      channels: { train: 's3://data/folders/' },
+      output: 's3://models/runs/',
+    });
+    await runLocalTrainingJob(opts);
+    // sub/ and sub/y.bin
+    expect(opts.logs).toContain('[folder-markers] starting files=2 epochs=2 host=algo-1');
+  });
+
+  it('calls a channel of folder objects alone empty', async () => {
+    const client = s3rverClient(s3.endpoint);
+    await client.send(new PutObjectCommand({ Bucket: 'data', Key: 'only-folders/a/', Body: '' }));
+    client.destroy();
+    const err = await rejection(
+      runLocalTrainingJob(
+        options({
+          store: s3Store(),
+          channels: { train: 's3://data/only-folders/' },
+          output: 's3://models/runs/',
+        }),
+      ),
+    );
+    expect(err.code).toBe('TRAINING_EMPTY_CHANNEL');
+  });
+
   it('refuses a job name already used under the output prefix', async () => {
     const store = s3Store();
     await store.put('s3://models/runs/taken/output/model.tar.gz', 'x');

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,6 +68,42 @@ describe('container entry (the image ENTRYPOINT)', () => {
       expect(run.status).toBe(0);
       expect(run.stdout).toContain('epoch 2/2');
       expect((await readFile(join(root, 'model', 'model.onnx'))).length).toBeGreaterThan(0);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('runs a trainer named through a symlink as the main module', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'slipway-container-'));
+    try {
+      await mkdir(join(root, 'input', 'data', 'train'), { recursive: true });
+      await writeFile(join(root, 'input', 'data', 'train', 'x'), 'x');
+      const link = join(root, 'train-link.ts');
+      await symlink(fileURLToPath(new URL('./fixtures/main-only-train.ts', import.meta.url)), link);
+      const run = spawnSync(process.execPath, ['--import', 'tsx', entry, 'train'], {
+        env: { ...process.env, SLIPWAY_JOB_ROOT: root, SLIPWAY_TRAIN_ENTRY: link },
+        encoding: 'utf8',
+      });
+      expect(run.stdout).toContain('trained as the main module');
+      expect(run.status).toBe(0);
+      expect(await readFile(join(root, 'model', 'model.onnx'), 'utf8')).toBe('stands in for a model');
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('fails with a failure file, not exit 0, when the trainer ends without running a job', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'slipway-container-'));
+    try {
+      const trainer = fileURLToPath(new URL('./fixtures/no-job-train.ts', import.meta.url));
+      const run = spawnSync(process.execPath, ['--import', 'tsx', entry, 'train'], {
+        env: { ...process.env, SLIPWAY_JOB_ROOT: root, SLIPWAY_TRAIN_ENTRY: trainer },
+        encoding: 'utf8',
+      });
+      expect(run.status).toBe(1);
+      const failure = await readFile(join(root, 'output', 'failure'), 'utf8');
+      expect(failure).toContain(`training entrypoint ${trainer} ended without writing a model`);
+      expect(run.stderr).toContain(failure.trim());
     } finally {
       await rm(root, { recursive: true, force: true });
     }

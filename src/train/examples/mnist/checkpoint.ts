@@ -9,6 +9,21 @@ export const CHECKPOINT_FILE = 'mnist-checkpoint.json';
 const FORMAT = 'slipway-mnist-checkpoint';
 const VERSION = 1;
 
+/** Where in an epoch a checkpoint taken between batches (on SIGTERM) stands. */
+export interface EpochPosition {
+  /** Batches of the epoch after the completed ones that are already trained. */
+  readonly batches: number;
+  /** Generator state at the start of that epoch, before its shuffle: replaying it gives the same order. */
+  readonly epochRngState: number;
+  /** Batch size and training digits the position counts in; resuming needs the same. */
+  readonly batchSize: number;
+  readonly trainCount: number;
+  /** Running sums of the epoch so far, so its log line covers the whole epoch. */
+  readonly lossSum: number;
+  readonly accSum: number;
+  readonly seen: number;
+}
+
 /** What the trainer needs to resume. */
 export interface CheckpointState {
   /** Completed epochs. */
@@ -17,6 +32,8 @@ export interface CheckpointState {
   readonly rngState: number;
   /** Hidden units of the network; a checkpoint only fits a model of the same size. */
   readonly hiddenUnits: number;
+  /** Set when the checkpoint was taken inside an epoch; absent at an epoch boundary. */
+  readonly position?: EpochPosition;
 }
 
 interface TensorEntry {
@@ -166,5 +183,10 @@ export async function loadCheckpoint(
       index.optimizer.map((entry) => ({ name: entry.name, tensor: unpack(entry, data) })),
     );
   }
-  return { epoch: index.epoch, rngState: index.rngState, hiddenUnits: index.hiddenUnits };
+  return {
+    epoch: index.epoch,
+    rngState: index.rngState,
+    hiddenUnits: index.hiddenUnits,
+    ...(index.position ? { position: index.position } : {}),
+  };
 }

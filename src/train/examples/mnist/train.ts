@@ -11,9 +11,10 @@ import { hp, parseHyperparameters, runTrainingJob } from '../../index.ts';
 import type { TrainingContext } from '../../index.ts';
 import { useWasmBackend } from '../tfjs-wasm.ts';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import type { EpochPosition } from './checkpoint.ts';
 import { readDigitsFile, TEST_FILE, TRAIN_FILE } from './data-format.ts';
 import type { DigitSet } from './data-format.ts';
-import { MnistDataError } from './errors.ts';
+import { MnistCheckpointError, MnistDataError } from './errors.ts';
 import { buildMnistModel, evaluate, fillBatch, INPUT_NAME, OUTPUT_NAME, PIXELS } from './model.ts';
 import { seededRandom, shuffleInPlace } from './random.ts';
 
@@ -84,27 +85,39 @@ export async function trainMnist(ctx: TrainingContext): Promise<MnistTrainResult
   const model = buildMnistModel(hpv['hidden-units'], hpv.seed, hpv['learning-rate']);
   const resumed = await loadCheckpoint(ctx.checkpointDir, model, hpv['hidden-units']);
   const startEpoch = resumed?.epoch ?? 0;
-  if (resumed) ctx.log('resumed from checkpoint', { epoch: resumed.epoch });
-  const random = seededRandom(resumed?.rngState ?? hpv.seed);
+  const batchSize = hpv['batch-size'];
+  const position = resumed?.position;
+  if (position && (position.batchSize !== batchSize || position.trainCount !== train.count)) {
+    throw new MnistCheckpointError(
+      `the checkpoint in ${ctx.checkpointDir} was taken inside an epoch with batch-size=${position.batchSize} ` +
+        `over ${position.trainCount} digits; this job has batch-size=${batchSize} over ${train.count}. ` +
+        'Use the same hyperparameters or an empty checkpoint directory.',
+    );
+  }
+  if (resumed) ctx.log('resumed from checkpoint', { epoch: resumed.epoch, batch: position?.batches ?? 0 });
+  // Inside an epoch, start from that epoch's state to replay its shuffle, then continue from the saved one.
+  let random = seededRandom(position?.epochRngState ?? resumed?.rngState ?? hpv.seed);
 
   let completed = startEpoch;
   let stepped = resumed !== undefined;
+  // Where the loop is inside the current epoch; undefined between epochs.
+  let current: Omit<EpochPosition, 'batchSize' | 'trainCount'> | undefined;
   let stopped: (() => void) | undefined;
   const loopDone = new Promise<void>((resolve) => (stopped = resolve));
   ctx.onTerminate(async () => {
-    // Wait for the batch in flight, then save what has been learned so far; the interrupted
-    // epoch is run again from its start on resume.
+    // Wait for the batch in flight, then save exactly where training stands (weights, optimizer,
+    // generator and place in the epoch), so a resumed job trains the rest of the epoch in the same order.
     await loopDone;
     if (!stepped) return;
     await saveCheckpoint(ctx.checkpointDir, model, {
       epoch: completed,
       rngState: random.state(),
       hiddenUnits: hpv['hidden-units'],
+      ...(current ? { position: { ...current, batchSize, trainCount: train.count } } : {}),
     });
-    ctx.log('checkpoint saved on termination', { epoch: completed });
+    ctx.log('checkpoint saved on termination', { epoch: completed, batch: current?.batches ?? 0 });
   });
 
-  const batchSize = hpv['batch-size'];
   const order = Uint32Array.from({ length: train.count }, (_, i) => i);
   const xs = new Float32Array(batchSize * PIXELS);
   const ys = new Float32Array(batchSize);
@@ -115,12 +128,19 @@ export async function trainMnist(ctx: TrainingContext): Promise<MnistTrainResult
       const learningRate = hpv['learning-rate'] * hpv['lr-decay'] ** epoch;
       setLearningRate(model, learningRate);
       // Each epoch's order depends only on the generator state, so a resumed run sees the same batches.
+      const epochRngState = random.state();
       order.forEach((_, i) => (order[i] = i));
       shuffleInPlace(order, random);
-      let lossSum = 0;
-      let accSum = 0;
-      let seen = 0;
-      for (let start = 0; start < train.count; start += batchSize) {
+      const resumeAt = epoch === startEpoch ? position : undefined;
+      if (resumed && resumeAt) random = seededRandom(resumed.rngState);
+      current = {
+        batches: resumeAt?.batches ?? 0,
+        epochRngState,
+        lossSum: resumeAt?.lossSum ?? 0,
+        accSum: resumeAt?.accSum ?? 0,
+        seen: resumeAt?.seen ?? 0,
+      };
+      for (let start = current.batches * batchSize; start < train.count; start += batchSize) {
         if (ctx.signal.aborted) throw ctx.signal.reason;
         const n = Math.min(batchSize, train.count - start);
         fillBatch(train, order.subarray(start, start + n), xs, ys, random, hpv['max-shift']);
@@ -129,15 +149,21 @@ export async function trainMnist(ctx: TrainingContext): Promise<MnistTrainResult
         try {
           const [loss = NaN, acc = NaN] = (await model.trainOnBatch(x, y)) as number[];
           stepped = true;
-          lossSum += loss * n;
-          accSum += acc * n;
-          seen += n;
+          current = {
+            ...current,
+            batches: current.batches + 1,
+            lossSum: current.lossSum + loss * n,
+            accSum: current.accSum + acc * n,
+            seen: current.seen + n,
+          };
         } finally {
           tf.dispose([x, y]);
         }
         // trainOnBatch runs synchronously in wasm; yield so a SIGTERM can be handled between batches.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
+      const { lossSum, accSum, seen } = current;
+      current = undefined;
       completed = epoch + 1;
       await saveCheckpoint(ctx.checkpointDir, model, {
         epoch: completed,

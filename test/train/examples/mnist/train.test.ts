@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256File } from '../../../../src/model/checksum.ts';
 import { parseManifest } from '../../../../src/model/manifest.ts';
 import { ENV } from '../../../../src/names.ts';
-import { jobPaths, runTrainingJob } from '../../../../src/train/index.ts';
+import { formatLogLine, jobPaths, runTrainingJob } from '../../../../src/train/index.ts';
 import { readDigitsFile, TEST_FILE, TRAIN_FILE } from '../../../../src/train/examples/mnist/data-format.ts';
 import { prepareMnistData } from '../../../../src/train/examples/mnist/prepare-data.ts';
 import { trainMnist } from '../../../../src/train/examples/mnist/train.ts';
@@ -109,6 +109,52 @@ describe('MNIST example trainer', { timeout: 120_000 }, () => {
     const test = await readDigitsFile(path.join(dataDir, TEST_FILE));
     const a = await onnxScores(straight, test);
     const b = await onnxScores(resumed, test);
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    expect(worst).toBeLessThan(1e-3);
+  });
+
+  it('stopped inside an epoch, then resumed, ends where an uninterrupted run ends', async () => {
+    const hyperparameters = { ...QUICK, epochs: '2' };
+    const straight = await jobRoot('straight-2', hyperparameters);
+    const stopped = await jobRoot('stopped-mid-epoch', hyperparameters);
+    expect(await run(straight)).toBe(0);
+
+    // 1000 digits in batches of 50: 20 batches an epoch. The loop checks its signal before each
+    // batch, so this one reads as aborted before batch 8 of the second epoch, as a SIGTERM would.
+    let checks = 0;
+    const signal = {
+      get aborted() {
+        return ++checks > 27;
+      },
+      reason: new Error('stopped for the test'),
+    } as unknown as AbortSignal;
+    const logs: string[] = [];
+    await runTrainingJob(
+      async (ctx) => {
+        const handlers: (() => void | Promise<void>)[] = [];
+        const stop = trainMnist({
+          ...ctx,
+          signal,
+          onTerminate: (handler) => void handlers.push(handler),
+          log: (message, fields) => void logs.push(formatLogLine(message, fields)),
+        });
+        // What runTrainingJob does on SIGTERM: the handlers run once the loop has stopped.
+        await expect(stop).rejects.toThrow('stopped for the test');
+        for (const handler of handlers) await handler();
+      },
+      { env: { [ENV.jobRoot]: stopped }, exit: false },
+    );
+    expect(logs).toContain('checkpoint saved on termination epoch=1 batch=7');
+
+    const results: MnistTrainResult[] = [];
+    expect(await run(stopped, results)).toBe(0);
+    expect(results).toMatchObject([{ resumedFromEpoch: 1, epochsRun: 1 }]);
+
+    // Within float32 noise of Adam's restored beta powers (see the test above).
+    const test = await readDigitsFile(path.join(dataDir, TEST_FILE));
+    const a = await onnxScores(straight, test);
+    const b = await onnxScores(stopped, test);
     let worst = 0;
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
     expect(worst).toBeLessThan(1e-3);

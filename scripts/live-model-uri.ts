@@ -5,16 +5,26 @@
  * tag) registers a revision from the template, and without this it would drop the model the
  * rollout Lambda pinned.
  *
- * Usage: node bin/slipway.js status --cloud --json | npx tsx scripts/live-model-uri.ts
+ * With `--record` it prints the model's ordering record instead, for `-c initialModelRecord=...`.
+ *
+ * Usage: node bin/slipway.js status --cloud --json | npx tsx scripts/live-model-uri.ts [--record]
  */
 import { text } from 'node:stream/consumers';
 import { pathToFileURL } from 'node:url';
 import { NO_MODEL_URI } from '../src/names.ts';
 
+/** The pinned model of a deployment, as `slipway status --json` prints it. */
+interface StatusModel {
+  readonly uri?: string;
+  readonly etag?: string;
+  readonly sequencer?: string;
+  readonly eventTime?: string;
+}
+
 /** The part of `slipway status --json` this reads. */
 interface StatusJson {
   readonly service: {
-    readonly deployments: readonly { readonly status: string; readonly model?: { readonly uri?: string } }[];
+    readonly deployments: readonly { readonly status: string; readonly model?: StatusModel }[];
   };
 }
 
@@ -28,6 +38,26 @@ function isStatusJson(value: unknown): value is StatusJson {
  * document, so a failed lookup stops the deploy instead of silently unpinning the model.
  */
 export function liveModelUri(status: unknown): string {
+  return liveModel(status)?.uri ?? NO_MODEL_URI;
+}
+
+/**
+ * The ordering record the rollout keeps with the live model (ETag, sequencer, event time), as the
+ * JSON `cdk deploy -c initialModelRecord=...` takes; `{}` when there is none. Without it, the
+ * revision a code deploy registers would forget how new the live model is, and a late retry of an
+ * older upload's event would count as newer and replace it.
+ */
+export function liveModelRecord(status: unknown): string {
+  const model = liveModel(status);
+  const record: Record<string, string> = {};
+  for (const key of ['etag', 'sequencer', 'eventTime'] as const) {
+    const value = model?.[key];
+    if (typeof value === 'string' && value !== '') record[key] = value;
+  }
+  return JSON.stringify(record);
+}
+
+function liveModel(status: unknown): StatusModel | undefined {
   if (!isStatusJson(status)) {
     throw new Error(
       'expected the output of `slipway status --cloud --json` ({"service": {"deployments": [...]}})',
@@ -35,7 +65,7 @@ export function liveModelUri(status: unknown): string {
   }
   const primary = status.service.deployments.find((d) => d.status === 'PRIMARY');
   if (primary === undefined) throw new Error('the service has no PRIMARY deployment');
-  return primary.model?.uri ?? NO_MODEL_URI;
+  return primary.model;
 }
 
 async function main(): Promise<void> {
@@ -46,7 +76,8 @@ async function main(): Promise<void> {
   } catch {
     throw new Error(`stdin is not JSON: ${input.slice(0, 120)}`);
   }
-  process.stdout.write(`${liveModelUri(parsed)}\n`);
+  const record = process.argv.includes('--record');
+  process.stdout.write(`${record ? liveModelRecord(parsed) : liveModelUri(parsed)}\n`);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -105,6 +105,33 @@ const schema = z
         `must be "${NO_MODEL_URI}" or an s3://bucket/key URI`,
       )
       .default(NO_MODEL_URI),
+    initialModelRecord: z
+      .string()
+      .transform((text, ctx) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.addIssue({
+            code: 'custom',
+            message: 'must be JSON, as scripts/live-model-uri.ts --record prints',
+          });
+          return z.NEVER;
+        }
+      })
+      .pipe(
+        z.strictObject({
+          etag: z
+            .string()
+            .regex(/^[0-9a-f]{32}(-\d+)?$/, 'must be an S3 ETag without quotes')
+            .optional(),
+          sequencer: z
+            .string()
+            .regex(/^[0-9A-Fa-f]{1,64}$/, 'must be an S3 sequencer (hex)')
+            .optional(),
+          eventTime: z.iso.datetime({ offset: true }).optional(),
+        }),
+      )
+      .optional(),
     dataBucketName: optionalBucket,
     modelsBucketName: optionalBucket,
     docsBucketName: optionalBucket,
@@ -165,6 +192,13 @@ const schema = z
         path: ['serviceMemory'],
         params: { value: c.serviceMemory },
         message: `is not a Fargate size for serviceCpu ${c.serviceCpu}: use ${memories[0]}..${memories.at(-1)} MiB`,
+      });
+    }
+    if (c.initialModelUri === NO_MODEL_URI && Object.keys(c.initialModelRecord ?? {}).length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['initialModelRecord'],
+        message: `orders a model, but initialModelUri is "${NO_MODEL_URI}"`,
       });
     }
     if (c.minCount > c.maxCount) {

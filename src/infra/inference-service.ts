@@ -10,6 +10,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { DEFAULT_PORT, ENV, INFERENCE_CONTAINER_NAME, NO_MODEL_URI } from '../names.ts';
+import type { PinnedModel } from '../rollout/deploy-target.ts';
+import { parseS3ModelUri } from '../rollout/event.ts';
+import { modelEnvironment } from '../rollout/pinned-model.ts';
 
 /** Health-check path of the target group: ready only once the model is loaded and warmed. */
 export const READINESS_PATH = '/v2/health/ready';
@@ -46,6 +49,15 @@ export interface InferenceServiceProps {
   readonly modelsBucket: s3.IBucket;
   /** MODEL_URI of the task definition CloudFormation owns. @default NO_MODEL_URI */
   readonly initialModelUri?: string;
+  /**
+   * The rollout's ordering record of `initialModelUri` (what deploy.yml reads from the live
+   * revision), so a code deploy keeps it and later events are still judged against it.
+   */
+  readonly initialModelRecord?: {
+    readonly etag?: string;
+    readonly sequencer?: string;
+    readonly eventTime?: string;
+  };
   /** Task-definition family (the rollout Lambda registers revisions of it). */
   readonly family: string;
   /** Fargate CPU units. @default 1024 */
@@ -130,7 +142,7 @@ export class InferenceService extends Construct {
       image: ecs.ContainerImage.fromEcrRepository(props.repository, props.imageTag),
       portMappings: [{ containerPort: DEFAULT_PORT, protocol: ecs.Protocol.TCP }],
       environment: {
-        [ENV.modelUri]: props.initialModelUri ?? NO_MODEL_URI,
+        ...initialModelEnvironment(props.initialModelUri, props.initialModelRecord),
         [ENV.port]: String(DEFAULT_PORT),
         [ENV.shutdownTimeoutMs]: String(SHUTDOWN_TIMEOUT.toMilliseconds()),
         // Fargate may show the container more cores than the task's CPU units and no cgroup quota
@@ -295,4 +307,24 @@ export class InferenceService extends Construct {
     if (!role) throw new Error('InferenceService: the task definition has no execution role');
     return role;
   }
+}
+
+/**
+ * MODEL_URI and the rollout's record for the model the template pins, written exactly as the
+ * rollout writes them (`modelEnvironment`), with unset values left out.
+ */
+function initialModelEnvironment(
+  uri: string | undefined,
+  record: InferenceServiceProps['initialModelRecord'],
+): Record<string, string> {
+  const model = uri === undefined || uri === NO_MODEL_URI ? undefined : { ...parsePinnedUri(uri), ...record };
+  return Object.fromEntries(
+    Object.entries(modelEnvironment(model)).filter(
+      (entry): entry is [string, string] => entry[1] !== undefined,
+    ),
+  );
+}
+
+function parsePinnedUri(uri: string): PinnedModel {
+  return { uri, ...(parseS3ModelUri(uri) ?? {}) };
 }

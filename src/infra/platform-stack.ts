@@ -110,6 +110,7 @@ export class PlatformStack extends Stack {
       imageTag: config.imageTag,
       modelsBucket: this.store.modelsBucket,
       initialModelUri: config.initialModelUri,
+      ...(config.initialModelRecord === undefined ? {} : { initialModelRecord: config.initialModelRecord }),
       family: `${config.stackName}-inference`,
       cpu: config.serviceCpu,
       memoryMiB: config.serviceMemory,

@@ -93,6 +93,27 @@ describe('parseConfig', () => {
     expect(errorOf({ ...required, initialModelUri: 'http://x/model' }).message).toContain('initialModelUri');
   });
 
+  it('reads the initial model ordering record as JSON and checks each field', () => {
+    const uri = 's3://b-1/m/model.tar.gz';
+    const record = { etag: '0123456789abcdef0123456789abcdef', sequencer: '0062E99A88DC407460' };
+    expect(
+      parseConfig({ ...required, initialModelUri: uri, initialModelRecord: JSON.stringify(record) })
+        .initialModelRecord,
+    ).toEqual(record);
+    expect(
+      parseConfig({ ...required, initialModelUri: uri, initialModelRecord: '{}' }).initialModelRecord,
+    ).toEqual({});
+    expect(errorOf({ ...required, initialModelUri: uri, initialModelRecord: '{etag' }).message).toMatch(
+      /initialModelRecord.*must be JSON/,
+    );
+    expect(
+      errorOf({ ...required, initialModelUri: uri, initialModelRecord: '{"etag":"x"}' }).message,
+    ).toMatch(/initialModelRecord.*S3 ETag/);
+    expect(errorOf({ ...required, initialModelRecord: JSON.stringify(record) }).message).toMatch(
+      /initialModelRecord.*initialModelUri is "none"/,
+    );
+  });
+
   it('refuses a stage stack name too long to suffix the IAM role names, naming the value', () => {
     const long = `S${'x'.repeat(33)}`;
     expect(errorOf({ ...required, stackName: long }).message).toContain(

@@ -10,6 +10,9 @@ import { GithubOidc } from '../../src/infra/github-oidc.ts';
 import { ImageRegistry } from '../../src/infra/image-registry.ts';
 import { InferenceService, threadEnvironment } from '../../src/infra/inference-service.ts';
 import { ENV } from '../../src/names.ts';
+import { decideRollout } from '../../src/rollout/decision.ts';
+import { pinnedModelFromEnvironment } from '../../src/rollout/pinned-model.ts';
+import { MODELS_BUCKET, modelEvent } from '../rollout/fixtures.ts';
 import { ModelStore } from '../../src/infra/model-store.ts';
 import { Network, VPC_CIDR } from '../../src/infra/network.ts';
 import { SharedFileSystem } from '../../src/infra/shared-file-system.ts';
@@ -128,6 +131,30 @@ describe('InferenceService', () => {
       [ENV.idleIntraOpThreads]: '1',
     });
     expect(threadEnvironment(2048)[ENV.workers]).toBe('2');
+  });
+
+  it('keeps the rollout ordering record of the initial model, so an older event is still skipped after a code deploy', () => {
+    const s = stack();
+    const uri = 's3://acme-slipway-models/runs/b/model.tar.gz';
+    new InferenceService(s, 'Svc', {
+      ...inferenceProps(s),
+      initialModelUri: uri,
+      initialModelRecord: { etag: 'bbb', sequencer: '0B', eventTime: '2026-03-01T13:00:00Z' },
+    });
+    const container = Object.values(Template.fromStack(s).findResources('AWS::ECS::TaskDefinition'))[0]!
+      .Properties.ContainerDefinitions[0] as { Environment: { Name: string; Value: string }[] };
+    const env = Object.fromEntries(container.Environment.map((e) => [e.Name, e.Value]));
+    expect(env).toMatchObject({
+      [ENV.modelUri]: uri,
+      [ENV.modelEtag]: 'bbb',
+      [ENV.modelSequencer]: '0B',
+      [ENV.modelEventTime]: '2026-03-01T13:00:00Z',
+      [ENV.modelVersion]: 'bbb',
+    });
+    const live = pinnedModelFromEnvironment(env);
+    const older = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: null });
+    const decision = decideRollout(older, { revision: 'r', model: live }, { modelsBucket: MODELS_BUCKET });
+    expect(decision.kind === 'skip' && decision.reason).toBe('older-than-live');
   });
 
   it('pins the configured initial model in the task definition', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NO_MODEL_URI } from '../../src/names.ts';
-import { liveModelUri } from '../../scripts/live-model-uri.ts';
+import { liveModelRecord, liveModelUri } from '../../scripts/live-model-uri.ts';
 
 function status(deployments: unknown[]): unknown {
   return { stack: 'Slipway', service: { service: 'inference', deployments } };
@@ -26,5 +26,29 @@ describe('liveModelUri', () => {
   it('refuses output that is not a status document, so a failed lookup stops the deploy', () => {
     expect(() => liveModelUri({ error: 'AccessDenied' })).toThrow(/slipway status/);
     expect(() => liveModelUri(status([{ status: 'ACTIVE' }]))).toThrow(/no PRIMARY/);
+  });
+});
+
+describe('liveModelRecord', () => {
+  it('returns the ordering record the rollout keeps with the live model, as JSON for cdk context', () => {
+    const model = {
+      uri: 's3://acme-models/jobs/j2/output/model.tar.gz',
+      etag: '0123456789abcdef0123456789abcdef',
+      sequencer: '0062E99A88DC407460',
+      eventTime: '2026-11-27T10:00:00.000Z',
+      bucket: 'acme-models',
+    };
+    expect(JSON.parse(liveModelRecord(status([{ status: 'PRIMARY', model }])))).toEqual({
+      etag: model.etag,
+      sequencer: model.sequencer,
+      eventTime: model.eventTime,
+    });
+  });
+
+  it('returns {} for a model pinned without a record, and in the no-model state', () => {
+    expect(liveModelRecord(status([{ status: 'PRIMARY', model: { uri: 's3://b/k/model.tar.gz' } }]))).toBe(
+      '{}',
+    );
+    expect(liveModelRecord(status([{ status: 'PRIMARY' }]))).toBe('{}');
   });
 });

@@ -120,6 +120,9 @@ describe('GitHub Actions workflows', () => {
     expect(runs).toContain('node bin/slipway.js status --cloud --stack "$SLIPWAY_STACK" --json');
     expect(runs).toContain('npx tsx scripts/live-model-uri.ts');
     expect(runs).toContain('-c initialModelUri="$LIVE_MODEL_URI"');
+    // ...and the rollout's ordering record of it, so later events are judged against it.
+    expect(runs).toContain('npx tsx scripts/live-model-uri.ts --record');
+    expect(runs).toContain('-c initialModelRecord="$LIVE_MODEL_RECORD"');
   });
 
   it('deploy uses the CDK bootstrap qualifier of the CDK_QUALIFIER variable (default hnb659fs) everywhere', () => {

@@ -13,7 +13,7 @@ import type {
   ServiceStatus,
 } from '../rollout/deploy-target.ts';
 import { RolloutError } from '../rollout/errors.ts';
-import { followTwinDeployment } from '../local/local-deploy-target.ts';
+import { followTwinDeployment, rolledBackModels } from '../local/local-deploy-target.ts';
 import { SlipwayError, UsageError } from '../errors.ts';
 
 /** What `GET /_slipway/status` answers. */
@@ -124,7 +124,7 @@ export class RemoteTwinTarget implements DeployTarget {
     return {
       revision: primary?.revision ?? 'slipway-inference:0',
       model: primary?.model,
-      rolledBack: status.deployments.flatMap((d) => (d.rolledBackTo === undefined ? [] : [d.model])),
+      rolledBack: rolledBackModels(status.deployments),
     };
   }
 

@@ -36,13 +36,10 @@ export class LocalDeployTarget implements DeployTarget {
    */
   describe(): Promise<ServiceState> {
     const current = this.current();
-    const rolledBack = this.supervisor
-      .deployments()
-      .flatMap((d) => (d.rolledBackTo === undefined ? [] : [d.model]));
     return Promise.resolve({
       revision: current?.revision ?? INITIAL_REVISION,
       model: current?.model,
-      rolledBack,
+      rolledBack: rolledBackModels(this.supervisor.deployments()),
     });
   }
 
@@ -120,6 +117,11 @@ export class LocalDeployTarget implements DeployTarget {
         (d) => d.rolloutState === 'IN_PROGRESS' || (d.status === 'PRIMARY' && d.rolloutState === 'COMPLETED'),
       );
   }
+}
+
+/** The models of the twin's deployments the service was rolled back from (`ServiceState.rolledBack`). */
+export function rolledBackModels(deployments: readonly Deployment[]): PinnedModel[] {
+  return deployments.flatMap((d) => (d.rolledBackTo === undefined ? [] : [d.model]));
 }
 
 /** Maps a supervisor deployment onto the rollout's vocabulary. */

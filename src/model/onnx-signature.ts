@@ -341,6 +341,20 @@ async function readFrom<T>(source: string | Uint8Array, read: (src: ByteSource) 
   }
 }
 
+/**
+ * The signature an artifact serves: the manifest's, once checked against the graph
+ * ({@link checkManifestSignature}), or the graph's own when there is no manifest.
+ */
+export async function servedSignature(
+  onnxPath: string,
+  manifest: (ModelSignature & { readonly labels?: readonly string[] | undefined }) | undefined,
+): Promise<ModelSignature> {
+  const graph = await readOnnxSignature(onnxPath);
+  if (!manifest) return graph;
+  checkManifestSignature(manifest, graph);
+  return { inputs: manifest.inputs, outputs: manifest.outputs };
+}
+
 /** Whether a manifest tensor's shape fits the graph's: same rank, and every fixed graph dim kept. */
 function shapeProblem(declared: readonly number[], graph: readonly number[]): string | undefined {
   // An unknown rank reads as one dynamic dim (see toTensorSpec): nothing to compare against.

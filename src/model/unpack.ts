@@ -12,9 +12,9 @@ import { UsageError, isSlipwayError } from '../errors.ts';
 import { ArtifactError } from './errors.ts';
 import { parseManifest } from './manifest.ts';
 import { assertOnnxLoads } from './onnx-load.ts';
-import { checkManifestSignature, readOnnxSignature } from './onnx-signature.ts';
+import { servedSignature } from './onnx-signature.ts';
 import { readTarEntries } from './tar-stream.ts';
-import type { Manifest, ModelSignature, UnpackedModel } from './types.ts';
+import type { Manifest, UnpackedModel } from './types.ts';
 
 /** Caps applied while unpacking an untrusted artifact. */
 export interface UnpackLimits {
@@ -334,11 +334,7 @@ export async function unpackModel(
     }
     // onnxruntime's own verdict first: it says more about a broken model than the graph reader.
     if (options.verifyLoads) await assertOnnxLoads(onnxPath);
-    const graph = await readOnnxSignature(onnxPath);
-    if (manifest) checkManifestSignature(manifest, graph);
-    const signature: ModelSignature = manifest
-      ? { inputs: manifest.inputs, outputs: manifest.outputs }
-      : graph;
+    const signature = await servedSignature(onnxPath, manifest);
     return { dir, onnxPath, manifest, signature, sha256 };
   } catch (err) {
     await rm(dir, { recursive: true, force: true });

@@ -5,11 +5,11 @@ import type { FastifyBaseLogger } from 'fastify';
 import { ARTIFACT, NO_MODEL_URI } from '../names.ts';
 import {
   ArtifactError,
-  checkManifestSignature,
   fetchModel,
   parseManifest,
   readOnnxBatchable,
   readOnnxSignature,
+  servedSignature,
   sha256File,
   unpackModel,
 } from '../model/index.ts';
@@ -102,13 +102,10 @@ async function readLocalDir(dir: string): Promise<Resolved> {
       );
     }
   }
-  const graph = await readOnnxSignature(onnxPath);
-  if (manifest) checkManifestSignature(manifest, graph);
-  const signature = manifest ?? graph;
   return {
     onnxPath,
     manifest,
-    signature: { inputs: signature.inputs, outputs: signature.outputs },
+    signature: await servedSignature(onnxPath, manifest),
     sha256,
     sourceUri: dir,
     ownedDir: undefined,

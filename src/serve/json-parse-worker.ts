@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { parseReply } from './json-parse-pool.ts';
 import type { FlatRows, FlattenKind, JsonParseRequest } from './json-parse-pool.ts';
-import { MAX_TENSOR_RANK, nestedShapeProblem } from './tensor-codec.ts';
+import { MAX_TENSOR_RANK, leadingDims, nestedShapeProblem } from './tensor-codec.ts';
 import { lowerThreadPriority } from './threads.ts';
 
 const port = parentPort;
@@ -74,8 +74,7 @@ function flatRows(rows: unknown): FlatRows | undefined {
     if (n < 0) return undefined;
     offsets.push(offsets[offsets.length - 1]! + n);
   }
-  const firstDims: number[] = [];
-  for (let v: unknown = rows[0]; Array.isArray(v); v = v[0]) firstDims.push(v.length);
+  const firstDims = leadingDims(rows[0]);
   // A row nested unlike row 0 is left for the route to report.
   if ((rows as unknown[][]).some((row) => nestedShapeProblem(row, firstDims) !== undefined)) return undefined;
   const values = new Float64Array(offsets[offsets.length - 1]!);

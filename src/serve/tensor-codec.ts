@@ -141,6 +141,16 @@ export function allocateData(datatype: Datatype, n: number): TensorData {
 }
 
 /**
+ * The dimensions of nested arrays read along their first elements: `[[1, 2], [3, 4]]` gives
+ * [2, 2], a number gives []. What a SageMaker instance's shape is taken to be.
+ */
+export function leadingDims(value: unknown): number[] {
+  const dims: number[] = [];
+  for (let v = value; Array.isArray(v); v = v[0] as unknown) dims.push(v.length);
+  return dims;
+}
+
+/**
  * Why nested `data` does not have the structure `shape` describes (each array at depth k has
  * shape[k] elements, numbers only at the innermost level), or undefined when it does or when the
  * data is flat (its length alone is checked against the shape). Without this, `[[1, 2, 3], [4]]`

@@ -10,6 +10,7 @@ import {
   checkShape,
   elementCount,
   flattenData,
+  leadingDims,
   nest,
   nestedShapeProblem,
   tensorFromValues,
@@ -32,13 +33,8 @@ export interface Classification {
 }
 
 function innerDims(value: unknown, what: string): number[] {
-  const dims: number[] = [];
-  let v = value;
-  while (Array.isArray(v)) {
-    if (dims.length >= 32) throw badRequest(`${what} is nested deeper than 32 levels`);
-    dims.push(v.length);
-    v = v[0];
-  }
+  const dims = leadingDims(value);
+  if (dims.length > 32) throw badRequest(`${what} is nested deeper than 32 levels`);
   return dims;
 }
 

@@ -1,3 +1,4 @@
+import { maxHeaderSize } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController } from 'fastify';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
@@ -33,12 +34,15 @@ export interface CreateAppOptions {
 /** Longest a client may take to send one whole request (headers and body). */
 export const REQUEST_TIMEOUT_MS = 60_000;
 
+/** Longest path parameter: model names may be 256 characters (the manifest's limit), URL-encoded up to 3x. */
+const MAX_PARAM_LENGTH = 1024;
+
 function frameworkErrorMessage(err: FastifyError): string {
   switch (err.code) {
     case 'FST_ERR_BAD_URL':
       return 'the URL is not valid: a percent-escape in it does not decode (use %25 for a literal %)';
     case 'FST_ERR_MAX_PARAM_LENGTH':
-      return 'a path parameter (model name or version) is longer than 1024 characters';
+      return `a path parameter (model name or version) is longer than ${MAX_PARAM_LENGTH} characters`;
     default:
       return err.message;
   }
@@ -51,7 +55,11 @@ function answerClientError(err: Error & { code?: string }, socket: Socket): void
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? [408, 'Request Timeout', `the request was not received within ${REQUEST_TIMEOUT_MS / 1000} s`]
       : err.code === 'HPE_HEADER_OVERFLOW'
-        ? [431, 'Request Header Fields Too Large', 'the request headers are larger than 16 KiB']
+        ? [
+            431,
+            'Request Header Fields Too Large',
+            `the request headers are larger than ${maxHeaderSize / 1024} KiB`,
+          ]
         : [
             400,
             'Bad Request',
@@ -117,8 +125,7 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     forceCloseConnections: false,
     // Client-controlled values are validated as sent: no coercion of "5" into 5 or 5 into [5].
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    // Model names may be up to 256 characters (the manifest's limit), URL-encoded up to 3x that.
-    routerOptions: { maxParamLength: 1024 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // A client that sends its request slower than this (a stalled upload, a slowloris) gets a 408
     // and its connection closed, instead of holding a socket and a body buffer for ever.
     requestTimeout: REQUEST_TIMEOUT_MS,

@@ -13,6 +13,7 @@ import { DEFAULT_PORT, ENV, INFERENCE_CONTAINER_NAME, NO_MODEL_URI } from '../na
 import type { PinnedModel } from '../rollout/deploy-target.ts';
 import { parseS3ModelUri } from '../rollout/event.ts';
 import { modelEnvironment } from '../rollout/pinned-model.ts';
+import { planThreads } from '../serve/cpu.ts';
 
 /** Health-check path of the target group: ready only once the model is loaded and warmed. */
 export const READINESS_PATH = '/v2/health/ready';
@@ -23,15 +24,14 @@ export const SHUTDOWN_TIMEOUT = Duration.seconds(20);
 /**
  * Worker and onnxruntime thread counts for a task of `cpuUnits` (1024 = one vCPU; fractions get
  * one thread): one worker per vCPU up to 4, the rest as intra-op threads, so workers × threads
- * never exceed the task's vCPUs (the server's own default split, applied to the task's budget).
+ * never exceed the task's vCPUs (the server's own split, planThreads, applied to the task's budget).
  */
 export function threadEnvironment(cpuUnits: number): Record<string, string> {
-  const vcpus = Math.max(1, Math.floor(cpuUnits / 1024));
-  const workers = Math.min(vcpus, 4);
+  const plan = planThreads(cpuUnits / 1024);
   return {
-    [ENV.workers]: String(workers),
-    [ENV.intraOpThreads]: String(Math.max(1, Math.floor(vcpus / workers))),
-    [ENV.idleIntraOpThreads]: String(vcpus),
+    [ENV.workers]: String(plan.workers),
+    [ENV.intraOpThreads]: String(plan.intraOpThreads),
+    [ENV.idleIntraOpThreads]: String(plan.idleIntraOpThreads),
   };
 }
 

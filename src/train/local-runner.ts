@@ -7,7 +7,6 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { createInterface } from 'node:readline';
-import { StringDecoder } from 'node:string_decoder';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { packModel } from '../model/index.ts';
@@ -17,7 +16,7 @@ import type { ObjectInfo, ObjectStore } from '../store/index.ts';
 import { TrainingError } from './errors.ts';
 import { toHyperparameterStrings } from './hyperparameters.ts';
 import { defaultJobName, validateJobName } from './job-name.ts';
-import { FAILURE_REASON_MAX_BYTES, jobPaths } from './paths.ts';
+import { FAILURE_REASON_MAX_BYTES, jobPaths, utf8Head } from './paths.ts';
 import type { JobPaths } from './paths.ts';
 
 /** Progress of the long steps of a local job. */
@@ -330,10 +329,7 @@ async function readFailureReason(file: string): Promise<string> {
     const buffer = Buffer.alloc(FAILURE_REASON_MAX_BYTES + 1);
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
     const cut = bytesRead > FAILURE_REASON_MAX_BYTES;
-    // The decoder holds back a character cut in half instead of emitting U+FFFD.
-    const text = new StringDecoder('utf8').write(
-      buffer.subarray(0, Math.min(bytesRead, FAILURE_REASON_MAX_BYTES)),
-    );
+    const text = utf8Head(buffer.subarray(0, bytesRead), FAILURE_REASON_MAX_BYTES);
     return cut ? `${text.trimEnd()} [truncated; the whole file is ${file}]` : text.trim();
   } catch {
     return '';

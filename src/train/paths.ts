@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import { ENV } from '../names.ts';
 
 /** The job root inside a SageMaker training container. */
@@ -19,6 +20,12 @@ export function resolveJobRoot(env: NodeJS.ProcessEnv = process.env): string {
  * the toolkit writes no more and the local runner reads no more.
  */
 export const FAILURE_REASON_MAX_BYTES = 1024;
+
+/** The first `maxBytes` of UTF-8 `bytes` as text, never ending inside a character. */
+export function utf8Head(bytes: Buffer, maxBytes: number): string {
+  // The decoder holds back a character cut in half instead of emitting U+FFFD.
+  return new StringDecoder('utf8').write(bytes.subarray(0, maxBytes));
+}
 
 /** Every path of SageMaker's training layout under one job root. */
 export interface JobPaths {

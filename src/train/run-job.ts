@@ -1,8 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import { StringDecoder } from 'node:string_decoder';
 import { isSlipwayError } from '../errors.ts';
 import { TrainingError } from './errors.ts';
-import { FAILURE_REASON_MAX_BYTES, jobPaths, resolveJobRoot } from './paths.ts';
+import { FAILURE_REASON_MAX_BYTES, jobPaths, resolveJobRoot, utf8Head } from './paths.ts';
 import type { JobPaths } from './paths.ts';
 import { readTrainingEnv } from './training-env.ts';
 import type { ChannelConfig, ResourceConfig } from './training-env.ts';
@@ -74,9 +73,7 @@ const TRUNCATED = ' [truncated]';
 /** `text` cut to at most `maxBytes` of UTF-8, never inside a character. */
 function utf8Prefix(text: string, maxBytes: number): string {
   const bytes = Buffer.from(text, 'utf8');
-  if (bytes.length <= maxBytes) return text;
-  // The decoder holds back a character cut in half instead of emitting U+FFFD.
-  return new StringDecoder('utf8').write(bytes.subarray(0, maxBytes));
+  return bytes.length <= maxBytes ? text : utf8Head(bytes, maxBytes);
 }
 
 /**

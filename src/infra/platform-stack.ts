@@ -166,7 +166,7 @@ export class PlatformStack extends Stack {
     this.publishDocsRole = github.addRole(
       'PublishDocs',
       githubRoleName('publishDocs', config.stackName),
-      'GitHub Actions: sync the docs bucket and invalidate CloudFront',
+      'GitHub Actions: publish the docs bucket, invalidate CloudFront, expire unused assets',
     );
     this.docs.bucket.grantReadWrite(this.publishDocsRole);
     this.docs.bucket.grantDelete(this.publishDocsRole);
@@ -234,11 +234,14 @@ export class PlatformStack extends Stack {
         'Action::s3:GetBucket*',
         'CDK grantReadWrite on the one docs bucket: aws s3 sync reads bucket metadata.',
       ],
-      ['Action::s3:GetObject*', 'CDK grantReadWrite on the one docs bucket: aws s3 sync compares objects.'],
+      [
+        'Action::s3:GetObject*',
+        'CDK grantReadWrite on the one docs bucket: aws s3 sync compares objects; the asset sweep reads stale marks (object tags).',
+      ],
       ['Action::s3:List*', 'CDK grantReadWrite on the one docs bucket: aws s3 sync lists it.'],
       [
         'Action::s3:DeleteObject*',
-        'aws s3 sync --delete removes pages that no longer exist, in the docs bucket only.',
+        'aws s3 sync --delete removes pages that no longer exist, and the asset sweep assets unused for 30 days, in the docs bucket only.',
       ],
       ['Action::s3:Abort*', 'CDK grantReadWrite: abort failed multipart uploads to the docs bucket.'],
       [

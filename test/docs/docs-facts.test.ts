@@ -6,9 +6,11 @@ import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { STALE_ASSET_RETENTION_DAYS, STALE_TAG } from '../../scripts/expire-docs-assets.ts';
 import { buildProgram } from '../../src/cli/program.ts';
 import { defaultTrainOutput } from '../../src/cli/commands/train.ts';
 import { bannerLines, servingLines } from '../../src/cli/commands/up.ts';
+import { DOCS_CACHE_CONTROL } from '../../src/infra/docs-site/docs-site.ts';
 import { READINESS_PATH } from '../../src/infra/inference-service.ts';
 import { ENV, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, NO_MODEL_URI, STACK_OUTPUTS } from '../../src/names.ts';
 
@@ -196,5 +198,17 @@ describe('pages that list what the code has', () => {
     const section = page.slice(page.indexOf('## ci.yml'), page.indexOf('## deploy.yml'));
     const named = [...section.matchAll(/`(npm [^`]+)`/g)].map((m) => m[1]!);
     expect(named).toEqual(npmSteps);
+  });
+
+  it('the CI/CD page gives the Cache-Control and stale-asset retention docs.yml publishes with', () => {
+    const page = pages.find((p) => p.file === join('ci-cd', 'index.md'))!.text;
+    const section = page
+      .slice(page.indexOf('## docs.yml'), page.indexOf('## train.yml'))
+      .replace(/\s+/g, ' ');
+    expect(section).toContain(`\`Cache-Control: ${DOCS_CACHE_CONTROL.assets}\``);
+    expect(section).toContain(`\`Cache-Control: ${DOCS_CACHE_CONTROL.pages}\``);
+    expect(section).toContain(`\`${STALE_TAG}\``);
+    expect(section).toContain(`stale for ${STALE_ASSET_RETENTION_DAYS} days`);
+    expect(section).not.toMatch(/sync[^.]*--delete[^.]*invalidates/);
   });
 });

@@ -11,6 +11,7 @@ import {
   serveDocs,
   type DocsServer,
 } from '../../scripts/docs-site.ts';
+import { builtAssetKeys } from '../../scripts/expire-docs-assets.ts';
 
 /** Pages the issue asks for; the site may have more, and every built page is visited. */
 const REQUIRED_PAGES = [
@@ -166,6 +167,12 @@ describe('the docs site in headless Chromium', () => {
       expect(diagrams[0]!.width, path).toBeGreaterThan(0);
       expect(diagrams[0]!.height, path).toBeGreaterThan(0);
     }
+  });
+
+  it('names every file under assets/ by its content hash, as docs.yml’s immutable caching assumes', async () => {
+    const assets = [...(await builtAssetKeys(outDir))];
+    expect(assets.length).toBeGreaterThan(REQUIRED_PAGES.length);
+    expect(assets.filter((key) => !/\.[\w-]{8}(\.lean)?\.[a-z0-9]+$/.test(key))).toEqual([]);
   });
 
   it('answers an unknown page with 404 and the site’s own not-found page', async () => {

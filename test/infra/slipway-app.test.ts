@@ -735,6 +735,25 @@ describe('GitHub OIDC', () => {
     expect(actionsOf(statements).some((a) => grants(a, 'sagemaker:CreateTrainingJob'))).toBe(false);
   });
 
+  it('lets publish-docs do what docs.yml and its asset sweep do, in the docs bucket only', () => {
+    const statements = roleStatements(platform, built.platform.publishDocsRole);
+    const bucket = id(built.platform.docs.bucket);
+    for (const action of [
+      's3:ListBucket',
+      's3:PutObject',
+      's3:GetObjectTagging',
+      's3:PutObjectTagging',
+      's3:DeleteObject',
+    ]) {
+      const granting = statements.filter((s) => actionsOf([s]).some((a) => grants(a, action)));
+      expect(granting.length, action).toBeGreaterThan(0);
+      for (const s of granting) {
+        const resources = Array.isArray(s.Resource) ? s.Resource : [s.Resource];
+        for (const r of resources) expect(JSON.stringify(r), action).toContain(bucket);
+      }
+    }
+  });
+
   it('lets launch-training create only slipway-* jobs and pass only the training role to SageMaker', () => {
     const statements = roleStatements(platform, built.platform.launchTrainingRole);
     const jobs = statements.find((s) => actionsOf([s]).includes('sagemaker:CreateTrainingJob'))!;

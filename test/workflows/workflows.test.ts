@@ -6,8 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { DEFAULT_STACK_NAME, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, STACK_OUTPUTS } from '../../src/names.ts';
+import { DOCS_CACHE_CONTROL } from '../../src/infra/docs-site/docs-site.ts';
 import { LAUNCH_TRAINING_MAX_SESSION } from '../../src/infra/platform-stack.ts';
 import { MNIST_HYPERPARAMETERS } from '../../src/train/examples/mnist/train.ts';
+import { STALE_ASSET_RETENTION_DAYS } from '../../scripts/expire-docs-assets.ts';
 import { checkWorkflow, formatViolations, type WorkflowReport } from './workflow-rules.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,6 +31,13 @@ function report(file: string): WorkflowReport {
 
 function raw(file: string): Record<string, unknown> {
   return parse(readFileSync(join(workflowsDir, file), 'utf8')) as Record<string, unknown>;
+}
+
+/** A workflow step as written. */
+interface Step {
+  readonly name?: string;
+  readonly run?: string;
+  readonly env?: Record<string, string>;
 }
 
 function allRuns(file: string): string {
@@ -159,14 +168,74 @@ describe('GitHub Actions workflows', () => {
     expect(report('docs.yml').jobs.flatMap((job) => job.roles)).toEqual([GITHUB_OIDC_ROLES.publishDocs]);
   });
 
-  it('docs builds the site, syncs it with --delete and invalidates CloudFront, from the stack outputs', () => {
+  it('docs builds the site and publishes it from the stack outputs', () => {
     const runs = allRuns('docs.yml');
     expect(runs).toContain('npm run docs:build');
-    expect(runs).toMatch(/aws s3 sync docs\/\.vitepress\/dist "s3:\/\/\$DOCS_BUCKET" --delete/);
-    expect(runs).toContain('aws cloudfront create-invalidation');
     expect(runs).toContain(`output ${STACK_OUTPUTS.docsBucket}`);
     expect(runs).toContain(`output ${STACK_OUTPUTS.docsDistributionId}`);
     expect((raw('docs.yml').env as Record<string, string>).SLIPWAY_STACK).toBe(DEFAULT_STACK_NAME);
+  });
+
+  describe('docs publishes without breaking pages readers already hold', () => {
+    const steps = (): Step[] =>
+      (raw('docs.yml').jobs as Record<string, { steps: Step[] }>).publish!.steps.filter(
+        (s) => s.run !== undefined,
+      );
+    const index = (pattern: RegExp): number => {
+      const found = steps().findIndex((s) => pattern.test(s.run!));
+      expect(found, String(pattern)).toBeGreaterThanOrEqual(0);
+      return found;
+    };
+    const step = (pattern: RegExp): Step => steps()[index(pattern)]!;
+    const ASSETS = /aws s3 cp docs\/\.vitepress\/dist\/assets "s3:\/\/\$DOCS_BUCKET\/assets"/;
+    const PAGES = /aws s3 sync docs\/\.vitepress\/dist "s3:\/\/\$DOCS_BUCKET"/;
+    const INVALIDATE =
+      /aws cloudfront create-invalidation --distribution-id "\$DISTRIBUTION_ID" --paths '\/\*'/;
+    const SWEEP = /npx tsx scripts\/expire-docs-assets\.ts --bucket "\$DOCS_BUCKET"/;
+
+    it('uploads the hashed assets before the pages that reference them, then invalidates, then sweeps', () => {
+      const order = [ASSETS, PAGES, INVALIDATE, SWEEP].map(index);
+      expect(order).toEqual([...order].sort((a, b) => a - b));
+      expect(new Set(order).size).toBe(4);
+    });
+
+    it('PUTs every asset on each publish, cached as immutable, and never deletes one on upload', () => {
+      const run = step(ASSETS).run!;
+      expect(run).toContain('--recursive');
+      expect(run).toContain(`--cache-control '${DOCS_CACHE_CONTROL.assets}'`);
+      expect(run).not.toContain('--delete');
+    });
+
+    it('uploads everything else revalidated on each visit, deleting only removed pages, never assets', () => {
+      const run = step(PAGES).run!;
+      expect(run).toContain(`--cache-control '${DOCS_CACHE_CONTROL.pages}'`);
+      expect(run).toContain("--exclude 'assets/*'");
+      expect(run).toContain('--delete');
+    });
+
+    it('nowhere deletes with aws s3 what it does not exclude from the assets', () => {
+      for (const s of steps().filter((s) => s.run!.includes('--delete'))) {
+        expect(s.run).toContain("--exclude 'assets/*'");
+      }
+      expect(allRuns('docs.yml')).not.toMatch(/aws s3 rm|delete-object/);
+    });
+
+    it('sweeps the assets of the build it just published, with the retention the step names', () => {
+      const sweep = step(SWEEP);
+      expect(sweep.run).toContain('--dist docs/.vitepress/dist');
+      expect(sweep.name).toContain(`${STALE_ASSET_RETENTION_DAYS} days`);
+    });
+
+    it('passes the stack outputs through env, to every step that uses them', () => {
+      for (const pattern of [ASSETS, PAGES, SWEEP]) {
+        expect(step(pattern).env).toEqual({ DOCS_BUCKET: '${{ steps.stack.outputs.bucket }}' });
+      }
+      expect(step(INVALIDATE).env).toEqual({ DISTRIBUTION_ID: '${{ steps.stack.outputs.distribution }}' });
+    });
+
+    it('keeps its concurrency group: a queued publish waits for the running one', () => {
+      expect(report('docs.yml').concurrency).toEqual({ group: '"docs-publish"', cancelInProgress: false });
+    });
   });
 
   it('train is dispatched by hand with hyperparameters and launches through the CLI with --cloud', () => {

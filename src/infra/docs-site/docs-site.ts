@@ -19,6 +19,22 @@ export const DOCS_CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
+/**
+ * Cache-Control of the docs objects, set by docs.yml as it uploads them. The distribution's
+ * CachingOptimized policy honours it (within 1 s to 1 year), so the objects, not the policy,
+ * decide how long a browser and an edge keep each one.
+ */
+export const DOCS_CACHE_CONTROL = {
+  /** Files under `assets/`: VitePress names them by content hash, so a name never changes meaning. */
+  assets: 'public, max-age=31536000, immutable',
+  /**
+   * HTML, `hashmap.json` (VitePress re-reads it when a page chunk fails to load), `vp-icons.css` and
+   * `public/` files: browsers revalidate on every visit; edges keep them a day, the same as the
+   * policy's default TTL, and each publish invalidates them.
+   */
+  pages: 'public, max-age=0, s-maxage=86400',
+} as const;
+
 /** Properties of `DocsSite`. */
 export interface DocsSiteProps {
   /** Bucket for CloudFront access logs (ACLs enabled) and the docs bucket's server access logs. */
@@ -76,6 +92,7 @@ export class DocsSite extends Construct {
       defaultBehavior: {
         origin: origins.S3BucketOrigin.withOriginAccessControl(this.bucket),
         viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+        // Honours each object's Cache-Control (DOCS_CACHE_CONTROL); docs.yml invalidates /* on publish.
         cachePolicy: cloudfront.CachePolicy.CACHING_OPTIMIZED,
         responseHeadersPolicy: headers,
         functionAssociations: [

@@ -38,7 +38,8 @@ export interface RolloutEventOptions {
  * across processes the deploy is conditional on the revision the decision was made against; if
  * the service moved meanwhile, the state is read again and the decision re-made (so of two racing
  * events the newer one wins and the older one ends as `older-than-live`). The remaining window
- * (between the target's last re-check and its switch) is closed on AWS by reserved concurrency 1.
+ * (between the target's last re-check and its switch) is closed on AWS by reserved concurrency 1
+ * (the infra's `serialRollouts`; without it, the last of two racing switches wins).
  * Rejections are returned, not thrown; the caller decides how loud to be.
  */
 export function rolloutModelEvent(

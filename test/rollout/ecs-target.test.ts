@@ -275,6 +275,27 @@ describe('EcsDeployTarget deploying a model event', () => {
     expect(ecs.commandCalls(DeregisterTaskDefinitionCommand)).toHaveLength(1);
   });
 
+  it('cannot close the window between the last re-check and UpdateService: there the last switch wins, even the older model (why the Lambda reserves concurrency 1)', async () => {
+    const newer = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T12:00:02Z', versionId: 'vb' });
+    const older = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:01Z', versionId: 'va' });
+    // Two Lambda instances, each held at its UpdateService until both have passed their re-check.
+    const instances = [heldBeforeSwitch(), heldBeforeSwitch()];
+    const rollouts = [
+      rolloutModelEvent(newer, instances[0]!.target, policy),
+      rolloutModelEvent(older, instances[1]!.target, policy),
+    ];
+    await Promise.all(instances.map((i) => i.reached));
+
+    instances[0]!.release();
+    const first = await rollouts[0]!;
+    instances[1]!.release();
+    const second = await rollouts[1]!;
+
+    // Both invocations succeed, so nothing retries the newer model; the older one is live.
+    expect([first.kind, second.kind]).toEqual(['deploy', 'deploy']);
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+  });
+
   it('fails with a clear error when no container carries MODEL_URI, registering nothing', async () => {
     const bare: TaskDefinition = initialTaskDefinition();
     bare.containerDefinitions![0]!.environment = [{ name: 'PORT', value: '8080' }];
@@ -445,6 +466,29 @@ describe('EcsDeployTarget rollback', () => {
     expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
   });
 });
+
+/** A target whose UpdateService waits for `release()`; `reached` resolves when it gets there. */
+function heldBeforeSwitch(): { target: EcsDeployTarget; reached: Promise<void>; release: () => void } {
+  const client = new ECSClient({ region: 'eu-west-1' });
+  let reach!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (reach = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const held = {
+    send: async (command: Parameters<ECSClient['send']>[0]) => {
+      if (command instanceof UpdateServiceCommand) {
+        reach();
+        await released;
+      }
+      return client.send(command);
+    },
+  } as unknown as ECSClient;
+  return {
+    target: new EcsDeployTarget({ client: held, cluster: CLUSTER, service: SERVICE }),
+    reached,
+    release,
+  };
+}
 
 async function waitFor(condition: () => boolean): Promise<void> {
   for (let i = 0; i < 1000 && !condition(); i++) await new Promise((resolve) => setImmediate(resolve));

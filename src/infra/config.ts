@@ -38,7 +38,10 @@ const LOG_RETENTION_DAYS = [
 ] as const;
 
 // Context from `-c key=value` always arrives as a string; cdk.json may hold real JSON types.
-const bool = z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
+const bool = z.preprocess(
+  (v) => (v === 'true' ? true : v === 'false' ? false : v),
+  z.boolean({ error: 'must be true or false' }),
+);
 const int = (min: number, max: number) =>
   z.preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v), z.int().min(min).max(max));
 const stringList = z.preprocess(
@@ -165,6 +168,11 @@ const schema = z
       })
       .default(30),
     imagesToKeep: int(1, 1000).default(20),
+    /**
+     * Reserve one concurrent execution for the rollout Lambda, so uploads roll out one at a time.
+     * false is an escape hatch for accounts whose Lambda concurrency limit is 10 (see README).
+     */
+    serialRollouts: bool.default(true),
     alarmEmails: stringList.default([]),
   })
   .superRefine((c, ctx) => {

@@ -138,6 +138,7 @@ export class PlatformStack extends Stack {
       executionRole: this.inference.executionRole,
       entry: props.rolloutEntry,
       logRetention: retention,
+      serialRollouts: config.serialRollouts,
     });
 
     this.alarms = new Alarms(this, 'Alarms', {

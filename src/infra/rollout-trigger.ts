@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Aws, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Annotations, Aws, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -40,7 +40,35 @@ export interface RolloutTriggerProps {
   readonly entry?: string;
   /** Log retention of the function. @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
+  /**
+   * Run one rollout at a time (reserved concurrency 1). Turning it off lets two uploads' rollouts
+   * race (see ROLLOUTS_NOT_SERIAL); it exists for accounts that cannot reserve any concurrency.
+   * @default true
+   */
+  readonly serialRollouts?: boolean;
 }
+
+/**
+ * Why a rollout Lambda without reserved concurrency 1 can leave an older model live. The deploy
+ * re-checks the service just before UpdateService, but ECS has no conditional update: when two
+ * rollouts both pass their re-check before either switches, the last switch wins.
+ */
+export const ROLLOUTS_NOT_SERIAL =
+  'serialRollouts is false: rollouts of uploads that arrive together run in parallel. Each re-reads the service and ' +
+  're-checks it just before UpdateService, so most overlaps still end on the newer model, but when both pass the ' +
+  're-check before either switches, the last switch wins, even with the older model, and nothing retries the newer ' +
+  'one (upload it again). Set serialRollouts to true once the account can reserve Lambda concurrency.';
+
+/**
+ * Why a deploy of a serial rollout Lambda can fail on a new account, and what to do about it.
+ * CloudFormation reports only Lambda's own error, quoted here so a search for it finds this.
+ */
+export const SERIAL_ROLLOUTS_NEED_CONCURRENCY =
+  'The rollout function reserves 1 concurrent execution (serialRollouts). Lambda keeps 10 executions of the ' +
+  "account's regional limit unreserved, so where that limit is 10 (often on new accounts) the deploy fails with " +
+  '"Specified ReservedConcurrentExecutions for function decreases account\'s UnreservedConcurrentExecution below ' +
+  'its minimum value of [10]". Request a higher "Concurrent executions" quota in Service Quotas, or deploy with ' +
+  '-c serialRollouts=false (src/infra/README.md says what that gives up).';
 
 /** S3 upload -> EventBridge rule -> rollout Lambda, with retries, DLQ, failure destination and alarms. */
 export class RolloutTrigger extends Construct {
@@ -77,6 +105,7 @@ export class RolloutTrigger extends Construct {
       });
     }
 
+    const serial = props.serialRollouts ?? true;
     const logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
@@ -88,8 +117,9 @@ export class RolloutTrigger extends Construct {
       architecture: lambda.Architecture.ARM_64,
       memorySize: 256,
       timeout: Duration.seconds(60),
-      // One rollout at a time: concurrent uploads are serialised, never raced against each other.
-      reservedConcurrentExecutions: 1,
+      // One rollout at a time: concurrent uploads are serialised, never raced against each other
+      // (the deploy's re-check narrows the race but cannot close it; see ROLLOUTS_NOT_SERIAL).
+      ...(serial ? { reservedConcurrentExecutions: 1 } : {}),
       logGroup,
       projectRoot: PROJECT_ROOT,
       depsLockFilePath: resolve(PROJECT_ROOT, 'package-lock.json'),
@@ -116,6 +146,9 @@ export class RolloutTrigger extends Construct {
       onFailure: new destinations.SqsDestination(this.failureQueue),
       description: 'Slipway rollout: pin an uploaded model in a new task-definition revision and redeploy',
     });
+
+    if (serial) Annotations.of(this.function).addInfo(SERIAL_ROLLOUTS_NEED_CONCURRENCY);
+    else Annotations.of(this).addWarningV2('@slipway/infra:rolloutsNotSerial', ROLLOUTS_NOT_SERIAL);
 
     this.function.addToRolePolicy(
       new iam.PolicyStatement({

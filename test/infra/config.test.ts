@@ -29,6 +29,7 @@ describe('parseConfig', () => {
       internetFacing: false,
       initialModelUri: NO_MODEL_URI,
       logRetentionDays: 30,
+      serialRollouts: true,
     });
     expect(config.imageTag).toBeUndefined();
     expect(config.desiredCount).toBeUndefined();
@@ -138,6 +139,21 @@ describe('parseConfig', () => {
       /alarmEmails\.1 = "pager".*must be an email address/,
     );
   });
+
+  it('turns serial rollouts off only for an explicit false, from -c or cdk.json', () => {
+    expect(parseConfig({ ...required, serialRollouts: 'false' }).serialRollouts).toBe(false);
+    expect(parseConfig({ ...required, serialRollouts: false }).serialRollouts).toBe(false);
+    expect(parseConfig({ ...required, serialRollouts: 'true' }).serialRollouts).toBe(true);
+  });
+
+  it.each(['no', '0', 'off', 1])(
+    'rejects serialRollouts = %j, naming the value and the accepted ones',
+    (value) => {
+      expect(errorOf({ ...required, serialRollouts: value }).message).toContain(
+        `serialRollouts = ${JSON.stringify(value)}: must be true or false`,
+      );
+    },
+  );
 
   it('rejects a desired count outside the autoscaling range', () => {
     expect(errorOf({ ...required, desiredCount: 9 }).message).toContain('desiredCount = 9');

@@ -13,6 +13,7 @@ import {
 } from '../../src/names.ts';
 import { URL_REWRITE_SOURCE } from '../../src/infra/docs-site/url-rewrite.ts';
 import { READINESS_PATH } from '../../src/infra/inference-service.ts';
+import { ROLLOUTS_NOT_SERIAL, SERIAL_ROLLOUTS_NEED_CONCURRENCY } from '../../src/infra/rollout-trigger.ts';
 import { buildSlipwayApp, type SlipwayApp } from '../../src/infra/slipway-app.ts';
 import {
   TEST_CONFIG,
@@ -401,6 +402,18 @@ describe('rollout trigger', () => {
       ReservedConcurrentExecutions: 1,
       Handler: 'index.handler',
     });
+  });
+
+  it('explains at synth why a deploy to an account with a concurrency limit of 10 fails, and the way out', () => {
+    Annotations.fromStack(built.platform).hasInfo(
+      `/${built.platform.stackName}/Rollout/Function`,
+      SERIAL_ROLLOUTS_NEED_CONCURRENCY,
+    );
+    expect(SERIAL_ROLLOUTS_NEED_CONCURRENCY).toContain(
+      "decreases account's UnreservedConcurrentExecution below its minimum value of [10]",
+    );
+    expect(SERIAL_ROLLOUTS_NEED_CONCURRENCY).toContain('-c serialRollouts=false');
+    Annotations.fromStack(built.platform).hasNoWarning('*', ROLLOUTS_NOT_SERIAL);
   });
 
   it('configures the function from the shared ENV keys', () => {
@@ -867,6 +880,21 @@ describe('config variants', () => {
         prefix,
       ).toHaveLength(1);
     }
+  });
+
+  it('reserves no concurrency for the rollout with serialRollouts=false, says what that gives up, and passes cdk-nag', () => {
+    const { app, findings: variantFindings } = synthVariant({ serialRollouts: 'false' });
+    expect(variantFindings).toEqual([]);
+    const template = Template.fromStack(app.platform!);
+    const rollout = template.toJSON().Resources[id(app.platform!.rollout.function)] as {
+      Properties: Record<string, unknown>;
+    };
+    expect(rollout.Properties).not.toHaveProperty('ReservedConcurrentExecutions');
+    Annotations.fromStack(app.platform!).hasWarning(
+      `/${app.platform!.stackName}/Rollout`,
+      Match.stringLikeRegexp('serialRollouts is false.*the last switch wins, even with the older model'),
+    );
+    Annotations.fromStack(app.platform!).hasNoInfo('*', SERIAL_ROLLOUTS_NEED_CONCURRENCY);
   });
 
   it('warns that a configured desiredCount is ignored, and still passes cdk-nag', () => {

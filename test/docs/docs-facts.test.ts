@@ -10,6 +10,7 @@ import { STALE_ASSET_RETENTION_DAYS, STALE_TAG } from '../../scripts/expire-docs
 import { buildProgram } from '../../src/cli/program.ts';
 import { defaultTrainOutput } from '../../src/cli/commands/train.ts';
 import { bannerLines, servingLines } from '../../src/cli/commands/up.ts';
+import { CONFIG_KEYS } from '../../src/infra/config.ts';
 import { DOCS_CACHE_CONTROL } from '../../src/infra/docs-site/docs-site.ts';
 import { READINESS_PATH } from '../../src/infra/inference-service.ts';
 import { ENV, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, NO_MODEL_URI, STACK_OUTPUTS } from '../../src/names.ts';
@@ -70,6 +71,21 @@ describe('names in the docs match the code', () => {
     expect(allText).toContain(`MODEL_URI=${NO_MODEL_URI}`);
     const roleLike = unique([...allText.matchAll(/\bslipway-github-[a-z-]+\b/g)].map((m) => m[0]));
     expect(roleLike.filter((r) => !(Object.values(GITHUB_OIDC_ROLES) as string[]).includes(r))).toEqual([]);
+  });
+
+  it('the deploy page and the infra README document every key of the CDK config', () => {
+    const keys = CONFIG_KEYS.filter((key) => key !== 'exampleValues');
+    const infraReadme = readFileSync(join(root, 'src', 'infra', 'README.md'), 'utf8');
+    const deploy = pages.find((p) => p.file === join('deploy', 'index.md'))!.text;
+    for (const [file, text] of [
+      ['docs/deploy/index.md', deploy],
+      ['src/infra/README.md', infraReadme],
+    ] as const) {
+      expect({ file, missing: keys.filter((key) => !text.includes(`\`${key}\``)) }).toEqual({
+        file,
+        missing: [],
+      });
+    }
   });
 
   it('the operations page names the path the load balancer health-checks', () => {

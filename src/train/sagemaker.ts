@@ -9,6 +9,7 @@ import type {
 import { TrainingError } from './errors.ts';
 import { toHyperparameterStrings } from './hyperparameters.ts';
 import { validateJobName } from './job-name.ts';
+import { isSupportedInputMode, unsupportedInputMode, type InputMode } from './input-mode.ts';
 import { DEFAULT_JOB_ROOT } from './paths.ts';
 
 /** A channel read from S3 (every object under the prefix). */
@@ -20,8 +21,12 @@ export interface S3ChannelSpec {
   readonly contentType?: string;
   /** @default 'FullyReplicated' */
   readonly distribution?: 'FullyReplicated' | 'ShardedByS3Key';
-  /** @default the job's input mode ('File') */
-  readonly inputMode?: 'File' | 'FastFile' | 'Pipe';
+  /**
+   * File copies the channel before training; FastFile streams each file from S3 on read. Pipe is
+   * refused: the toolkit reads channels as files (see input-mode.ts).
+   * @default the job's input mode ('File')
+   */
+  readonly inputMode?: InputMode;
 }
 
 /** A channel mounted from EFS (FileSystemDataSource); the job must run in a VPC that reaches it. */
@@ -87,6 +92,10 @@ function positiveInt(what: string, value: number): number {
 function channelInput(channel: ChannelSpec): Channel {
   if (channel.type === 's3') {
     requireS3(`channel "${channel.name}"`, channel.s3Uri);
+    // The type already excludes Pipe; JavaScript callers and casts get the same answer at run time.
+    if (channel.inputMode !== undefined && !isSupportedInputMode(channel.inputMode)) {
+      throw bad(unsupportedInputMode(channel.inputMode, `channel "${channel.name}"`));
+    }
     return {
       ChannelName: channel.name,
       DataSource: {

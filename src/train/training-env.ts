@@ -2,6 +2,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { TrainingError } from './errors.ts';
+import { isPipeMode, unsupportedInputMode } from './input-mode.ts';
 import { jobPaths } from './paths.ts';
 import type { JobPaths } from './paths.ts';
 
@@ -136,6 +137,11 @@ export async function readTrainingEnv(root: string): Promise<TrainingEnv> {
 
   const channels: Record<string, string> = {};
   for (const name of Object.keys(inputDataConfig).sort()) {
+    // A job launched elsewhere (console, SDK) in Pipe mode has no channel directory: say why.
+    const mode = inputDataConfig[name]?.TrainingInputMode;
+    if (isPipeMode(mode)) {
+      throw new TrainingError('TRAINING_BAD_CONFIG', unsupportedInputMode(mode, `channel "${name}"`));
+    }
     channels[name] = await checkChannel(paths, name);
   }
   return { paths, hyperparameters, inputDataConfig, resourceConfig, channels };

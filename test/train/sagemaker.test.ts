@@ -195,6 +195,38 @@ describe('launchTrainingJob', () => {
     );
   });
 
+  it('sends FastFile as the input mode of an S3 channel', () => {
+    const input = buildCreateTrainingJobInput({
+      ...base,
+      channels: [{ type: 's3', name: 'train', s3Uri: 's3://acme-data/mnist/', inputMode: 'FastFile' }],
+    });
+    expect(input.InputDataConfig?.[0]?.InputMode).toBe('FastFile');
+    expect(input.AlgorithmSpecification?.TrainingInputMode).toBe('File');
+  });
+
+  it('refuses a Pipe channel before calling SageMaker, naming the modes that work', async () => {
+    // Pipe is outside the type; a JavaScript caller or a cast still reaches the run-time check.
+    const pipe = { type: 's3', name: 'train', s3Uri: 's3://acme-data/mnist/', inputMode: 'Pipe' } as unknown;
+    const spec: TrainingJobSpec = { ...base, channels: [pipe as TrainingJobSpec['channels'][number]] };
+    const err = specError(spec);
+    expect(err.code).toBe('TRAINING_BAD_SPEC');
+    expect(err.message).toMatch(
+      /^channel "train": input mode Pipe is not supported: .*reads each channel as files/,
+    );
+    expect(err.message).toContain('use File or FastFile');
+    await expect(launchTrainingJob(new SageMakerClient({ region: 'eu-west-1' }), spec)).rejects.toThrow(
+      'input mode Pipe is not supported',
+    );
+    expect(sagemaker.commandCalls(CreateTrainingJobCommand)).toHaveLength(0);
+  });
+
+  it('refuses an input mode SageMaker does not know, naming the ones that work', () => {
+    const typo = { type: 's3', name: 'train', s3Uri: 's3://acme-data/mnist/', inputMode: 'file' } as unknown;
+    expect(specError({ ...base, channels: [typo as TrainingJobSpec['channels'][number]] }).message).toBe(
+      'channel "train": unknown input mode "file"; use File or FastFile',
+    );
+  });
+
   it("wraps SageMaker's refusal with its message", async () => {
     sagemaker.on(CreateTrainingJobCommand).rejects(new Error('Job name must be unique'));
     await expect(launchTrainingJob(new SageMakerClient({ region: 'eu-west-1' }), base)).rejects.toThrow(

@@ -85,6 +85,26 @@ describe('readTrainingEnv', () => {
     expect(err.message).toContain('channel "train" is empty');
   });
 
+  it('refuses a Pipe-mode channel (a job launched elsewhere), naming the modes that work', async () => {
+    const paths = jobPaths(root);
+    await writeJson(paths.inputDataConfig, { train: { TrainingInputMode: 'Pipe' } });
+    // SageMaker gives a Pipe channel a FIFO per epoch (train_0, ...), never a train/ directory.
+    await mkdir(paths.dataDir, { recursive: true });
+    await writeFile(`${paths.channel('train')}_0`, '');
+    const err = await failure(readTrainingEnv(root));
+    expect(err.code).toBe('TRAINING_BAD_CONFIG');
+    expect(err.message).toMatch(/^channel "train": input mode Pipe is not supported/);
+    expect(err.message).toContain('use File or FastFile');
+  });
+
+  it('reads a FastFile channel like a File one', async () => {
+    const paths = jobPaths(root);
+    await writeJson(paths.inputDataConfig, { train: { TrainingInputMode: 'FastFile' } });
+    await mkdir(paths.channel('train'), { recursive: true });
+    await writeFile(join(paths.channel('train'), 'a.bin'), 'x');
+    expect((await readTrainingEnv(root)).channels).toEqual({ train: paths.channel('train') });
+  });
+
   it('reports a config file that is not JSON, naming the file', async () => {
     const paths = jobPaths(root);
     await writeJson(paths.hyperparameters, '{"epochs": ');

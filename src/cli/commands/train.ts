@@ -10,6 +10,7 @@ import { prepareMnistData } from '../../train/examples/mnist/prepare-data.ts';
 import { defaultJobName, validateJobName } from '../../train/job-name.ts';
 import { runLocalTrainingJob } from '../../train/local-runner.ts';
 import type { LocalJobProgress } from '../../train/local-runner.ts';
+import { SUPPORTED_INPUT_MODES, unsupportedInputMode, type InputMode } from '../../train/input-mode.ts';
 import { followTrainingJob, launchTrainingJob } from '../../train/sagemaker.ts';
 import type { ChannelSpec } from '../../train/sagemaker.ts';
 import { describeStackOutputs } from '../cloud.ts';
@@ -26,6 +27,7 @@ interface TrainFlags {
   stack: string;
   instanceType: string;
   instanceCount: string;
+  inputMode?: string;
   json?: boolean;
   keepJobDir?: boolean;
 }
@@ -36,6 +38,13 @@ export function defaultTrainOutput(cwd: string = process.cwd()): string {
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** `--input-mode`, in any case, as the SageMaker value; Pipe and unknown modes are refused. */
+export function inputModeOption(value: string): InputMode {
+  const mode = SUPPORTED_INPUT_MODES.find((m) => m.toLowerCase() === value.trim().toLowerCase());
+  if (mode === undefined) throw new UsageError(unsupportedInputMode(value, '--input-mode'));
+  return mode;
+}
 
 /** Splits `key=value` (the value may itself contain `=`). */
 function keyValue(flag: string, text: string): [string, string] {
@@ -122,7 +131,11 @@ async function trainLocally(flags: TrainFlags, hyperparameters: Record<string, s
   }
 }
 
-async function trainOnSageMaker(flags: TrainFlags, hyperparameters: Record<string, string>): Promise<void> {
+async function trainOnSageMaker(
+  flags: TrainFlags,
+  hyperparameters: Record<string, string>,
+  inputMode: InputMode | undefined,
+): Promise<void> {
   if (flags.entry !== undefined)
     throw new UsageError('--entry is local only; on SageMaker the image runs `train`');
   const instanceCount = intOption(flags.instanceCount, '--instance-count', 1);
@@ -145,7 +158,7 @@ async function trainOnSageMaker(flags: TrainFlags, hyperparameters: Record<strin
         directoryPath: uri.slice('efs://'.length) || '/',
       };
     }
-    return { type: 's3', name, s3Uri: uri };
+    return { type: 's3', name, s3Uri: uri, ...(inputMode === undefined ? {} : { inputMode }) };
   });
   const subnets = outputs[STACK_OUTPUTS.trainingSubnets]?.split(',').filter(Boolean) ?? [];
   const securityGroup = outputs[STACK_OUTPUTS.trainingSecurityGroup];
@@ -209,12 +222,18 @@ export function registerTrain(program: Command): void {
     .option('--stack <name>', 'CloudFormation stack name (with --cloud)', DEFAULT_STACK_NAME)
     .option('--instance-type <type>', 'SageMaker instance type (with --cloud)', 'ml.m5.large')
     .option('--instance-count <n>', 'SageMaker instance count (with --cloud)', '1')
+    .option(
+      '--input-mode <mode>',
+      `input mode of the S3 channels (with --cloud): ${SUPPORTED_INPUT_MODES.join(' or ')} (default File: ` +
+        'copied before training; FastFile: streamed on read). Not Pipe: the toolkit reads channels as files',
+    )
     .option('--keep-job-dir', 'keep the local job directory after success')
     .option('--json', 'print the result as JSON')
     .action(async (flags: TrainFlags) => {
       const hyperparameters = pairs('--hp', flags.hp);
       if (flags.jobName !== undefined) validateJobName(flags.jobName);
-      if (flags.cloud) await trainOnSageMaker(flags, hyperparameters);
+      const inputMode = flags.inputMode === undefined ? undefined : inputModeOption(flags.inputMode);
+      if (flags.cloud) await trainOnSageMaker(flags, hyperparameters, inputMode);
       else await trainLocally(flags, hyperparameters);
     });
 }

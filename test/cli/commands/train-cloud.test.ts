@@ -49,6 +49,16 @@ function stackWith(values: Record<string, string>): void {
   });
 }
 
+/** The stack has every output; SageMaker launches `jobName` and reports it completed. */
+function jobCompletes(jobName: string): void {
+  stackWith(outputs);
+  sagemaker.on(CreateTrainingJobCommand).resolves({ TrainingJobArn: 'arn:job' });
+  sagemaker.on(DescribeTrainingJobCommand).resolves({
+    TrainingJobStatus: 'Completed',
+    ModelArtifacts: { S3ModelArtifacts: `s3://acme-models/${jobName}/output/model.tar.gz` },
+  });
+}
+
 describe('slipway train --cloud', () => {
   it('launches from the stack outputs, mounts EFS inside the VPC and prints the model URI', async () => {
     stackWith(outputs);
@@ -99,12 +109,7 @@ describe('slipway train --cloud', () => {
   });
 
   it('runs a job without EFS channels inside the stack VPC too', async () => {
-    stackWith(outputs);
-    sagemaker.on(CreateTrainingJobCommand).resolves({ TrainingJobArn: 'arn:job' });
-    sagemaker.on(DescribeTrainingJobCommand).resolves({
-      TrainingJobStatus: 'Completed',
-      ModelArtifacts: { S3ModelArtifacts: 's3://acme-models/cloud-2/output/model.tar.gz' },
-    });
+    jobCompletes('cloud-2');
     expect(await runCli(['node', 'slipway', 'train', '--cloud', '--job-name', 'cloud-2'])).toBe(0);
     expect(sagemaker.commandCalls(CreateTrainingJobCommand)[0]?.args[0].input.VpcConfig).toEqual({
       Subnets: ['subnet-a', 'subnet-b'],
@@ -146,4 +151,70 @@ describe('slipway train --cloud --instance-count', () => {
       expect(sagemaker.calls()).toHaveLength(0);
     },
   );
+});
+
+describe('slipway train --input-mode', () => {
+  it.each(['Pipe', 'pipe'])(
+    'refuses %s before reading the stack or calling SageMaker, naming the modes that work',
+    async (mode) => {
+      stackWith(outputs);
+
+      const code = await runCli(['node', 'slipway', 'train', '--cloud', '--input-mode', mode]);
+
+      expect(code).toBe(1);
+      expect(output.stderr).toMatch(
+        /^slipway: --input-mode: input mode Pipe is not supported: [^\n]*use File or FastFile[^\n]*\n$/,
+      );
+      expect(cloudformation.calls()).toHaveLength(0);
+      expect(sagemaker.calls()).toHaveLength(0);
+    },
+  );
+
+  it('refuses Pipe on a local run too, before training', async () => {
+    const code = await runCli([
+      'node',
+      'slipway',
+      'train',
+      '--input-mode',
+      'Pipe',
+      '--entry',
+      '/no/such/entry.ts',
+    ]);
+
+    expect(code).toBe(1);
+    expect(output.stderr).toContain('input mode Pipe is not supported');
+    expect(output.stderr).not.toContain('/no/such/entry.ts');
+  });
+
+  it('refuses an unknown mode, naming the modes that work', async () => {
+    expect(await runCli(['node', 'slipway', 'train', '--cloud', '--input-mode', 'Stream'])).toBe(1);
+    expect(output.stderr).toBe('slipway: --input-mode: unknown input mode "Stream"; use File or FastFile\n');
+  });
+
+  it('sets FastFile (in any case) on every S3 channel, and leaves EFS channels in File mode', async () => {
+    jobCompletes('cloud-3');
+
+    const code = await runCli([
+      'node',
+      'slipway',
+      'train',
+      '--cloud',
+      '--job-name',
+      'cloud-3',
+      '--input-mode',
+      'fastfile',
+      '--channel',
+      'extra=s3://acme-data/extra/',
+      '--channel',
+      'shared=efs:///datasets',
+    ]);
+
+    expect(code).toBe(0);
+    const channels = sagemaker.commandCalls(CreateTrainingJobCommand)[0]?.args[0].input.InputDataConfig ?? [];
+    expect(Object.fromEntries(channels.map((c) => [c.ChannelName, c.InputMode]))).toEqual({
+      extra: 'FastFile',
+      shared: undefined,
+      train: 'FastFile',
+    });
+  });
 });

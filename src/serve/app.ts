@@ -6,6 +6,7 @@ import type { ServeConfig } from './config.ts';
 import { isServeError } from './errors.ts';
 import { registerBodyParsers } from './json-body.ts';
 import { JsonParsePool } from './json-parse-pool.ts';
+import { trackRouteMethods } from './method-not-allowed.ts';
 import { createMetrics } from './metrics.ts';
 import type { ServeMetrics } from './metrics.ts';
 import { ModelHost } from './model-host.ts';
@@ -194,9 +195,11 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
   });
 
   const routeOptions: RouteOptions = { host, config, metrics };
+  const addMethodNotAllowed = trackRouteMethods(app);
   await app.register(rootRoutes, routeOptions);
   await app.register(sagemakerRoutes, routeOptions);
   await app.register(v2Routes, routeOptions);
   await app.register(metricsRoutes, routeOptions);
+  addMethodNotAllowed();
   return { app, host, metrics, inflightRequests: () => inflight };
 }

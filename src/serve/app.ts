@@ -7,7 +7,7 @@ import { isServeError } from './errors.ts';
 import { registerBodyParsers } from './json-body.ts';
 import { JsonParsePool } from './json-parse-pool.ts';
 import { trackRouteMethods } from './method-not-allowed.ts';
-import { createMetrics } from './metrics.ts';
+import { CLIENT_CLOSED_STATUS, createMetrics } from './metrics.ts';
 import type { ServeMetrics } from './metrics.ts';
 import { ModelHost } from './model-host.ts';
 import { metricsRoutes } from './routes/metrics.ts';
@@ -49,9 +49,12 @@ function frameworkErrorMessage(err: FastifyError): string {
   }
 }
 
-/** Fastify's `clientErrorHandler`: a JSON `{"error"}` answer for what Node's HTTP parser refuses. */
-function answerClientError(err: Error & { code?: string }, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+/**
+ * Fastify's `clientErrorHandler`: a JSON `{"error"}` answer for what Node's HTTP parser refuses.
+ * Returns the status it wrote on the socket, if any.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Socket): number | undefined {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return undefined;
   const [status, reason, message] =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? [408, 'Request Timeout', `the request was not received within ${REQUEST_TIMEOUT_MS / 1000} s`]
@@ -73,6 +76,7 @@ function answerClientError(err: Error & { code?: string }, socket: Socket): void
     );
   }
   socket.destroy(err);
+  return status;
 }
 
 /** Maps any error to the status and `{"error"}` body the client gets. */
@@ -114,6 +118,9 @@ function toResponse(
  */
 export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
   const { config } = options;
+  // The status answerClientError wrote on a socket whose request had already reached the routes
+  // (a body cut by a parse error or the request timeout): what the metrics count that request as.
+  const answeredOnSocket = new WeakMap<Socket, string>();
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: config.bodyLimit,
@@ -137,7 +144,14 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     },
     // Requests the HTTP parser itself refuses (duplicate Content-Length, bad chunking, oversized
     // headers, a request timeout) are answered on the socket, also as {"error"}.
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: (err, socket) => {
+      const status = answerClientError(err, socket);
+      // A connection that ended mid-request is the client going away (499 in the metrics), even
+      // though a 400 was written back in case it still reads.
+      if (status !== undefined && err.code !== 'HPE_INVALID_EOF_STATE') {
+        answeredOnSocket.set(socket, String(status));
+      }
+    },
   });
   const metrics = createMetrics();
   const host = new ModelHost({ config, log: app.log, metrics });
@@ -163,21 +177,29 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
 
   // Hooks take callbacks rather than being async: at inference rates a promise per hook per request
   // is measurable main-thread work.
-  app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
-    metrics.requestDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
-    done();
-  });
-  // In-flight requests, counted until their response is finished or the socket closes.
+  // In-flight requests, counted until their response is finished or the socket closes. Requests are
+  // counted in the metrics when their response closes, not in onResponse: a client that goes away
+  // mid-body, or while its request waits for inference, closes the response unfinished, and Fastify
+  // runs no onResponse for that (nor onRequestAbort once the body is in). Such a request counts as
+  // 499, unless answerClientError answered it on the socket.
   let inflight = 0;
   let drained: (() => void) | undefined;
-  app.addHook('onRequest', (_request, reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
+    const started = performance.now();
     inflight++;
     metrics.inflight.inc();
     reply.raw.once('close', () => {
       inflight--;
       metrics.inflight.dec();
+      const route = request.routeOptions.url ?? 'unmatched';
+      const status = reply.raw.writableFinished
+        ? String(reply.statusCode)
+        : (answeredOnSocket.get(request.raw.socket) ?? CLIENT_CLOSED_STATUS);
+      metrics.requests.inc({ route, method: request.method, status });
+      metrics.requestDuration.observe(
+        { route, method: request.method },
+        (performance.now() - started) / 1000,
+      );
       if (inflight === 0) drained?.();
     });
     done();

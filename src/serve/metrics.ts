@@ -14,6 +14,12 @@ export interface ServeMetrics {
   readonly modelReady: Gauge;
 }
 
+/**
+ * The `status` label of a request whose client closed the connection before the answer was sent
+ * (mid-body, or while the request waited for inference): nginx's 499, "client closed request".
+ */
+export const CLIENT_CLOSED_STATUS = '499';
+
 /** Creates the metrics (with Node's default process metrics) in a fresh registry. */
 export function createMetrics(): ServeMetrics {
   const registry = new Registry();
@@ -23,7 +29,7 @@ export function createMetrics(): ServeMetrics {
     registry,
     requests: new Counter({
       name: 'slipway_http_requests_total',
-      help: 'HTTP requests by route, method and status code',
+      help: `HTTP requests by route, method and status code (${CLIENT_CLOSED_STATUS}: the client closed the connection before the answer)`,
       labelNames: ['route', 'method', 'status'],
       registers,
     }),

@@ -3,8 +3,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REQUEST_TIMEOUT_MS } from '../../src/serve/app.ts';
+import type { AddressInfo, Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { REQUEST_TIMEOUT_MS, createApp } from '../../src/serve/app.ts';
 import { NO_MODEL_MESSAGE } from '../../src/serve/model-host.ts';
 import type { Classification } from '../../src/serve/routes/sagemaker.ts';
 import { writeClassifierDir } from './fixtures/onnx-builder.ts';
@@ -121,6 +122,90 @@ describe('a known path asked with a method it does not answer', () => {
       /slipway_http_requests_total\{route="\/v2\/models\/:name\/infer",method="DELETE",status="405"\} [1-9]/,
     );
     expect(text).not.toMatch(/some-model-name/);
+  });
+});
+
+describe('requests whose connection closes before the answer', () => {
+  /** The app with one extra route whose answer waits until the test releases it. */
+  let server: ListeningApp;
+  let release: () => void = () => undefined;
+  beforeAll(async () => {
+    const built = await createApp({ config: testConfig() });
+    built.app.post('/test/held', async () => {
+      await new Promise<void>((resolve) => (release = resolve));
+      return { ok: true };
+    });
+    await built.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = built.app.server.address() as AddressInfo;
+    server = { ...built, url: `http://127.0.0.1:${port}`, close: () => built.app.close() };
+    await server.host.load('none');
+  });
+  afterAll(() => server.close());
+
+  const requestsCounted = async (route: string, status: string): Promise<number> =>
+    (await server.metrics.requests.get()).values
+      .filter((v) => v.labels.route === route && v.labels.method === 'POST' && v.labels.status === status)
+      .reduce((sum, v) => sum + v.value, 0);
+  const inflightGauge = async (): Promise<number> => (await server.metrics.inflight.get()).values[0]!.value;
+
+  /** Opens a raw connection, writes `text`, and resolves once the server has taken the request. */
+  const sendPart = async (text: string): Promise<Socket> => {
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write(text);
+    await vi.waitFor(() => expect(server.inflightRequests()).toBe(1));
+    return socket;
+  };
+
+  it.each([
+    ['closes', (socket: Socket) => socket.destroy()],
+    ['resets', (socket: Socket) => socket.resetAndDestroy()],
+  ])(
+    'counts a request whose client %s its connection mid-body as 499 and leaves nothing in flight',
+    async (_how, cut) => {
+      const before = await requestsCounted('/invocations', '499');
+      const socket = await sendPart(
+        'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+          'Content-Length: 100\r\n\r\n{"instances": [[1, 2',
+      );
+      cut(socket);
+      await vi.waitFor(async () => expect(await requestsCounted('/invocations', '499')).toBe(before + 1));
+      expect(server.inflightRequests()).toBe(0);
+      expect(await inflightGauge()).toBe(0);
+      expect(await requestsCounted('/invocations', '400')).toBe(0);
+    },
+  );
+
+  it('counts a request whose client leaves before the answer as 499, once, even when the answer comes later', async () => {
+    const socket = await sendPart(
+      'POST /test/held HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+    );
+    socket.destroy();
+    await vi.waitFor(async () => expect(await requestsCounted('/test/held', '499')).toBe(1));
+    expect(await inflightGauge()).toBe(0);
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await requestsCounted('/test/held', '499')).toBe(1);
+    expect(await requestsCounted('/test/held', '200')).toBe(0);
+  });
+
+  it('counts a body the HTTP parser refuses mid-way under the status it answered, not as 499', async () => {
+    const before = await requestsCounted('/invocations', '499');
+    const before400 = await requestsCounted('/invocations', '400');
+    const socket = await sendPart(
+      'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+        'Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n',
+    );
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      socket.on('close', () => resolve(text));
+    });
+    socket.write('zz\r\n');
+    expect(await answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    await vi.waitFor(async () => expect(await requestsCounted('/invocations', '400')).toBe(before400 + 1));
+    expect(await requestsCounted('/invocations', '499')).toBe(before);
+    expect(await inflightGauge()).toBe(0);
   });
 });
 

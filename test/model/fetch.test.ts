@@ -3,7 +3,13 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
 import type { GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +39,16 @@ afterAll(async () => {
 });
 
 const fileUri = (path: string): string => formatStoreUri({ scheme: 'file', path });
+const s3Store = () => createStore({ s3Client: new S3Client({ region: 'us-east-1' }) });
+const tarballBody = () => createReadStream(tarball) as unknown as GetObjectCommandOutput['Body'];
+/** What the SDK throws for S3's 412 to a GET whose If-Match no longer holds. */
+const preconditionFailed = () =>
+  new S3ServiceException({
+    name: 'PreconditionFailed',
+    $fault: 'client',
+    $metadata: { httpStatusCode: 412 },
+    message: 'At least one of the pre-conditions you specified did not hold',
+  });
 
 describe('fetchModel from a file:// store', () => {
   it('fetches the newest model under a prefix and says which object it was', async () => {
@@ -99,6 +115,121 @@ describe('fetchModel from S3 (mocked client)', () => {
       });
       expect(model.source.versionId).toBe('v3');
       await rm(model.dir, { recursive: true, force: true });
+    } finally {
+      s3Mock.restore();
+    }
+  });
+
+  it('ties the read to the HEAD: If-Match with the ETag it just read, even when nothing pins one', async () => {
+    const s3Mock = mockClient(S3Client);
+    try {
+      s3Mock.on(HeadObjectCommand).resolves({ ContentLength: 1, LastModified: new Date(), ETag: '"e1"' });
+      s3Mock.on(GetObjectCommand).resolves({ Body: tarballBody() });
+      const model = await fetchModel(s3Store(), 's3://acme-models/m/model.tar.gz', { parentDir });
+      expect(s3Mock.commandCalls(GetObjectCommand).map((c) => c.args[0].input)).toEqual([
+        { Bucket: 'acme-models', Key: 'm/model.tar.gz', IfMatch: '"e1"' },
+      ]);
+      expect(model.source.etag).toBe('e1');
+      await rm(model.dir, { recursive: true, force: true });
+    } finally {
+      s3Mock.restore();
+    }
+  });
+
+  it('resolves again when the object is overwritten between HEAD and GET, and records the object it read', async () => {
+    const s3Mock = mockClient(S3Client);
+    try {
+      s3Mock
+        .on(HeadObjectCommand)
+        .resolvesOnce({ ContentLength: 1, LastModified: new Date('2026-01-01'), ETag: '"e1"' })
+        .resolves({ ContentLength: 2, LastModified: new Date('2026-01-02'), ETag: '"e2"' });
+      s3Mock
+        .on(GetObjectCommand, { IfMatch: '"e1"' })
+        .rejects(preconditionFailed())
+        .on(GetObjectCommand, { IfMatch: '"e2"' })
+        .resolves({ Body: tarballBody() });
+      const model = await fetchModel(s3Store(), 's3://acme-models/m/model.tar.gz', { parentDir });
+      expect(s3Mock.commandCalls(HeadObjectCommand)).toHaveLength(2);
+      expect(s3Mock.commandCalls(GetObjectCommand).map((c) => c.args[0].input)).toEqual([
+        { Bucket: 'acme-models', Key: 'm/model.tar.gz', IfMatch: '"e1"' },
+        { Bucket: 'acme-models', Key: 'm/model.tar.gz', IfMatch: '"e2"' },
+      ]);
+      expect(model.source).toMatchObject({ etag: 'e2', size: 2, lastModified: new Date('2026-01-02') });
+      await rm(model.dir, { recursive: true, force: true });
+    } finally {
+      s3Mock.restore();
+    }
+  });
+
+  it('resolves a prefix again after a 412, so the newest model is the one read', async () => {
+    const s3Mock = mockClient(S3Client);
+    try {
+      const listed = (keys: string[]) => ({
+        IsTruncated: false,
+        Contents: keys.map((Key, i) => ({ Key, Size: 1, LastModified: new Date(Date.UTC(2026, 0, i + 1)) })),
+      });
+      s3Mock
+        .on(ListObjectsV2Command)
+        .resolvesOnce(listed(['m/job-1/output/model.tar.gz']))
+        .resolves(listed(['m/job-1/output/model.tar.gz', 'm/job-2/output/model.tar.gz']));
+      s3Mock
+        .on(HeadObjectCommand, { Key: 'm/job-1/output/model.tar.gz' })
+        .resolves({ ContentLength: 1, LastModified: new Date(), ETag: '"e1"' })
+        .on(HeadObjectCommand, { Key: 'm/job-2/output/model.tar.gz' })
+        .resolves({ ContentLength: 1, LastModified: new Date(), ETag: '"e2"' });
+      s3Mock
+        .on(GetObjectCommand, { IfMatch: '"e1"' })
+        .rejects(preconditionFailed())
+        .on(GetObjectCommand, { IfMatch: '"e2"' })
+        .resolves({ Body: tarballBody() });
+      const model = await fetchModel(s3Store(), 's3://acme-models/m/', { parentDir });
+      expect(model.source).toMatchObject({ uri: 's3://acme-models/m/job-2/output/model.tar.gz', etag: 'e2' });
+      expect(s3Mock.commandCalls(GetObjectCommand).map((c) => c.args[0].input)).toEqual([
+        { Bucket: 'acme-models', Key: 'm/job-1/output/model.tar.gz', IfMatch: '"e1"' },
+        { Bucket: 'acme-models', Key: 'm/job-2/output/model.tar.gz', IfMatch: '"e2"' },
+      ]);
+      await rm(model.dir, { recursive: true, force: true });
+    } finally {
+      s3Mock.restore();
+    }
+  });
+
+  it('gives up with STORE_CHANGED, downloading nothing, when the object changes on every attempt', async () => {
+    const s3Mock = mockClient(S3Client);
+    try {
+      let n = 0;
+      s3Mock
+        .on(HeadObjectCommand)
+        .callsFake(() => ({ ContentLength: 1, LastModified: new Date(), ETag: `"e${++n}"` }));
+      s3Mock.on(GetObjectCommand).rejects(preconditionFailed());
+      const err = await fetchModel(s3Store(), 's3://acme-models/m/model.tar.gz', { parentDir }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StoreError);
+      expect(err).toMatchObject({ code: 'STORE_CHANGED' });
+      expect((err as Error).message).toMatch(
+        /s3:\/\/acme-models\/m\/model\.tar\.gz changed between reading its metadata and its bytes 3 times/,
+      );
+      expect(s3Mock.commandCalls(GetObjectCommand)).toHaveLength(3);
+      expect(await readdir(parentDir)).toEqual([]);
+    } finally {
+      s3Mock.restore();
+    }
+  });
+
+  it('does not resolve again when the deployment pins the ETag: the pinned object is gone', async () => {
+    const s3Mock = mockClient(S3Client);
+    try {
+      s3Mock.on(HeadObjectCommand).resolves({ ContentLength: 1, LastModified: new Date(), ETag: '"abc123"' });
+      s3Mock.on(GetObjectCommand).rejects(preconditionFailed());
+      const err = await fetchModel(s3Store(), 's3://acme-models/m/model.tar.gz', {
+        parentDir,
+        ifMatch: 'abc123',
+      }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'STORE_CHANGED' });
+      expect((err as Error).message).toMatch(/its ETag is no longer abc123/);
+      expect(s3Mock.commandCalls(HeadObjectCommand)).toHaveLength(1);
+      expect(s3Mock.commandCalls(GetObjectCommand)).toHaveLength(1);
     } finally {
       s3Mock.restore();
     }

@@ -170,6 +170,8 @@ function compareToLive(model: DeployableModel, live: PinnedModel): 'duplicate' |
   if (byTime !== 0) return byTime < 0 ? 'older' : 'newer';
   // S3 event times have one-second resolution. Sequencers across keys are not guaranteed to be
   // ordered, but they are the best signal left, and any fixed tie-break lets racing deciders agree.
+  // The key comes only after the sequencer, so it stays plain string order: switching it to the
+  // store's natural order would let deciders of two code versions disagree for no practical gain.
   const tie =
     (live.sequencer === undefined ? 1 : compareSequencers(model.sequencer, live.sequencer)) ||
     compareStrings(`${model.bucket}/${model.key}`, `${live.bucket ?? ''}/${live.key ?? ''}`) ||

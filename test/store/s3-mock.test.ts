@@ -128,6 +128,23 @@ describe('S3 reads by versionId (mocked client)', () => {
     });
     expect(newest.uri).toBe('s3://acme-models/mnist/b/output/model.tar.gz?versionId=v7');
   });
+
+  it('heads job-10, not job-9, when both were uploaded in the same second', async () => {
+    const second = new Date('2026-01-01T00:00:00Z');
+    s3Mock.on(ListObjectsV2Command).resolves({
+      IsTruncated: false,
+      Contents: [
+        { Key: 'mnist/job-10/output/model.tar.gz', Size: 10, LastModified: second },
+        { Key: 'mnist/job-9/output/model.tar.gz', Size: 9, LastModified: second },
+      ],
+    });
+    s3Mock.on(HeadObjectCommand).resolves({ ContentLength: 10, LastModified: second, ETag: '"e10"' });
+    const newest = await store.newestModel('s3://acme-models/mnist/');
+    expect(s3Mock.commandCalls(HeadObjectCommand).map((c) => c.args[0].input)).toEqual([
+      { Bucket: 'acme-models', Key: 'mnist/job-10/output/model.tar.gz', VersionId: undefined },
+    ]);
+    expect(newest.uri).toBe('s3://acme-models/mnist/job-10/output/model.tar.gz');
+  });
 });
 
 describe('S3 error mapping (mocked client)', () => {

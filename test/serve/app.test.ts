@@ -54,74 +54,67 @@ describe('with MODEL_URI=none (first deployment, no model yet)', () => {
       });
     }
   });
-});
 
-describe('a known path asked with a method it does not answer', () => {
-  let server: ListeningApp;
-  beforeAll(async () => {
-    server = await listenApp(testConfig());
-    await server.host.load('none');
-  });
-  afterAll(() => server.close());
+  describe('a known path asked with a method it does not answer', () => {
+    const send = async (method: string, path: string, init: RequestInit = {}) => {
+      const res = await fetch(`${server.url}${path}`, { method, ...init });
+      const text = await res.text();
+      return { status: res.status, allow: res.headers.get('allow'), text };
+    };
 
-  const send = async (method: string, path: string, init: RequestInit = {}) => {
-    const res = await fetch(`${server.url}${path}`, { method, ...init });
-    const text = await res.text();
-    return { status: res.status, allow: res.headers.get('allow'), text };
-  };
-
-  it.each([
-    ['GET', '/invocations', 'POST'],
-    ['POST', '/ping', 'GET, HEAD'],
-    ['DELETE', '/v2/models/x/infer', 'POST'],
-    ['GET', '/v2/models/x/versions/2/infer', 'POST'],
-    ['PUT', '/v2/models/x/ready', 'GET, HEAD'],
-    ['POST', '/v2/', 'GET, HEAD'],
-    ['OPTIONS', '/metrics', 'GET, HEAD'],
-  ])('answers %s %s with 405, Allow: %s and an {"error"} naming both', async (method, path, allow) => {
-    const res = await send(method, path);
-    expect(res.status).toBe(405);
-    expect(res.allow).toBe(allow);
-    const body: unknown = JSON.parse(res.text);
-    assertMatchesSchema('inference_error_response', body);
-    expect(body).toEqual({ error: `method ${method} is not allowed on ${path}; use ${allow}` });
-  });
-
-  it('answers 405 before reading the body, whatever its type or size', async () => {
-    const xml = await send('PUT', '/invocations?x=1', {
-      headers: { 'content-type': 'application/xml' },
-      body: '<a/>',
+    it.each([
+      ['GET', '/invocations', 'POST'],
+      ['POST', '/ping', 'GET, HEAD'],
+      ['DELETE', '/v2/models/x/infer', 'POST'],
+      ['GET', '/v2/models/x/versions/2/infer', 'POST'],
+      ['PUT', '/v2/models/x/ready', 'GET, HEAD'],
+      ['POST', '/v2/', 'GET, HEAD'],
+      ['OPTIONS', '/metrics', 'GET, HEAD'],
+    ])('answers %s %s with 405, Allow: %s and an {"error"} naming both', async (method, path, allow) => {
+      const res = await send(method, path);
+      expect(res.status).toBe(405);
+      expect(res.allow).toBe(allow);
+      const body: unknown = JSON.parse(res.text);
+      assertMatchesSchema('inference_error_response', body);
+      expect(body).toEqual({ error: `method ${method} is not allowed on ${path}; use ${allow}` });
     });
-    expect(xml.status).toBe(405);
-    expect(JSON.parse(xml.text)).toEqual({ error: 'method PUT is not allowed on /invocations; use POST' });
-    const big = await send('DELETE', '/v2/models/x/infer', {
-      headers: { 'content-type': 'application/json' },
-      body: 'x'.repeat(2 * 1024 * 1024),
+
+    it('answers 405 before reading the body, whatever its type or size', async () => {
+      const xml = await send('PUT', '/invocations?x=1', {
+        headers: { 'content-type': 'application/xml' },
+        body: '<a/>',
+      });
+      expect(xml.status).toBe(405);
+      expect(JSON.parse(xml.text)).toEqual({ error: 'method PUT is not allowed on /invocations; use POST' });
+      const big = await send('DELETE', '/v2/models/x/infer', {
+        headers: { 'content-type': 'application/json' },
+        body: 'x'.repeat(2 * 1024 * 1024),
+      });
+      expect(big.status).toBe(405);
     });
-    expect(big.status).toBe(405);
-  });
 
-  it('answers HEAD on a POST-only path with 405 and no body', async () => {
-    expect(await send('HEAD', '/invocations')).toEqual({ status: 405, allow: 'POST', text: '' });
-  });
+    it('answers HEAD on a POST-only path with 405 and no body', async () => {
+      expect(await send('HEAD', '/invocations')).toEqual({ status: 405, allow: 'POST', text: '' });
+    });
 
-  it('still answers 404 for unknown paths, whatever the method, and serves the right methods', async () => {
-    for (const method of ['GET', 'POST', 'DELETE']) {
-      const res = await send(method, '/nope');
-      expect(res.status).toBe(404);
-      expect(JSON.parse(res.text)).toEqual({ error: `no route ${method} /nope` });
-    }
-    expect((await send('GET', '/ping')).status).toBe(200);
-    expect((await send('HEAD', '/ping')).status).toBe(200);
-  });
+    it('still answers 404 for unknown paths, whatever the method, and serves the right methods', async () => {
+      for (const method of ['GET', 'POST', 'DELETE']) {
+        const res = await send(method, '/nope');
+        expect(res.status).toBe(404);
+        expect(JSON.parse(res.text)).toEqual({ error: `no route ${method} /nope` });
+      }
+      expect((await send('GET', '/ping')).status).toBe(200);
+      expect((await send('HEAD', '/ping')).status).toBe(200);
+    });
 
-  it('counts 405s under the route pattern, not the path asked', async () => {
-    await send('DELETE', '/v2/models/some-model-name/infer');
-    const text = await (await fetch(`${server.url}/metrics`)).text();
-    expect(text).toMatch(
-      /slipway_http_requests_total\{route="\/v2\/models\/:name\/infer",method="DELETE",status="405"\} [1-9]/,
-    );
-    expect(text).not.toMatch(/some-model-name/);
+    it('counts 405s under the route pattern, not the path asked', async () => {
+      await send('DELETE', '/v2/models/some-model-name/infer');
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      expect(text).toMatch(
+        /slipway_http_requests_total\{route="\/v2\/models\/:name\/infer",method="DELETE",status="405"\} [1-9]/,
+      );
+      expect(text).not.toMatch(/some-model-name/);
+    });
   });
 });
 

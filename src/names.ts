@@ -149,6 +149,17 @@ export const GITHUB_OIDC_ROLES = {
 } as const;
 
 /**
+ * The workflow files (in `.github/workflows/`) that assume each GitHub OIDC role. With
+ * `githubOidcSubject: workflow` a role trusts runs of these files only.
+ */
+export const GITHUB_ROLE_WORKFLOWS: Readonly<Record<keyof typeof GITHUB_OIDC_ROLES, readonly string[]>> = {
+  deployInfra: ['deploy.yml'],
+  publishImages: ['deploy.yml'],
+  publishDocs: ['docs.yml'],
+  launchTraining: ['train.yml'],
+};
+
+/**
  * What keeps one stage's account-wide names (IAM roles, ECR repositories) apart from another's:
  * nothing for the default stack name, so deployed stacks keep their names; `-<stackname>`
  * (lower case) for any other.

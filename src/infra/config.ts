@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { SlipwayError } from '../errors.ts';
 import { DEFAULT_STACK_NAME, GITHUB_OIDC_ROLES, NO_MODEL_URI } from '../names.ts';
+import { GITHUB_OIDC_SUBJECTS } from './github-oidc.ts';
 
 /** A configuration value is missing or invalid; the message names the setting. */
 export class InfraConfigError extends SlipwayError {
@@ -81,6 +82,12 @@ const schema = z
       .string()
       .regex(/^[A-Za-z0-9._-]{1,255}$/, 'must be a GitHub environment name (no wildcards)')
       .optional(),
+    githubOidcSubject: z
+      .enum(GITHUB_OIDC_SUBJECTS, {
+        error:
+          'must be "default" (any workflow on main may assume every role) or "workflow" (each role trusts only its workflow files; turn on the repository\'s sub customisation first)',
+      })
+      .default('default'),
     githubOidcProviderArn: z
       .string()
       .regex(

@@ -18,10 +18,35 @@ export interface GithubRepositoryRef {
   readonly environment?: string;
 }
 
-/** The exact `sub` claim the roles trust: `repo:OWNER/REPO:ref:refs/heads/main` or `repo:OWNER/REPO:environment:NAME`. */
-export function githubSubject(ref: GithubRepositoryRef): string {
-  const scope = ref.environment ? `environment:${ref.environment}` : 'ref:refs/heads/main';
-  return `repo:${ref.owner}/${ref.repo}:${scope}`;
+/**
+ * What a role's `sub` condition names. `default`: GitHub's default claim, the repository and branch
+ * (or environment), so every workflow there may assume every role. `workflow`: the claim the
+ * repository is customised to send (`include_claim_keys` `repo`, `context`, `job_workflow_ref`), so
+ * a role trusts only the workflow files it is made for.
+ */
+export const GITHUB_OIDC_SUBJECTS = ['default', 'workflow'] as const;
+
+/** One of `GITHUB_OIDC_SUBJECTS`. */
+export type GithubOidcSubject = (typeof GITHUB_OIDC_SUBJECTS)[number];
+
+/** The claim keys the repository's `sub` customisation must include, in order, for `workflow` subjects. */
+export const WORKFLOW_SUBJECT_CLAIM_KEYS = ['repo', 'context', 'job_workflow_ref'] as const;
+
+/** The branch whose workflow files the roles trust (the context part of the subject, and the ref of the file). */
+const TRUSTED_REF = 'refs/heads/main';
+
+/**
+ * The exact `sub` claim a role trusts: `repo:OWNER/REPO:ref:refs/heads/main` or
+ * `repo:OWNER/REPO:environment:NAME`; given a workflow file, that followed by
+ * `:job_workflow_ref:OWNER/REPO/.github/workflows/FILE@refs/heads/main` (the customised claim).
+ *
+ * @example githubSubject({ owner: 'acme', repo: 'slipway' }, 'deploy.yml')
+ */
+export function githubSubject(ref: GithubRepositoryRef, workflowFile?: string): string {
+  const scope = ref.environment ? `environment:${ref.environment}` : `ref:${TRUSTED_REF}`;
+  const subject = `repo:${ref.owner}/${ref.repo}:${scope}`;
+  if (workflowFile === undefined) return subject;
+  return `${subject}:job_workflow_ref:${ref.owner}/${ref.repo}/.github/workflows/${workflowFile}@${TRUSTED_REF}`;
 }
 
 /** Properties of `GithubOidc`. */
@@ -36,19 +61,32 @@ export interface GithubOidcProps {
   readonly createProvider?: boolean;
   /** ARN of an existing provider to use instead of creating one. @default - created, or the standard ARN */
   readonly existingProviderArn?: string;
+  /**
+   * What each role's `sub` condition names (see `GITHUB_OIDC_SUBJECTS`); `workflow` needs the
+   * repository's `sub` customisation, and every role its `workflows`.
+   * @default 'default'
+   */
+  readonly subject?: GithubOidcSubject;
 }
 
 /** Options of `GithubOidc.addRole`. */
 export interface GithubRoleOptions {
   /** Longest session a workflow may request (1 to 12 hours). @default Duration.hours(1) */
   readonly maxSessionDuration?: Duration;
+  /**
+   * The workflow files (names in `.github/workflows/`) that assume the role: with the `workflow`
+   * subject the role trusts runs of these files on main only.
+   * @default - none: allowed only with the `default` subject
+   */
+  readonly workflows?: readonly string[];
 }
 
-/** GitHub Actions OIDC: the identity provider and one role per workflow purpose, each trusting one exact subject. */
+/** GitHub Actions OIDC: the identity provider and one role per workflow purpose, each trusting exact subjects. */
 export class GithubOidc extends Construct {
   /** ARN of the OIDC provider the roles trust. */
   readonly providerArn: string;
   private readonly repository: GithubRepositoryRef;
+  private readonly subject: GithubOidcSubject;
 
   constructor(scope: Construct, id: string, props: GithubOidcProps) {
     super(scope, id);
@@ -61,6 +99,7 @@ export class GithubOidc extends Construct {
       }
     }
     this.repository = props.repository;
+    this.subject = props.subject ?? 'default';
     if (props.existingProviderArn) {
       this.providerArn = props.existingProviderArn;
     } else if (props.createProvider ?? true) {
@@ -75,9 +114,10 @@ export class GithubOidc extends Construct {
   }
 
   /**
-   * A role that only runs of the configured repository (main or environment) can assume, for one
-   * hour at most unless `maxSessionDuration` says longer (configure-aws-credentials never
-   * refreshes a session, so a job that holds one longer must ask for it up front).
+   * A role that only runs of the configured repository (main or environment) can assume, and with
+   * the `workflow` subject only runs of `options.workflows`; for one hour at most unless
+   * `maxSessionDuration` says longer (configure-aws-credentials never refreshes a session, so a
+   * job that holds one longer must ask for it up front).
    */
   addRole(id: string, roleName: string, description: string, options: GithubRoleOptions = {}): iam.Role {
     const maxSessionDuration = options.maxSessionDuration ?? Duration.hours(1);
@@ -94,9 +134,29 @@ export class GithubOidc extends Construct {
       assumedBy: new iam.WebIdentityPrincipal(this.providerArn, {
         StringEquals: {
           [`${GITHUB_OIDC_HOST}:aud`]: GITHUB_OIDC_AUDIENCE,
-          [`${GITHUB_OIDC_HOST}:sub`]: githubSubject(this.repository),
+          [`${GITHUB_OIDC_HOST}:sub`]: this.subjectsOf(roleName, options.workflows),
         },
       }),
     });
+  }
+
+  /** The `sub` value(s) a role trusts: one string, or with several workflow files one per file. */
+  private subjectsOf(roleName: string, workflows: readonly string[] = []): string | string[] {
+    if (this.subject === 'default') return githubSubject(this.repository);
+    if (workflows.length === 0) {
+      throw new Error(
+        `GithubOidc: role ${roleName} names no workflow file, but the workflow subject trusts only the files given`,
+      );
+    }
+    for (const file of workflows) {
+      // A file directly in .github/workflows/, so the exact subject leaves nothing to match loosely.
+      if (!/^[A-Za-z0-9_.-]+\.ya?ml$/.test(file)) {
+        throw new Error(
+          `GithubOidc: workflow file ${JSON.stringify(file)} of role ${roleName} is not a file name in .github/workflows/ (name.yml, no path or wildcard)`,
+        );
+      }
+    }
+    const subjects = [...new Set(workflows)].map((file) => githubSubject(this.repository, file));
+    return subjects.length === 1 ? subjects[0]! : subjects;
   }
 }

@@ -5,7 +5,13 @@ import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { DEFAULT_STACK_NAME, STACK_OUTPUTS, githubRoleName, imageRepositoryName } from '../names.ts';
+import {
+  DEFAULT_STACK_NAME,
+  GITHUB_ROLE_WORKFLOWS,
+  STACK_OUTPUTS,
+  githubRoleName,
+  imageRepositoryName,
+} from '../names.ts';
 import type { SlipwayConfig } from './config.ts';
 import { Alarms } from './alarms.ts';
 import { DocsSite } from './docs-site/docs-site.ts';
@@ -13,6 +19,7 @@ import { GithubOidc } from './github-oidc.ts';
 import { InferenceService } from './inference-service.ts';
 import { ModelStore } from './model-store.ts';
 import { Network } from './network.ts';
+import { githubOidcProps } from './registry-stack.ts';
 import { RolloutTrigger } from './rollout-trigger.ts';
 import { SharedFileSystem } from './shared-file-system.ts';
 import { TrainingPlatform, trainingJobArnPattern } from './training-platform.ts';
@@ -154,20 +161,13 @@ export class PlatformStack extends Stack {
       fixedBucketName: fixedBucketNames,
     });
 
-    const github = new GithubOidc(this, 'Github', {
-      repository: {
-        owner: config.githubOwner,
-        repo: config.githubRepo,
-        environment: config.githubEnvironment,
-      },
-      // The registry stack owns the provider.
-      createProvider: false,
-      existingProviderArn: config.githubOidcProviderArn,
-    });
+    // The registry stack owns the provider.
+    const github = new GithubOidc(this, 'Github', { ...githubOidcProps(config), createProvider: false });
     this.publishDocsRole = github.addRole(
       'PublishDocs',
       githubRoleName('publishDocs', config.stackName),
       'GitHub Actions: publish the docs bucket, invalidate CloudFront, expire unused assets',
+      { workflows: GITHUB_ROLE_WORKFLOWS.publishDocs },
     );
     this.docs.bucket.grantReadWrite(this.publishDocsRole);
     this.docs.bucket.grantDelete(this.publishDocsRole);
@@ -178,7 +178,7 @@ export class PlatformStack extends Stack {
       'LaunchTraining',
       githubRoleName('launchTraining', config.stackName),
       'GitHub Actions: start and follow Slipway SageMaker training jobs',
-      { maxSessionDuration: LAUNCH_TRAINING_MAX_SESSION },
+      { maxSessionDuration: LAUNCH_TRAINING_MAX_SESSION, workflows: GITHUB_ROLE_WORKFLOWS.launchTraining },
     );
     this.launchTrainingRole.addToPolicy(
       new iam.PolicyStatement({

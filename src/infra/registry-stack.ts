@@ -2,9 +2,9 @@ import { Aws, Stack, Validations } from 'aws-cdk-lib';
 import type { StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
-import { githubRoleName } from '../names.ts';
+import { GITHUB_ROLE_WORKFLOWS, githubRoleName } from '../names.ts';
 import type { SlipwayConfig } from './config.ts';
-import { GithubOidc } from './github-oidc.ts';
+import { GithubOidc, type GithubOidcProps } from './github-oidc.ts';
 import { ImageRegistry } from './image-registry.ts';
 
 /** Properties of `RegistryStack`. */
@@ -19,6 +19,19 @@ export function cdkBootstrapRoleArns(qualifier: string): string[] {
     (role) =>
       `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:role/cdk-${qualifier}-${role}-${Aws.ACCOUNT_ID}-${Aws.REGION}`,
   );
+}
+
+/** The repository, subject and provider ARN both stacks' `GithubOidc` take from the config. */
+export function githubOidcProps(config: SlipwayConfig): GithubOidcProps {
+  return {
+    repository: {
+      owner: config.githubOwner,
+      repo: config.githubRepo,
+      environment: config.githubEnvironment,
+    },
+    subject: config.githubOidcSubject,
+    existingProviderArn: config.githubOidcProviderArn,
+  };
 }
 
 /**
@@ -43,19 +56,15 @@ export class RegistryStack extends Stack {
       stackName: config.stackName,
     });
     this.github = new GithubOidc(this, 'Github', {
-      repository: {
-        owner: config.githubOwner,
-        repo: config.githubRepo,
-        environment: config.githubEnvironment,
-      },
+      ...githubOidcProps(config),
       createProvider: config.githubOidcProviderArn === undefined,
-      existingProviderArn: config.githubOidcProviderArn,
     });
 
     this.deployInfraRole = this.github.addRole(
       'DeployInfra',
       githubRoleName('deployInfra', config.stackName),
       'GitHub Actions: cdk deploy through the CDK bootstrap roles',
+      { workflows: GITHUB_ROLE_WORKFLOWS.deployInfra },
     );
     // The standard CDK pipeline pattern: the pipeline role holds no resource permissions itself,
     // it only assumes the bootstrap roles, which CloudFormation then uses.
@@ -71,6 +80,7 @@ export class RegistryStack extends Stack {
       'PublishImages',
       githubRoleName('publishImages', config.stackName),
       'GitHub Actions: push the inference and training images',
+      { workflows: GITHUB_ROLE_WORKFLOWS.publishImages },
     );
     for (const repository of [this.images.inference, this.images.training]) {
       repository.grantPush(this.publishImagesRole);

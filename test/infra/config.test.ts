@@ -123,6 +123,15 @@ describe('parseConfig', () => {
     expect(parseConfig({ ...required, stackName: long.slice(0, 33) }).stackName).toHaveLength(33);
   });
 
+  it('trusts GitHub’s default sub unless the workflow subject is chosen, and names a bad value', () => {
+    expect(parseConfig(required).githubOidcSubject).toBe('default');
+    expect(parseConfig({ ...required, githubOidcSubject: 'workflow' }).githubOidcSubject).toBe('workflow');
+    const message = errorOf({ ...required, githubOidcSubject: 'job_workflow_ref' }).message;
+    expect(message).toContain('githubOidcSubject = "job_workflow_ref": must be "default"');
+    expect(message).toContain('or "workflow"');
+    expect(errorOf({ ...required, githubOidcSubject: true }).message).toContain('githubOidcSubject = true');
+  });
+
   it('rejects an invalid bucket name', () => {
     expect(errorOf({ ...required, modelsBucketName: 'Bad_Bucket' }).message).toContain(
       'modelsBucketName = "Bad_Bucket"',

@@ -192,24 +192,67 @@ describe('TrainingPlatform', () => {
 });
 
 describe('GithubOidc', () => {
+  /** The `sub` the one role of a test stack trusts, after checking the audience beside it. */
+  function trustedSub(s: Stack): unknown {
+    const roles = Object.values(Template.fromStack(s).findResources('AWS::IAM::Role')) as Array<{
+      Properties: {
+        AssumeRolePolicyDocument: {
+          Statement: Array<{ Condition: { StringEquals: Record<string, unknown> } }>;
+        };
+      };
+    }>;
+    expect(roles).toHaveLength(1);
+    const statements = roles[0]!.Properties.AssumeRolePolicyDocument.Statement;
+    expect(statements).toHaveLength(1);
+    const equals = statements[0]!.Condition.StringEquals;
+    expect(Object.keys(equals).sort()).toEqual([
+      'token.actions.githubusercontent.com:aud',
+      'token.actions.githubusercontent.com:sub',
+    ]);
+    expect(equals['token.actions.githubusercontent.com:aud']).toBe('sts.amazonaws.com');
+    return equals['token.actions.githubusercontent.com:sub'];
+  }
+
   it('trusts a named environment instead of main when configured', () => {
     const s = stack();
     new GithubOidc(s, 'Gh', {
       repository: { owner: 'acme', repo: 'slipway', environment: 'production' },
     }).addRole('R', 'r', 'test');
-    Template.fromStack(s).hasResourceProperties('AWS::IAM::Role', {
-      AssumeRolePolicyDocument: {
-        Statement: [
-          Match.objectLike({
-            Condition: {
-              StringEquals: Match.objectLike({
-                'token.actions.githubusercontent.com:sub': 'repo:acme/slipway:environment:production',
-              }),
-            },
-          }),
-        ],
-      },
+    expect(trustedSub(s)).toBe('repo:acme/slipway:environment:production');
+  });
+
+  it('with the workflow subject, trusts one exact sub per workflow file of the role, in an environment too', () => {
+    const s = stack();
+    new GithubOidc(s, 'Gh', {
+      repository: { owner: 'acme', repo: 'slipway', environment: 'production' },
+      subject: 'workflow',
+    }).addRole('R', 'r', 'test', { workflows: ['deploy.yml', 'release.yaml'] });
+    expect(trustedSub(s)).toEqual([
+      'repo:acme/slipway:environment:production:job_workflow_ref:acme/slipway/.github/workflows/deploy.yml@refs/heads/main',
+      'repo:acme/slipway:environment:production:job_workflow_ref:acme/slipway/.github/workflows/release.yaml@refs/heads/main',
+    ]);
+  });
+
+  it('with the default subject, trusts the repository on main whatever workflows the role names', () => {
+    const s = stack();
+    new GithubOidc(s, 'Gh', { repository: { owner: 'acme', repo: 'slipway' } }).addRole('R', 'r', 'test', {
+      workflows: ['deploy.yml'],
     });
+    expect(trustedSub(s)).toBe('repo:acme/slipway:ref:refs/heads/main');
+  });
+
+  it('with the workflow subject, refuses a role without workflow files, or a file that is a path or a wildcard', () => {
+    const github = new GithubOidc(stack(), 'Gh', {
+      repository: { owner: 'acme', repo: 'slipway' },
+      subject: 'workflow',
+    });
+    expect(() => github.addRole('A', 'role-a', 'test')).toThrow(/role role-a names no workflow file/);
+    expect(() => github.addRole('B', 'role-b', 'test', { workflows: ['*.yml'] })).toThrow(
+      /workflow file "\*\.yml" of role role-b/,
+    );
+    expect(() => github.addRole('C', 'role-c', 'test', { workflows: ['sub/deploy.yml'] })).toThrow(
+      /workflow file "sub\/deploy\.yml"/,
+    );
   });
 
   it('imports an existing provider instead of creating one', () => {

@@ -865,6 +865,42 @@ describe('config variants', () => {
     }
   });
 
+  it('with githubOidcSubject=workflow, lets each role trust only its workflow files on main, by exact sub', () => {
+    const { app, findings: variantFindings } = synthVariant({ githubOidcSubject: 'workflow' });
+    expect(variantFindings).toEqual([]);
+    const roles = [Template.fromStack(app.registry), Template.fromStack(app.platform!)].flatMap(
+      (t) =>
+        Object.values(t.findResources('AWS::IAM::Role')) as Array<{
+          Properties: { RoleName?: string; AssumeRolePolicyDocument: { Statement: Statement[] } };
+        }>,
+    );
+    const trust = new Map<string, Statement[]>();
+    for (const { Properties: p } of roles) {
+      if (p.RoleName?.startsWith('slipway-github-'))
+        trust.set(p.RoleName, p.AssumeRolePolicyDocument.Statement);
+    }
+    const onMain = (file: string) =>
+      `repo:acme/slipway:ref:refs/heads/main:job_workflow_ref:acme/slipway/.github/workflows/${file}@refs/heads/main`;
+    const expected = {
+      'slipway-github-deploy-infra': onMain('deploy.yml'),
+      'slipway-github-publish-images': onMain('deploy.yml'),
+      'slipway-github-publish-docs': onMain('docs.yml'),
+      'slipway-github-launch-training': onMain('train.yml'),
+    };
+    expect([...trust.keys()].sort()).toEqual(Object.keys(expected).sort());
+    for (const [role, sub] of Object.entries(expected)) {
+      const statements = trust.get(role)!;
+      expect(statements, role).toHaveLength(1);
+      expect(statements[0]!.Action, role).toBe('sts:AssumeRoleWithWebIdentity');
+      expect(statements[0]!.Condition, role).toEqual({
+        StringEquals: {
+          'token.actions.githubusercontent.com:aud': 'sts.amazonaws.com',
+          'token.actions.githubusercontent.com:sub': sub,
+        },
+      });
+    }
+  });
+
   it('keeps the fixed bucket names of the default stack', () => {
     const names = Object.values(platform.findResources('AWS::S3::Bucket')).map((b) =>
       JSON.stringify((b as { Properties: { BucketName?: unknown } }).Properties.BucketName),

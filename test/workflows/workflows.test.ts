@@ -5,7 +5,13 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { DEFAULT_STACK_NAME, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, STACK_OUTPUTS } from '../../src/names.ts';
+import {
+  DEFAULT_STACK_NAME,
+  GITHUB_OIDC_ROLES,
+  GITHUB_ROLE_WORKFLOWS,
+  IMAGE_REPOSITORIES,
+  STACK_OUTPUTS,
+} from '../../src/names.ts';
 import { DOCS_CACHE_CONTROL } from '../../src/infra/docs-site/docs-site.ts';
 import { LAUNCH_TRAINING_MAX_SESSION } from '../../src/infra/platform-stack.ts';
 import { MNIST_HYPERPARAMETERS } from '../../src/train/examples/mnist/train.ts';
@@ -269,6 +275,32 @@ describe('GitHub Actions workflows', () => {
       expect(specs[name], name).toBeDefined();
       expect(on.workflow_dispatch.inputs[name]?.default, name).toBe(String(specs[name]!.default));
       expect(allRuns('train.yml')).toContain(`--hp "${name}=$`);
+    }
+  });
+
+  it('assume each OIDC role from exactly the workflow files the infra lets it trust (githubOidcSubject=workflow)', () => {
+    const used = new Map<string, string[]>();
+    for (const file of files) {
+      for (const role of new Set(report(file).jobs.flatMap((job) => job.roles))) {
+        used.set(role, [...(used.get(role) ?? []), file].sort());
+      }
+    }
+    const declared = new Map(
+      Object.entries(GITHUB_ROLE_WORKFLOWS).map(([key, workflows]) => [
+        GITHUB_OIDC_ROLES[key as keyof typeof GITHUB_OIDC_ROLES] as string,
+        [...workflows].sort(),
+      ]),
+    );
+    expect(used).toEqual(declared);
+  });
+
+  it('run every job in its own file, so job_workflow_ref names that file (no reusable workflows)', () => {
+    for (const file of files) {
+      const jobs = raw(file).jobs as Record<string, { uses?: string }>;
+      expect(
+        Object.entries(jobs).filter(([, job]) => job.uses !== undefined),
+        file,
+      ).toEqual([]);
     }
   });
 

@@ -12,8 +12,16 @@ import { defaultTrainOutput } from '../../src/cli/commands/train.ts';
 import { bannerLines, servingLines } from '../../src/cli/commands/up.ts';
 import { CONFIG_KEYS } from '../../src/infra/config.ts';
 import { DOCS_CACHE_CONTROL } from '../../src/infra/docs-site/docs-site.ts';
+import { WORKFLOW_SUBJECT_CLAIM_KEYS, githubSubject } from '../../src/infra/github-oidc.ts';
 import { READINESS_PATH } from '../../src/infra/inference-service.ts';
-import { ENV, GITHUB_OIDC_ROLES, IMAGE_REPOSITORIES, NO_MODEL_URI, STACK_OUTPUTS } from '../../src/names.ts';
+import {
+  ENV,
+  GITHUB_OIDC_ROLES,
+  GITHUB_ROLE_WORKFLOWS,
+  IMAGE_REPOSITORIES,
+  NO_MODEL_URI,
+  STACK_OUTPUTS,
+} from '../../src/names.ts';
 
 // The docs are written by hand; these checks keep the names in them tied to the code,
 // so a renamed command, variable or output fails a test instead of misleading a reader.
@@ -105,6 +113,36 @@ describe('names in the docs match the code', () => {
     const row = security.split('\n').find((line) => line.startsWith('| Rollout Lambda'))!;
     expect(row).toMatch(/deregister[^|]*any family/);
     expect(row).not.toMatch(/\|\s*touch other services\s*\|/);
+  });
+
+  it('the security page says the default trust lets any workflow on main assume any role', () => {
+    const security = pages.find((p) => p.file === join('security', 'index.md'))!.text;
+    expect(security.replace(/\s+/g, ' ')).toContain(
+      '**By default, any workflow file on `main` can assume any of the four roles, including `slipway-github-deploy-infra`.**',
+    );
+  });
+
+  it('the security page lists the exact sub each role trusts with githubOidcSubject=workflow', () => {
+    const security = pages.find((p) => p.file === join('security', 'index.md'))!.text;
+    const repository = { owner: 'OWNER', repo: 'REPO' };
+    for (const [key, workflows] of Object.entries(GITHUB_ROLE_WORKFLOWS)) {
+      const role = GITHUB_OIDC_ROLES[key as keyof typeof GITHUB_OIDC_ROLES];
+      const row = security.split('\n').find((line) => line.startsWith(`| \`${role}\``));
+      for (const file of workflows) expect(row, role).toContain(`\`${githubSubject(repository, file)}\``);
+    }
+  });
+
+  it('the security page gives the gh api command that turns on the sub customisation the roles expect', () => {
+    const security = pages.find((p) => p.file === join('security', 'index.md'))!.text;
+    const command =
+      /^echo '(\{.*\})' \|\n {2}gh api --method PUT repos\/OWNER\/REPO\/actions\/oidc\/customization\/sub --input -$/m.exec(
+        security,
+      );
+    expect(command).not.toBeNull();
+    expect(JSON.parse(command![1]!)).toEqual({
+      use_default: false,
+      include_claim_keys: [...WORKFLOW_SUBJECT_CLAIM_KEYS],
+    });
   });
 });
 

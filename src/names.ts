@@ -107,6 +107,13 @@ export function modelUploadEventPattern(modelsBucket: string): ModelUploadEventP
   };
 }
 
+/**
+ * The one prefix of the models bucket the SageMaker notebook may write to. The rollout fires on
+ * a key ending in `model.tar.gz` anywhere in the bucket, so the notebook is also denied every such
+ * key: nothing it writes can start a rollout.
+ */
+export const NOTEBOOK_SCRATCH_PREFIX = 'notebook-scratch/';
+
 /** CloudFormation output keys of the deployed stack, read by `slipway --cloud`. */
 export const STACK_OUTPUTS = {
   dataBucket: 'DataBucketName',

@@ -176,7 +176,7 @@ describe('TrainingPlatform', () => {
     const net = new Network(s, 'Net');
     const store = new ModelStore(s, 'Store');
     const fs = new SharedFileSystem(s, 'Fs', { vpc: net.vpc, subnets: net.privateSubnets });
-    new TrainingPlatform(s, 'Training', {
+    const training = new TrainingPlatform(s, 'Training', {
       vpc: net.vpc,
       subnets: net.privateSubnets,
       dataBucket: store.dataBucket,
@@ -188,6 +188,8 @@ describe('TrainingPlatform', () => {
     const t = Template.fromStack(s);
     t.resourceCountIs('AWS::SageMaker::NotebookInstance', 0);
     t.resourceCountIs('AWS::SageMaker::NotebookInstanceLifecycleConfig', 0);
+    expect(training.notebookRole).toBeUndefined();
+    expect(JSON.stringify(t.findResources('AWS::IAM::Role'))).not.toMatch(/notebook/i);
   });
 });
 

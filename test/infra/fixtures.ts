@@ -87,5 +87,57 @@ function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/**
+ * A template ARN value as a string: a literal, `Fn::GetAtt [id, 'Arn']` or an `Fn::Join` of
+ * those, with each logical ID's ARN taken from `arns`; undefined for anything else.
+ */
+export function resolveArn(value: unknown, arns: Readonly<Record<string, string>>): string | undefined {
+  if (typeof value === 'string') return value;
+  if (value === null || typeof value !== 'object') return undefined;
+  const getAtt = (value as { 'Fn::GetAtt'?: unknown })['Fn::GetAtt'];
+  if (Array.isArray(getAtt) && getAtt[1] === 'Arn') return arns[String(getAtt[0])];
+  const join = (value as { 'Fn::Join'?: unknown })['Fn::Join'];
+  if (Array.isArray(join) && join[0] === '' && Array.isArray(join[1])) {
+    const parts = (join[1] as unknown[]).map((part) => resolveArn(part, arns));
+    return parts.every((part) => part !== undefined) ? parts.join('') : undefined;
+  }
+  return undefined;
+}
+
+/** True when an IAM resource pattern (`*` any run, `?` one character; case-sensitive) matches `arn`. */
+function resourceMatches(pattern: string, arn: string): boolean {
+  const re = pattern
+    .split('*')
+    .map((run) => run.split('?').map(escape).join('.'))
+    .join('.*');
+  return new RegExp(`^${re}$`).test(arn);
+}
+
+/**
+ * Whether the statements let a principal do `action` on `arn`: some Allow matches and no Deny
+ * does, as IAM decides within one identity policy set. Conditions are not evaluated: a conditional
+ * Allow counts and a conditional Deny does not, so a "cannot" the check reports is sure.
+ */
+export function allows(
+  statements: readonly Statement[],
+  action: string,
+  arn: string,
+  arns: Readonly<Record<string, string>>,
+): boolean {
+  const matching = statements.filter((s) => {
+    if ('NotAction' in s || 'NotResource' in s) throw new Error(`allows: NotAction/NotResource unsupported`);
+    const resources: unknown[] = Array.isArray(s.Resource) ? s.Resource : [s.Resource];
+    return (
+      actionsOf([s]).some((a) => grants(a, action)) &&
+      resources.some((r) => {
+        const pattern = resolveArn(r, arns);
+        return pattern !== undefined && resourceMatches(pattern, arn);
+      })
+    );
+  });
+  const denied = matching.some((s) => s.Effect === 'Deny' && s.Condition === undefined);
+  return !denied && matching.some((s) => s.Effect === 'Allow');
+}
+
 /** The example config every test app uses. */
 export const TEST_CONFIG = { githubOwner: 'acme', githubRepo: 'slipway', imageTag: 'abc123' } as const;

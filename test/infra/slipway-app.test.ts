@@ -7,6 +7,7 @@ import {
   GITHUB_OIDC_ROLES,
   IMAGE_REPOSITORIES,
   INFERENCE_CONTAINER_NAME,
+  NOTEBOOK_SCRATCH_PREFIX,
   NO_MODEL_URI,
   STACK_OUTPUTS,
   modelUploadEventPattern,
@@ -15,9 +16,12 @@ import { URL_REWRITE_SOURCE } from '../../src/infra/docs-site/url-rewrite.ts';
 import { READINESS_PATH } from '../../src/infra/inference-service.ts';
 import { ROLLOUTS_NOT_SERIAL, SERIAL_ROLLOUTS_NEED_CONCURRENCY } from '../../src/infra/rollout-trigger.ts';
 import { buildSlipwayApp, type SlipwayApp } from '../../src/infra/slipway-app.ts';
+import { matchesEventPattern } from '../../src/rollout/event.ts';
+import { MODELS_BUCKET, modelEvent } from '../rollout/fixtures.ts';
 import {
   TEST_CONFIG,
   actionsOf,
+  allows,
   cdkJsonContext,
   grants,
   logicalId,
@@ -194,6 +198,93 @@ describe('training', () => {
         JSON.stringify(s.Resource).includes(JSON.stringify(dataArn)),
     );
     expect(writesData).toBe(false);
+  });
+
+  it('gives the notebook its own role, never the training jobs’ role', () => {
+    const notebookRole = built.platform.training.notebookRole!;
+    platform.hasResourceProperties('AWS::SageMaker::NotebookInstance', {
+      RoleArn: { 'Fn::GetAtt': [id(notebookRole), 'Arn'] },
+    });
+    expect(id(notebookRole)).not.toBe(id(built.platform.training.role));
+  });
+
+  describe('who may write what in the models bucket', () => {
+    // Test ARNs for the two buckets; the models bucket's name is the one the rollout rule watches.
+    const arns = () => ({
+      [id(built.platform.store.modelsBucket)]: `arn:aws:s3:::${MODELS_BUCKET}`,
+      [id(built.platform.store.dataBucket)]: 'arn:aws:s3:::data',
+    });
+    const objectArn = (key: string) => `arn:aws:s3:::${MODELS_BUCKET}/${key}`;
+    const startsRollout = (key: string) =>
+      matchesEventPattern(modelUploadEventPattern(MODELS_BUCKET), modelEvent({ key }));
+    const jobOutput = 'slipway-mnist-1/output/model.tar.gz';
+
+    it('lets training jobs put their model where it starts a rollout', () => {
+      expect(startsRollout(jobOutput)).toBe(true);
+      const jobs = roleStatements(platform, built.platform.training.role);
+      expect(allows(jobs, 's3:PutObject', objectArn(jobOutput), arns())).toBe(true);
+    });
+
+    it('lets the notebook put only under the scratch prefix, and no key that starts a rollout', () => {
+      const notebook = roleStatements(platform, built.platform.training.notebookRole!);
+      const put = (key: string) => allows(notebook, 's3:PutObject', objectArn(key), arns());
+      for (const key of [
+        jobOutput,
+        'model.tar.gz',
+        'checkpoints/slipway-mnist-1/weights.bin',
+        `${NOTEBOOK_SCRATCH_PREFIX}exp-1/model.tar.gz`,
+        `${NOTEBOOK_SCRATCH_PREFIX}exp-1/mymodel.tar.gz`,
+        `${NOTEBOOK_SCRATCH_PREFIX}model.tar.gz`,
+      ]) {
+        expect(put(key), key).toBe(false);
+      }
+      const scratch = [
+        `${NOTEBOOK_SCRATCH_PREFIX}exp-1/model.onnx`,
+        `${NOTEBOOK_SCRATCH_PREFIX}exp-1/model.tar.gz.bak`,
+        `${NOTEBOOK_SCRATCH_PREFIX}exp-1/Model.tar.gz`,
+      ];
+      for (const key of scratch) {
+        expect(put(key), key).toBe(true);
+        expect(startsRollout(key), key).toBe(false);
+      }
+      expect(allows(notebook, 's3:PutObject', 'arn:aws:s3:::data/x.csv', arns())).toBe(false);
+    });
+
+    it('lets the notebook delete only its scratch files', () => {
+      const notebook = roleStatements(platform, built.platform.training.notebookRole!);
+      expect(allows(notebook, 's3:DeleteObject', objectArn(`${NOTEBOOK_SCRATCH_PREFIX}a.csv`), arns())).toBe(
+        true,
+      );
+      for (const action of ['s3:DeleteObject', 's3:DeleteObjectVersion']) {
+        expect(allows(notebook, action, objectArn(jobOutput), arns()), action).toBe(false);
+      }
+    });
+
+    it('lets the notebook read data and models and mount the shared EFS for writing, as jobs do', () => {
+      const notebook = roleStatements(platform, built.platform.training.notebookRole!);
+      expect(allows(notebook, 's3:GetObject', objectArn(jobOutput), arns())).toBe(true);
+      expect(allows(notebook, 's3:GetObject', 'arn:aws:s3:::data/train/x.csv', arns())).toBe(true);
+      const efsArn = 'arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/fs-1';
+      const efs = { ...arns(), [id(built.platform.fileSystem.fileSystem)]: efsArn };
+      for (const action of ['elasticfilesystem:ClientMount', 'elasticfilesystem:ClientWrite']) {
+        expect(allows(notebook, action, efsArn, efs), action).toBe(true);
+      }
+    });
+
+    it('gives the notebook no way to launch jobs, pass a role or pull images', () => {
+      const actions = actionsOf(roleStatements(platform, built.platform.training.notebookRole!));
+      for (const action of [
+        'iam:PassRole',
+        'sagemaker:CreateTrainingJob',
+        'ecr:BatchGetImage',
+        'sts:AssumeRole',
+      ]) {
+        expect(
+          actions.filter((a) => grants(a, action)),
+          action,
+        ).toEqual([]);
+      }
+    });
   });
 
   it('trusts only SageMaker', () => {

@@ -15,10 +15,12 @@ import { DOCS_CACHE_CONTROL } from '../../src/infra/docs-site/docs-site.ts';
 import { WORKFLOW_SUBJECT_CLAIM_KEYS, githubSubject } from '../../src/infra/github-oidc.ts';
 import { READINESS_PATH } from '../../src/infra/inference-service.ts';
 import {
+  ARTIFACT,
   ENV,
   GITHUB_OIDC_ROLES,
   GITHUB_ROLE_WORKFLOWS,
   IMAGE_REPOSITORIES,
+  NOTEBOOK_SCRATCH_PREFIX,
   NO_MODEL_URI,
   STACK_OUTPUTS,
 } from '../../src/names.ts';
@@ -130,6 +132,20 @@ describe('names in the docs match the code', () => {
       const row = security.split('\n').find((line) => line.startsWith(`| \`${role}\``));
       for (const file of workflows) expect(row, role).toContain(`\`${githubSubject(repository, file)}\``);
     }
+  });
+
+  it('the security and training pages say the notebook writes only its scratch prefix, never a model.tar.gz', () => {
+    const security = pages.find((p) => p.file === join('security', 'index.md'))!.text;
+    const [can, cannot] = security
+      .split('\n')
+      .find((line) => line.startsWith('| Notebook role'))!
+      .split('|')
+      .slice(2, 4);
+    expect(can).toContain(`only under \`${NOTEBOOK_SCRATCH_PREFIX}\``);
+    expect(cannot).toContain(`write any key ending in \`${ARTIFACT.tarball}\``);
+    const training = pages.find((p) => p.file === join('training', 'index.md'))!.text.replace(/\s+/g, ' ');
+    expect(training).toContain(`under \`${NOTEBOOK_SCRATCH_PREFIX}\` only`);
+    expect(training).toContain(`nor any key ending in \`${ARTIFACT.tarball}\``);
   });
 
   it('the security page gives the gh api command that turns on the sub customisation the roles expect', () => {

@@ -67,6 +67,18 @@ export const ENV = {
   trainingJobName: 'TRAINING_JOB_NAME',
 } as const;
 
+/**
+ * Tags the rollout writes on the task-definition revisions it registers. The rollout reads them
+ * back to tell a revision the service ran from one that was only registered, and infra grants
+ * tagging after registration for the deployment tag alone.
+ */
+export const REVISION_TAGS = {
+  /** Revision number (same family) the service was on when this revision was registered. */
+  base: 'slipway:base-revision',
+  /** Id of the ECS deployment that switched the service to this revision. */
+  deployment: 'slipway:deployment',
+} as const;
+
 /** Default port of the inference service and of the local load balancer. */
 export const DEFAULT_PORT = 8080;
 

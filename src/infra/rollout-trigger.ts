@@ -14,7 +14,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { ENV, INFERENCE_CONTAINER_NAME, modelUploadEventPattern } from '../names.ts';
+import { ENV, INFERENCE_CONTAINER_NAME, REVISION_TAGS, modelUploadEventPattern } from '../names.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -172,14 +172,25 @@ export class RolloutTrigger extends Construct {
     // A new revision carries the live one's tags (all but `aws:` ones). Tagging while registering
     // needs ecs:TagResource, allowed here only on this family's revisions and only on create.
     const family = props.service.taskDefinition.family;
+    // Pseudo-parameter tokens, not formatArn, so the ARN matches the acknowledgement below
+    // whether or not the stack's region is known at synth.
+    const familyRevisions = `arn:${Aws.PARTITION}:ecs:${Aws.REGION}:${Aws.ACCOUNT_ID}:task-definition/${family}:*`;
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'TagOnlyNewRevisions',
         actions: ['ecs:TagResource'],
-        // Pseudo-parameter tokens, not formatArn, so the ARN matches the acknowledgement below
-        // whether or not the stack's region is known at synth.
-        resources: [`arn:${Aws.PARTITION}:ecs:${Aws.REGION}:${Aws.ACCOUNT_ID}:task-definition/${family}:*`],
+        resources: [familyRevisions],
         conditions: { StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } },
+      }),
+    );
+    // Once UpdateService accepted a revision, the rollout tags it with that deployment: what later
+    // tells a revision the service ran (and left) from one a failed rollout only registered.
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'TagRevisionsWithTheirDeployment',
+        actions: ['ecs:TagResource'],
+        resources: [familyRevisions],
+        conditions: { 'ForAllValues:StringEquals': { 'aws:TagKeys': [REVISION_TAGS.deployment] } },
       }),
     );
     this.function.addToRolePolicy(
@@ -204,7 +215,7 @@ export class RolloutTrigger extends Construct {
       Validations.of(role.node.findChild('DefaultPolicy')).acknowledge({
         id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task-definition/${family}:*]`,
         reason:
-          'Revision numbers are assigned by ECS at registration; the grant is ecs:TagResource on the one family, only with ecs:CreateAction = RegisterTaskDefinition.',
+          'Revision numbers are assigned by ECS at registration; the grants are ecs:TagResource on the one family, either with ecs:CreateAction = RegisterTaskDefinition or for the rollout deployment tag key alone.',
       });
     }
 

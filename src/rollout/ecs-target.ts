@@ -8,6 +8,7 @@ import {
   DescribeTaskDefinitionCommand,
   ListTaskDefinitionsCommand,
   RegisterTaskDefinitionCommand,
+  TagResourceCommand,
   UpdateServiceCommand,
   type ContainerDefinition,
   type Deployment,
@@ -18,7 +19,7 @@ import {
   type Tag,
   type TaskDefinition,
 } from '@aws-sdk/client-ecs';
-import { ENV, INFERENCE_CONTAINER_NAME } from '../names.ts';
+import { ENV, INFERENCE_CONTAINER_NAME, REVISION_TAGS } from '../names.ts';
 import type {
   DeployOptions,
   DeployResult,
@@ -60,6 +61,12 @@ export interface EcsDeployTargetProps {
   readonly container?: string;
   /** @default 5 attempts, 250 ms base, 5 s cap */
   readonly retry?: EcsRetryOptions;
+  /**
+   * Told about best-effort clean-up that failed after the rollout's outcome was settled (a
+   * revision left registered, a revision left untagged); the Lambda logs it.
+   * @default process.emitWarning
+   */
+  readonly onWarning?: (message: string, error: unknown) => void;
 }
 
 /** The fields of a described task definition that RegisterTaskDefinition does not accept. */
@@ -98,8 +105,10 @@ const ROLLED_BACK_SCAN = 10;
  * describe: DescribeServices -> DescribeTaskDefinition (with tags) -> ListTaskDefinitions (newer
  * revisions: models the service was rolled back from).
  * deploy: DescribeServices -> DescribeTaskDefinition (with tags) -> RegisterTaskDefinition (every
- * field of the current revision copied, only the model environment changed) -> DescribeServices
- * (re-check that nobody switched the service meanwhile) -> UpdateService with forceNewDeployment.
+ * field of the current revision copied, only the model environment changed, tagged with the base
+ * revision) -> DescribeServices (re-check that nobody switched the service meanwhile) ->
+ * UpdateService with forceNewDeployment -> TagResource (the deployment that switched to it). If
+ * the service was not switched, the new revision is deregistered again (best effort).
  *
  * @example new EcsDeployTarget({ client: new ECSClient({}), cluster: 'slipway', service: 'inference' })
  */
@@ -109,8 +118,10 @@ export class EcsDeployTarget implements DeployTarget {
   readonly #service: string;
   readonly #container: string;
   readonly #retry: Required<EcsRetryOptions>;
-  // Task-definition revisions are immutable (only their status changes), so caching by ARN is safe
-  // and saves one DescribeTaskDefinition per deploy and per follow poll.
+  readonly #onWarning: (message: string, error: unknown) => void;
+  // Task-definition revisions are immutable (only their status and tags change), so caching by ARN
+  // is safe and saves one DescribeTaskDefinition per deploy and per follow poll. Where tags
+  // matter (the deployment tag on newer revisions), `describe` reads fresh.
   readonly #taskDefinitions = new Map<string, DescribedTaskDefinition>();
 
   constructor(props: EcsDeployTargetProps) {
@@ -131,6 +142,10 @@ export class EcsDeployTarget implements DeployTarget {
       maxDelayMs: props.retry?.maxDelayMs ?? 5000,
       sleep: props.retry?.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     };
+    this.#onWarning =
+      props.onWarning ??
+      ((message, error) =>
+        process.emitWarning(`${message}: ${error instanceof Error ? error.message : String(error)}`));
   }
 
   /** The task definition the service runs towards and the model it pins. */
@@ -146,9 +161,11 @@ export class EcsDeployTarget implements DeployTarget {
   }
 
   /**
-   * The models of the family's ACTIVE revisions newer than `current`: the service ran towards each
-   * of them and came back (circuit breaker or rollback by hand), or a concurrent rollout has just
-   * registered one. Scans at most {@link ROLLED_BACK_SCAN} newer revisions.
+   * The models of the family's ACTIVE revisions newer than `current` that the service ran: it ran
+   * towards each of them and came back (circuit breaker or rollback by hand). A newer revision the
+   * service never ran (a rollout that failed, or died, between registering it and switching to
+   * it) does not count: its event must still deploy when it is retried. Scans at most
+   * {@link ROLLED_BACK_SCAN} newer revisions.
    */
   async #rolledBackModels(current: TaskDefinition): Promise<PinnedModel[]> {
     const { family, revision } = current;
@@ -157,8 +174,10 @@ export class EcsDeployTarget implements DeployTarget {
     let scanned = 0;
     for await (const candidate of this.#revisions(family)) {
       if (candidate.revision <= revision || ++scanned > ROLLED_BACK_SCAN) break;
-      const model = this.#modelOf((await this.#describeTaskDefinition(candidate.arn)).taskDefinition);
-      if (model !== undefined) models.push(model);
+      // Read fresh: the deployment tag is added after registration, maybe by another instance.
+      const { taskDefinition, tags } = await this.#describeTaskDefinition(candidate.arn, { fresh: true });
+      const model = this.#modelOf(taskDefinition);
+      if (model !== undefined && ranOnService(tags)) models.push(model);
     }
     return models;
   }
@@ -186,13 +205,27 @@ export class EcsDeployTarget implements DeployTarget {
     } while (nextToken !== undefined);
   }
 
-  /** Register a revision pinning `model` and force a new deployment of the service to it. */
+  /**
+   * Register a revision pinning `model` and force a new deployment of the service to it.
+   *
+   * "Rolled back" (`describe`) must mean that the service ran a revision and left it, or a retry
+   * of a rollout that failed half-way would be skipped as rolled back and the model silently
+   * never deployed. So the revision is tagged with its deployment only after UpdateService
+   * accepted it, and a revision the service was not switched to is deregistered again. Tagging
+   * after the switch (not before it) is what survives the Lambda dying in between: dying after
+   * RegisterTaskDefinition leaves a revision with no deployment tag, which `describe` ignores, so
+   * the retry deploys; dying after UpdateService but before TagResource leaves a revision the
+   * service ran without the tag, so if it is then rolled back, a late event may deploy that model
+   * once more (and fail visibly again) instead of being lost.
+   */
   async deploy(model: PinnedModel, options: DeployOptions = {}): Promise<DeployResult> {
     const base = options.ifRevision ?? (await this.describe()).revision;
     const current = await this.#describeTaskDefinition(base);
     const registered = await this.#call('RegisterTaskDefinition', () =>
       this.#client.send(
-        new RegisterTaskDefinitionCommand(registrationInput(current, this.#container, model)),
+        new RegisterTaskDefinitionCommand(
+          registrationInput(current, this.#container, model, current.taskDefinition.revision),
+        ),
       ),
     );
     const revision = registered.taskDefinition?.taskDefinitionArn;
@@ -204,20 +237,58 @@ export class EcsDeployTarget implements DeployTarget {
       tags: registered.tags ?? [],
     });
 
-    // ECS has no conditional UpdateService; checking as late as possible keeps the window small.
-    const now = requireTaskDefinition(await this.#describeService());
-    if (now !== base) {
+    let updated: Service | undefined;
+    try {
+      // ECS has no conditional UpdateService; checking as late as possible keeps the window small.
+      const now = requireTaskDefinition(await this.#describeService());
+      if (now !== base) {
+        throw new RolloutError(
+          'ROLLOUT_CONFLICT',
+          `service ${this.#service} moved from ${base} to ${now} while deploying ${model.uri}`,
+          { retryable: true },
+        );
+      }
+      updated = await this.#updateService(revision);
+    } catch (err) {
+      // The service was not switched: a revision left behind would count for rollback. (Should an
+      // UpdateService that failed have taken effect after all, the service runs a deregistered
+      // revision, which ECS allows; a retry then finds its model live and skips as a duplicate.)
+      await this.#deregister(revision);
+      throw err;
+    }
+    const deploymentId = primaryDeploymentId(updated, revision);
+    await this.#tagDeployment(revision, deploymentId);
+    return { deploymentId, revision, previousRevision: base, model };
+  }
+
+  /** Best effort: deregister a revision the service was not switched to; a failure is only reported. */
+  async #deregister(revision: string): Promise<void> {
+    try {
       await this.#call('DeregisterTaskDefinition', () =>
         this.#client.send(new DeregisterTaskDefinitionCommand({ taskDefinition: revision })),
       );
-      throw new RolloutError(
-        'ROLLOUT_CONFLICT',
-        `service ${this.#service} moved from ${base} to ${now} while deploying ${model.uri}`,
-        { retryable: true },
-      );
+    } catch (err) {
+      this.#onWarning(`could not deregister ${revision}, which the service never ran`, err);
     }
-    const deploymentId = await this.#switchTo(revision);
-    return { deploymentId, revision, previousRevision: base, model };
+  }
+
+  /**
+   * Best effort: record on `revision` the deployment that switched the service to it (what makes
+   * it count as rolled back once the service leaves it). The switch already happened, so a failure
+   * is reported, not thrown.
+   */
+  async #tagDeployment(revision: string, deploymentId: string): Promise<void> {
+    const tag: Tag = { key: REVISION_TAGS.deployment, value: deploymentId };
+    try {
+      await this.#call('TagResource', () =>
+        this.#client.send(new TagResourceCommand({ resourceArn: revision, tags: [tag] })),
+      );
+    } catch (err) {
+      this.#onWarning(`could not tag ${revision} with its deployment ${deploymentId}`, err);
+      return;
+    }
+    const cached = this.#taskDefinitions.get(revision);
+    if (cached !== undefined) this.#taskDefinitions.set(revision, { ...cached, tags: [...cached.tags, tag] });
   }
 
   /** Switch the service to the newest earlier revision in its family that pins a different model. */
@@ -235,7 +306,7 @@ export class EcsDeployTarget implements DeployTarget {
       if (revision >= currentRevision) continue;
       const model = this.#modelOf((await this.#describeTaskDefinition(arn)).taskDefinition);
       if (model === undefined || sameModel(model, currentModel)) continue;
-      const deploymentId = await this.#switchTo(arn);
+      const deploymentId = primaryDeploymentId(await this.#updateService(arn), arn);
       return { deploymentId, revision: arn, previousRevision: currentArn, model };
     }
 
@@ -304,7 +375,8 @@ export class EcsDeployTarget implements DeployTarget {
     };
   }
 
-  async #switchTo(taskDefinition: string): Promise<string> {
+  /** UpdateService to `taskDefinition` with forceNewDeployment; the service as ECS returned it. */
+  async #updateService(taskDefinition: string): Promise<Service | undefined> {
     const updated = await this.#call('UpdateService', () =>
       this.#client.send(
         new UpdateServiceCommand({
@@ -315,16 +387,7 @@ export class EcsDeployTarget implements DeployTarget {
         }),
       ),
     );
-    const primary = updated.service?.deployments?.find(
-      (d) => d.status === 'PRIMARY' && d.taskDefinition === taskDefinition,
-    );
-    if (primary?.id === undefined) {
-      throw new RolloutError(
-        'ROLLOUT_AWS',
-        `UpdateService accepted ${taskDefinition} but reported no PRIMARY deployment of it`,
-      );
-    }
-    return primary.id;
+    return updated.service;
   }
 
   async #describeService(): Promise<Service> {
@@ -345,8 +408,11 @@ export class EcsDeployTarget implements DeployTarget {
     return service;
   }
 
-  async #describeTaskDefinition(arn: string): Promise<DescribedTaskDefinition> {
-    const cached = this.#taskDefinitions.get(arn);
+  async #describeTaskDefinition(
+    arn: string,
+    options: { readonly fresh?: boolean } = {},
+  ): Promise<DescribedTaskDefinition> {
+    const cached = options.fresh ? undefined : this.#taskDefinitions.get(arn);
     if (cached !== undefined) return cached;
     const out = await this.#call('DescribeTaskDefinition', () =>
       this.#client.send(new DescribeTaskDefinitionCommand({ taskDefinition: arn, include: ['TAGS'] })),
@@ -463,19 +529,26 @@ export function modelContainer(taskDefinition: TaskDefinition, preferred: string
 
 /**
  * The RegisterTaskDefinition input for a revision identical to `current` except for the model
- * environment of the model container (and without AWS-reserved `aws:` tags, which no caller may set).
+ * environment of the model container and the rollout's own tags: those of `current` are not
+ * copied (they describe that revision), and `baseRevision`, when given, is recorded. AWS-reserved
+ * `aws:` tags are left out too, since no caller may set them.
  */
 export function registrationInput(
   current: { readonly taskDefinition: TaskDefinition; readonly tags: readonly Tag[] },
   containerName: string,
   model: PinnedModel | undefined,
+  baseRevision?: number,
 ): RegisterTaskDefinitionCommandInput {
   const registerable: Partial<TaskDefinition> = { ...current.taskDefinition };
   for (const field of READ_ONLY_FIELDS) delete registerable[field];
   const target = modelContainer(current.taskDefinition, containerName);
   // `aws:`-prefixed tags (CloudFormation's stack tags, for one) are AWS's own: describable, but
   // RegisterTaskDefinition refuses them. AWS re-applies them where they apply.
-  const tags = current.tags.filter((tag) => !tag.key?.toLowerCase().startsWith('aws:'));
+  const rolloutTags: readonly string[] = Object.values(REVISION_TAGS);
+  const tags = current.tags.filter(
+    (tag) => !tag.key?.toLowerCase().startsWith('aws:') && !rolloutTags.includes(tag.key ?? ''),
+  );
+  if (baseRevision !== undefined) tags.push({ key: REVISION_TAGS.base, value: String(baseRevision) });
   return {
     ...(registerable as RegisterableFields),
     family: current.taskDefinition.family,
@@ -527,6 +600,30 @@ function requireTaskDefinition(service: Service): string {
     );
   }
   return service.taskDefinition;
+}
+
+/** The id of the PRIMARY deployment of `taskDefinition` in an UpdateService response. */
+function primaryDeploymentId(service: Service | undefined, taskDefinition: string): string {
+  const primary = service?.deployments?.find(
+    (d) => d.status === 'PRIMARY' && d.taskDefinition === taskDefinition,
+  );
+  if (primary?.id === undefined) {
+    throw new RolloutError(
+      'ROLLOUT_AWS',
+      `UpdateService accepted ${taskDefinition} but reported no PRIMARY deployment of it`,
+    );
+  }
+  return primary.id;
+}
+
+/**
+ * Whether the service ran a revision, read from the rollout's tags: it carries the deployment
+ * that switched to it. A revision without the rollout's base tag was registered by hand or by an
+ * earlier version of the rollout, which did not tag; it counts as run, as it always did.
+ */
+function ranOnService(tags: readonly Tag[]): boolean {
+  const keys = new Set(tags.map((tag) => tag.key));
+  return keys.has(REVISION_TAGS.deployment) || !keys.has(REVISION_TAGS.base);
 }
 
 function parseTaskDefinitionArn(arn: string): { family: string; revision: number } | undefined {

@@ -145,6 +145,8 @@ export async function handler(event: unknown, context?: Context): Promise<Rollou
       cluster: config.cluster,
       service: config.service,
       container: config.container,
+      onWarning: (message, error) =>
+        logger.warn(message, { error: error instanceof Error ? error : String(error) }),
     });
     cached = { key, handle: createRolloutHandler({ target, modelsBucket: config.modelsBucket, logger }) };
   }

@@ -9,6 +9,7 @@ import {
   INFERENCE_CONTAINER_NAME,
   NOTEBOOK_SCRATCH_PREFIX,
   NO_MODEL_URI,
+  REVISION_TAGS,
   STACK_OUTPUTS,
   modelUploadEventPattern,
 } from '../../src/names.ts';
@@ -562,13 +563,18 @@ describe('rollout trigger', () => {
     expect(update[0]!.Resource).toEqual({ Ref: id(built.platform.inference.service) });
   });
 
-  it('may tag only new revisions of its own task-definition family, and only while registering them', () => {
+  it('may tag only revisions of its own task-definition family: while registering them, or with their deployment alone', () => {
     const statements = roleStatements(platform, built.platform.rollout.function.role!);
     const tag = statements.filter((s) => actionsOf([s]).some((a) => grants(a, 'ecs:TagResource')));
-    expect(tag).toHaveLength(1);
+    expect(tag).toHaveLength(2);
     const family = built.platform.inference.service.taskDefinition.family;
-    expect(JSON.stringify(tag[0]!.Resource)).toContain(`:task-definition/${family}:*`);
-    expect(tag[0]!.Condition).toEqual({ StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } });
+    for (const statement of tag) {
+      expect(JSON.stringify(statement.Resource)).toContain(`:task-definition/${family}:*`);
+    }
+    expect(tag.map((statement) => statement.Condition)).toEqual([
+      { StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } },
+      { 'ForAllValues:StringEquals': { 'aws:TagKeys': [REVISION_TAGS.deployment] } },
+    ]);
   });
 
   it('passes only the two task roles, and only to ECS tasks', () => {

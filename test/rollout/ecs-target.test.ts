@@ -8,9 +8,11 @@ import {
   ECSClient,
   ListTaskDefinitionsCommand,
   RegisterTaskDefinitionCommand,
+  TagResourceCommand,
   UpdateServiceCommand,
   type RegisterTaskDefinitionCommandInput,
   type TaskDefinition,
+  type UpdateServiceCommandInput,
 } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -36,6 +38,7 @@ const policy = { modelsBucket: MODELS_BUCKET };
 const KEY = 'training/job-1/output/model.tar.gz';
 let world: EcsWorld;
 let sleeps: number[];
+let warnings: string[];
 
 function newTarget(): EcsDeployTarget {
   return new EcsDeployTarget({
@@ -48,6 +51,7 @@ function newTarget(): EcsDeployTarget {
         return Promise.resolve();
       },
     },
+    onWarning: (message, error) => warnings.push(`${message}: ${(error as Error).name}`),
   });
 }
 
@@ -63,6 +67,7 @@ function liveModelUri(): string | undefined {
 beforeEach(() => {
   ecs.reset();
   sleeps = [];
+  warnings = [];
   world = simulateEcs(ecs);
 });
 
@@ -71,7 +76,7 @@ afterEach(() => {
 });
 
 describe('EcsDeployTarget deploying a model event', () => {
-  it('sends exactly DescribeServices, DescribeTaskDefinition, ListTaskDefinitions, RegisterTaskDefinition, DescribeServices, UpdateService', async () => {
+  it('sends exactly DescribeServices, DescribeTaskDefinition, ListTaskDefinitions, RegisterTaskDefinition, DescribeServices, UpdateService, TagResource', async () => {
     const outcome = await rolloutModelEvent(modelEvent(), newTarget(), policy);
 
     expect(outcome.kind).toBe('deploy');
@@ -82,6 +87,7 @@ describe('EcsDeployTarget deploying a model event', () => {
       'RegisterTaskDefinitionCommand',
       'DescribeServicesCommand',
       'UpdateServiceCommand',
+      'TagResourceCommand',
     ]);
     expect(ecs.commandCalls(DescribeServicesCommand)[0]!.args[0].input).toStrictEqual({
       cluster: CLUSTER,
@@ -129,8 +135,12 @@ describe('EcsDeployTarget deploying a model event', () => {
       },
       old.containerDefinitions![1],
     ];
-    // The aws:cloudformation:* tag is AWS's own; RegisterTaskDefinition would refuse it.
-    expected.tags = INITIAL_TAGS.filter((tag) => tag.key === 'project');
+    // The aws:cloudformation:* tag is AWS's own; RegisterTaskDefinition would refuse it. The
+    // rollout records the revision the service ran when this one was registered.
+    expected.tags = [
+      ...INITIAL_TAGS.filter((tag) => tag.key === 'project'),
+      { key: 'slipway:base-revision', value: '5' },
+    ];
 
     expect(registrations()).toStrictEqual([expected]);
   });
@@ -406,6 +416,184 @@ describe('EcsDeployTarget deploying a model event', () => {
 
     expect((error as RolloutError).code).toBe('ROLLOUT_SERVICE_NOT_FOUND');
     expect((error as RolloutError).message).toMatch(/MISSING.*SLIPWAY_CLUSTER and SLIPWAY_SERVICE/);
+  });
+});
+
+describe('EcsDeployTarget when switching the service fails', () => {
+  const throttled = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+  const denied = new AccessDeniedException({
+    message:
+      'User: arn:aws:sts::123456789012:assumed-role/rollout/fn is not authorized to perform: ecs:UpdateService',
+    $metadata: { httpStatusCode: 400 },
+  });
+
+  /** Make UpdateService fail with `error` until the returned function is called. */
+  function failUpdates(error: Error): () => void {
+    let failing = true;
+    const update = ecs.on(UpdateServiceCommand);
+    const healthy = simulateUpdate();
+    update.callsFake((input: UpdateServiceCommandInput) => {
+      if (failing) throw error;
+      return healthy(input);
+    });
+    return () => (failing = false);
+  }
+
+  /** UpdateService as the simulation does it, for tests that replace it for a while. */
+  function simulateUpdate(): (input: UpdateServiceCommandInput) => unknown {
+    let counter = 100;
+    return (input) => {
+      counter += 1;
+      world.serviceTaskDefinition = input.taskDefinition!;
+      world.deployments = [
+        {
+          id: `ecs-svc/${counter}`,
+          status: 'PRIMARY',
+          taskDefinition: input.taskDefinition,
+          rolloutState: 'IN_PROGRESS',
+        },
+        ...world.deployments.map((d) => ({ ...d, status: 'ACTIVE' })),
+      ];
+      return { service: { serviceName: SERVICE, deployments: structuredClone(world.deployments) } };
+    };
+  }
+
+  it('deregisters the new revision when UpdateService stays throttled, so the retried event deploys', async () => {
+    const recover = failUpdates(throttled);
+
+    const error = await rolloutModelEvent(modelEvent(), newTarget(), policy).catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_THROTTLED');
+    expect(ecs.commandCalls(DeregisterTaskDefinitionCommand).map((c) => c.args[0].input)).toStrictEqual([
+      { taskDefinition: taskDefinitionArn(6) },
+    ]);
+    expect(world.taskDefinitions.get(taskDefinitionArn(6))!.taskDefinition.status).toBe('INACTIVE');
+
+    recover();
+    const retried = await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    expect(retried.kind).toBe('deploy');
+    expect(world.serviceTaskDefinition).toBe(taskDefinitionArn(7));
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/${KEY}?versionId=IYV3p45BT0ac8hjHg1houSdS1a.Mro8e`);
+  });
+
+  it('rethrows the access-denied error, not the clean-up one, and still deploys on retry when deregistering failed too', async () => {
+    const recover = failUpdates(denied);
+    ecs
+      .on(DeregisterTaskDefinitionCommand)
+      .rejects(
+        new AccessDeniedException({ message: 'not authorized: ecs:DeregisterTaskDefinition', $metadata: {} }),
+      );
+
+    const error = await rolloutModelEvent(modelEvent(), newTarget(), policy).catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_ACCESS_DENIED');
+    expect((error as RolloutError).message).toMatch(/ecs:UpdateService was denied/);
+    expect(warnings).toEqual([
+      `could not deregister ${taskDefinitionArn(6)}, which the service never ran: RolloutError`,
+    ]);
+    // Revision 6 is still ACTIVE and newer than the live one, but the service never ran it.
+    expect((await newTarget().describe()).rolledBack).toEqual([]);
+
+    recover();
+    const retried = await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    expect(retried.kind).toBe('deploy');
+    expect(world.serviceTaskDefinition).toBe(taskDefinitionArn(7));
+  });
+
+  it('deregisters the new revision when the service moved meanwhile, and re-decides even if that fails', async () => {
+    ecs.on(DeregisterTaskDefinitionCommand).rejects(throttled);
+    let calls = 0;
+    ecs.on(DescribeServicesCommand).callsFake(() => {
+      // The re-check (second call) finds that someone switched the service to revision 4.
+      if (++calls === 2) world.serviceTaskDefinition = taskDefinitionArn(4);
+      return {
+        services: [{ serviceName: SERVICE, status: 'ACTIVE', taskDefinition: world.serviceTaskDefinition }],
+        failures: [],
+      };
+    });
+    world.taskDefinitions.set(taskDefinitionArn(4), {
+      taskDefinition: { ...initialTaskDefinition(), revision: 4, taskDefinitionArn: taskDefinitionArn(4) },
+      tags: [],
+    });
+    ecs.on(UpdateServiceCommand).callsFake(simulateUpdate());
+
+    const outcome = await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    expect(outcome.kind).toBe('deploy');
+    expect(ecs.commandCalls(DeregisterTaskDefinitionCommand)[0]!.args[0].input).toStrictEqual({
+      taskDefinition: taskDefinitionArn(6),
+    });
+    expect(warnings).toHaveLength(1);
+    expect(world.serviceTaskDefinition).toBe(taskDefinitionArn(7));
+  });
+
+  it('deploys on retry when the previous attempt died between registering the revision and switching to it', async () => {
+    // The first attempt (a Lambda that timed out) never gets past its re-check.
+    let calls = 0;
+    ecs.on(DescribeServicesCommand).callsFake(async () => {
+      if (++calls === 2) await new Promise(() => {});
+      return {
+        services: [
+          {
+            serviceName: SERVICE,
+            status: 'ACTIVE',
+            taskDefinition: world.serviceTaskDefinition,
+            deployments: structuredClone(world.deployments),
+          },
+        ],
+        failures: [],
+      };
+    });
+    ecs.on(UpdateServiceCommand).callsFake(simulateUpdate());
+    void rolloutModelEvent(modelEvent(), newTarget(), policy);
+    await waitFor(() => calls === 2);
+    expect(world.taskDefinitions.get(taskDefinitionArn(6))!.taskDefinition.status).toBe('ACTIVE');
+
+    const retried = await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    expect(retried.kind).toBe('deploy');
+    expect(world.serviceTaskDefinition).toBe(taskDefinitionArn(7));
+  });
+
+  it('keeps a deployment that started when tagging its revision fails, and reports the failure', async () => {
+    ecs
+      .on(TagResourceCommand)
+      .rejects(new AccessDeniedException({ message: 'not authorized: ecs:TagResource', $metadata: {} }));
+
+    const outcome = await rolloutModelEvent(modelEvent(), newTarget(), policy);
+
+    expect(outcome.kind).toBe('deploy');
+    expect(world.serviceTaskDefinition).toBe(taskDefinitionArn(6));
+    expect(ecs.commandCalls(DeregisterTaskDefinitionCommand)).toHaveLength(0);
+    expect(warnings).toEqual([
+      `could not tag ${taskDefinitionArn(6)} with its deployment ${world.deployments[0]!.id}: RolloutError`,
+    ]);
+  });
+
+  it('still counts as rolled back a newer revision that carries none of the rollout tags (registered by hand)', async () => {
+    const b = modelEvent({ key: 'runs/b/model.tar.gz', versionId: 'vb' });
+    world.taskDefinitions.set(taskDefinitionArn(6), {
+      taskDefinition: {
+        ...initialTaskDefinition(),
+        revision: 6,
+        taskDefinitionArn: taskDefinitionArn(6),
+        containerDefinitions: [
+          {
+            ...initialTaskDefinition().containerDefinitions![0]!,
+            environment: [
+              { name: 'MODEL_URI', value: `s3://${MODELS_BUCKET}/runs/b/model.tar.gz?versionId=vb` },
+            ],
+          },
+        ],
+      },
+      tags: INITIAL_TAGS,
+    });
+
+    const late = await rolloutModelEvent(b, newTarget(), policy);
+
+    expect(late.kind === 'skip' && late.decision.reason).toBe('rolled-back');
   });
 });
 

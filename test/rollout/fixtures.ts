@@ -10,6 +10,7 @@ import {
   DescribeTaskDefinitionCommand,
   ListTaskDefinitionsCommand,
   RegisterTaskDefinitionCommand,
+  TagResourceCommand,
   UpdateServiceCommand,
   type Deployment,
   type ECSClient,
@@ -202,7 +203,8 @@ export interface EcsWorld {
 /**
  * Wire `ecs` (an aws-sdk-client-mock stub) to a small stateful ECS: RegisterTaskDefinition adds a
  * revision that later DescribeTaskDefinition calls return, UpdateService switches the service and
- * starts a PRIMARY deployment, DescribeServices reports the current state.
+ * starts a PRIMARY deployment, TagResource tags a revision, DescribeServices reports the current
+ * state.
  */
 export function simulateEcs(
   ecs: AwsClientStub<ECSClient>,
@@ -277,6 +279,13 @@ export function simulateEcs(
     if (found === undefined) throw new ClientException({ message: 'Unknown task definition', $metadata: {} });
     found.taskDefinition = { ...found.taskDefinition, status: 'INACTIVE' };
     return { taskDefinition: structuredClone(found.taskDefinition) };
+  });
+  ecs.on(TagResourceCommand).callsFake((input: { resourceArn: string; tags: Tag[] }) => {
+    const found = world.taskDefinitions.get(input.resourceArn);
+    if (found === undefined) throw new ClientException({ message: 'Unknown resource', $metadata: {} });
+    const keys = new Set(input.tags.map((tag) => tag.key));
+    found.tags = [...found.tags.filter((tag) => !keys.has(tag.key)), ...structuredClone(input.tags)];
+    return {};
   });
   ecs.on(UpdateServiceCommand).callsFake((input: { taskDefinition: string }) => {
     if (!world.taskDefinitions.has(input.taskDefinition)) {

@@ -2,6 +2,7 @@ import {
   AccessDeniedException,
   ECSClient,
   RegisterTaskDefinitionCommand,
+  TagResourceCommand,
   UpdateServiceCommand,
 } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -100,12 +101,17 @@ describe('rollout Lambda handler', () => {
       'RegisterTaskDefinitionCommand',
       'DescribeServicesCommand',
       'UpdateServiceCommand',
+      'TagResourceCommand',
     ]);
     expect(ecs.commandCalls(UpdateServiceCommand)[0]!.args[0].input).toStrictEqual({
       cluster: CLUSTER,
       service: SERVICE,
       taskDefinition: taskDefinitionArn(6),
       forceNewDeployment: true,
+    });
+    expect(ecs.commandCalls(TagResourceCommand)[0]!.args[0].input).toStrictEqual({
+      resourceArn: taskDefinitionArn(6),
+      tags: [{ key: 'slipway:deployment', value: world.deployments[0]!.id }],
     });
     expect(logLines()).toContainEqual(
       expect.objectContaining({

@@ -156,9 +156,10 @@ export interface DeployTarget {
   deploy(model: PinnedModel, options?: DeployOptions): Promise<DeployResult>;
 
   /**
-   * Switch the service back to the newest earlier revision that pins a model different from the
-   * current one (the no-model state is never a rollback target). Throws
-   * `ROLLOUT_NO_PREVIOUS_MODEL` if there is none.
+   * Switch the service back to the last model it ran before the current one, passing over models
+   * it was rolled back from and revisions that pin the current model (the no-model state is never
+   * a rollback target). ECS follows the base revision each rollout recorded; the twin takes its
+   * newest earlier completed deployment. Throws `ROLLOUT_NO_PREVIOUS_MODEL` if there is none.
    */
   rollback(): Promise<DeployResult>;
 

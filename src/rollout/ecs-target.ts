@@ -291,23 +291,36 @@ export class EcsDeployTarget implements DeployTarget {
     if (cached !== undefined) this.#taskDefinitions.set(revision, { ...cached, tags: [...cached.tags, tag] });
   }
 
-  /** Switch the service to the newest earlier revision in its family that pins a different model. */
+  /**
+   * Switch the service back to the revision it ran before the current one, with a different model.
+   *
+   * The way back is the chain of base revisions the rollout records (`slipway:base-revision`: what
+   * the service ran when a revision was registered), not simply the next lower revision number: a
+   * model the circuit breaker rejected sits between the two (A live, B deployed and rolled back to
+   * A, C deployed from A: C's base is A, and B is never a rollback target). Where the chain has no
+   * record (a revision CloudFormation or a person registered) or its link is no longer ACTIVE, it
+   * goes on with the next lower ACTIVE revision. Revisions that pin the current model (or no
+   * model) are passed over the same way.
+   */
   async rollback(): Promise<DeployResult> {
     const currentArn = requireTaskDefinition(await this.#describeService());
-    const current = (await this.#describeTaskDefinition(currentArn)).taskDefinition;
-    const currentModel = this.#modelOf(current);
-    const family = current.family;
-    const currentRevision = current.revision;
+    const current = await this.#describeTaskDefinition(currentArn);
+    const currentModel = this.#modelOf(current.taskDefinition);
+    const { family, revision: currentRevision } = current.taskDefinition;
     if (family === undefined || currentRevision === undefined) {
       throw new RolloutError('ROLLOUT_AWS', `task definition ${currentArn} has no family or revision`);
     }
 
+    let before = previousRevision(currentRevision, current.tags);
     for await (const { arn, revision } of this.#revisions(family)) {
-      if (revision >= currentRevision) continue;
-      const model = this.#modelOf((await this.#describeTaskDefinition(arn)).taskDefinition);
-      if (model === undefined || sameModel(model, currentModel)) continue;
-      const deploymentId = primaryDeploymentId(await this.#updateService(arn), arn);
-      return { deploymentId, revision: arn, previousRevision: currentArn, model };
+      if (revision > before) continue;
+      const candidate = await this.#describeTaskDefinition(arn);
+      const model = this.#modelOf(candidate.taskDefinition);
+      if (model !== undefined && !sameModel(model, currentModel)) {
+        const deploymentId = primaryDeploymentId(await this.#updateService(arn), arn);
+        return { deploymentId, revision: arn, previousRevision: currentArn, model };
+      }
+      before = previousRevision(revision, candidate.tags);
     }
 
     throw new RolloutError(
@@ -624,6 +637,15 @@ function primaryDeploymentId(service: Service | undefined, taskDefinition: strin
 function ranOnService(tags: readonly Tag[]): boolean {
   const keys = new Set(tags.map((tag) => tag.key));
   return keys.has(REVISION_TAGS.deployment) || !keys.has(REVISION_TAGS.base);
+}
+
+/**
+ * The highest revision number a rollback from `revision` may go to: its recorded base revision,
+ * or (with no usable record) any lower one.
+ */
+function previousRevision(revision: number, tags: readonly Tag[]): number {
+  const recorded = tags.find((tag) => tag.key === REVISION_TAGS.base)?.value ?? '';
+  return /^\d+$/.test(recorded) && Number(recorded) < revision ? Number(recorded) : revision - 1;
 }
 
 function parseTaskDefinitionArn(arn: string): { family: string; revision: number } | undefined {

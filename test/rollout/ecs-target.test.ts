@@ -619,6 +619,57 @@ describe('EcsDeployTarget rollback', () => {
     expect(result.deploymentId).toBe(world.deployments[0]!.id);
   });
 
+  it('goes back to the last model that ran, not to one the circuit breaker rolled back from (as the twin does)', async () => {
+    // The twin's counterpart: test/local/local-deploy-target.test.ts, v1 / broken / v2 / rollback.
+    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
+    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
+    const c = modelEvent({ key: 'runs/c/model.tar.gz', time: '2026-03-01T14:00:00Z', versionId: 'vc' });
+    await rolloutModelEvent(a, newTarget(), policy);
+    await rolloutModelEvent(b, newTarget(), policy);
+    // b's tasks never became healthy: the circuit breaker put the service back on revision 6.
+    world.serviceTaskDefinition = taskDefinitionArn(6);
+    await rolloutModelEvent(c, newTarget(), policy);
+    expect(world.serviceTaskDefinition).toBe(taskDefinitionArn(8));
+
+    const result = await newTarget().rollback();
+
+    expect(ecs.commandCalls(UpdateServiceCommand).at(-1)!.args[0].input).toStrictEqual({
+      cluster: CLUSTER,
+      service: SERVICE,
+      taskDefinition: taskDefinitionArn(6),
+      forceNewDeployment: true,
+    });
+    expect(result.model?.uri).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+    expect((await newTarget().describe()).rolledBack?.map((m) => m.key)).toEqual([
+      'runs/c/model.tar.gz',
+      'runs/b/model.tar.gz',
+    ]);
+  });
+
+  it('goes on along the chain from a revision with no base record (a code deploy by CloudFormation)', async () => {
+    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
+    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
+    const c = modelEvent({ key: 'runs/c/model.tar.gz', time: '2026-03-01T14:00:00Z', versionId: 'vc' });
+    await rolloutModelEvent(a, newTarget(), policy);
+    await rolloutModelEvent(b, newTarget(), policy);
+    world.serviceTaskDefinition = taskDefinitionArn(6);
+    await rolloutModelEvent(c, newTarget(), policy);
+    // A code deploy: revision 9 keeps model c and carries only the stack's tags.
+    const eight = world.taskDefinitions.get(taskDefinitionArn(8))!;
+    world.taskDefinitions.set(taskDefinitionArn(9), {
+      taskDefinition: { ...eight.taskDefinition, revision: 9, taskDefinitionArn: taskDefinitionArn(9) },
+      tags: INITIAL_TAGS,
+    });
+    world.lastRevision = 9;
+    world.serviceTaskDefinition = taskDefinitionArn(9);
+
+    const result = await newTarget().rollback();
+
+    // 9 -> 8 (no record: the next lower one; same model) -> 6 (8's base), past b's revision 7.
+    expect(result.revision).toBe(taskDefinitionArn(6));
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+  });
+
   it('never rolls back to the no-model state', async () => {
     await rolloutModelEvent(modelEvent(), newTarget(), policy);
 

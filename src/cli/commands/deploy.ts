@@ -30,11 +30,15 @@ export function registerDeploy(program: Command): void {
       .command('deploy')
       .argument('<model>', 'a model.tar.gz file, or a file:// or s3:// URI of one')
       .description(
-        'Upload a model.tar.gz to the models bucket. The upload event starts the rollout by itself;\n' +
-          'with --wait, follow it until the new model serves (exit 0) or the rollout fails (exit 1).',
+        'Upload a model.tar.gz to the models bucket. The upload event starts the rollout by itself; ' +
+          'with --wait, follow it until the new model serves (exit 0; also when that very object is ' +
+          'already live) or the rollout fails, rejects or skips the upload (exit 1).',
       ),
   )
-    .option('--key <key>', `object key in the models bucket (must end in ${ARTIFACT.tarball})`)
+    .option(
+      '--key <key>',
+      `object key in the models bucket (must end in ${ARTIFACT.tarball}, without "?" or "#")`,
+    )
     .option('--wait', 'follow the rollout until it completes or fails')
     .option('--timeout <seconds>', 'give up waiting after this long', '900')
     .option('--json', 'print machine-readable JSON')
@@ -44,6 +48,12 @@ export function registerDeploy(program: Command): void {
       if (!key.endsWith(ARTIFACT.tarball) || key.startsWith('/')) {
         throw new UsageError(
           `--key "${key}" must be a relative key ending in ${ARTIFACT.tarball}, or the rollout never fires`,
+        );
+      }
+      if (/[?#]/.test(key)) {
+        // s3ModelUri's rule: MODEL_URI would read them as the start of a query or a fragment.
+        throw new UsageError(
+          `--key "${key}" contains "?" or "#", which the rollout cannot pin in MODEL_URI (it rejects the upload); choose a key without them`,
         );
       }
       const source = await checkSource(model);
@@ -70,9 +80,18 @@ export function registerDeploy(program: Command): void {
       }
       const deadline = Date.now() + timeoutMs;
       const deployment = await findDeployment(where, key, uploaded, before, deadline);
-      if (typeof deployment === 'string') {
-        if (flags.json) printJson({ uri: uploaded.uri, outcome: 'skipped', reason: deployment });
-        else process.stdout.write(`no rollout: ${deployment}\n`);
+      if ('decision' in deployment) {
+        const reason = `${deployment.decision}: ${deployment.detail}`;
+        const outcome = deployment.decision === 'reject' ? 'rejected' : 'skipped';
+        if (flags.json) printJson({ uri: uploaded.uri, outcome, reason });
+        else process.stdout.write(`no rollout: ${reason}\n`);
+        // Only a duplicate means the upload is what serves; any other skip leaves another model live.
+        if (deployment.decision !== DUPLICATE) {
+          throw new SlipwayError(
+            `ROLLOUT_${outcome.toUpperCase()}`,
+            `the rollout ${outcome} ${uploaded.uri}; see \`npx slipway status\``,
+          );
+        }
         return;
       }
       const followed = await followDeployment(where.target, deployment.id, {
@@ -140,6 +159,15 @@ async function openSource(source: Source, where: Where): Promise<{ body: Readabl
   return { body: createReadStream(source.path), size: source.size };
 }
 
+/** Why the rollout started no deployment for an upload, in the twin's words (`skip (<reason>)` or `reject`). */
+export interface NoRollout {
+  readonly decision: string;
+  readonly detail: string;
+}
+
+/** The decision of an upload that is already the live model: nothing to roll out, and nothing wrong. */
+const DUPLICATE = 'skip (duplicate)';
+
 /** What the service had before the upload: its deployments and (on the twin) its recent events. */
 export interface Before {
   readonly deploymentIds: ReadonlySet<string>;
@@ -166,10 +194,10 @@ function pinsUpload(model: PinnedModel | undefined, key: string, uploaded: Objec
 }
 
 /**
- * Waits for the deployment this upload started, or returns why the rollout skipped it. Deployments
- * that existed before the upload never count: a re-upload of the live model must not be taken for
- * its rollout (the rollout skips it as a duplicate), nor a re-upload of a model rolled back from
- * for its old, failed deployment.
+ * Waits for the deployment this upload started, or returns why the rollout started none.
+ * Deployments that existed before the upload never count: a re-upload of the live model must not be
+ * taken for its rollout (the rollout skips it as a duplicate), nor a re-upload of a model rolled
+ * back from for its old, failed deployment.
  */
 export async function findDeployment(
   where: Where,
@@ -177,7 +205,7 @@ export async function findDeployment(
   uploaded: ObjectInfo,
   before: Before,
   deadline: number,
-): Promise<DeploymentInfo | string> {
+): Promise<DeploymentInfo | NoRollout> {
   const target: DeployTarget = where.target;
   const isNew = (d: { readonly id: string; readonly model: PinnedModel | undefined }): boolean =>
     !before.deploymentIds.has(d.id) && pinsUpload(d.model, key, uploaded);
@@ -192,7 +220,9 @@ export async function findDeployment(
       const skipped = local.recentEvents.find(
         (e) => !before.events.has(JSON.stringify(e)) && decodeURIComponent(e.key.replace(/\+/g, ' ')) === key,
       );
-      if (skipped && skipped.decision !== 'deploy') return `${skipped.decision}: ${skipped.detail}`;
+      if (skipped && skipped.decision !== 'deploy') {
+        return { decision: skipped.decision, detail: skipped.detail };
+      }
     } else {
       // The Lambda's log is not at hand; in a bucket without versions, the same bytes under the
       // live model's key are what the rollout skips as a duplicate (decideRollout's rule).
@@ -204,7 +234,7 @@ export async function findDeployment(
         live.versionId === undefined &&
         live.etag === uploaded.etag
       ) {
-        return `skip (duplicate): ${uploaded.uri} is already the live model`;
+        return { decision: DUPLICATE, detail: `${uploaded.uri} is already the live model` };
       }
     }
     if (Date.now() > deadline) {

@@ -1,11 +1,14 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { captureOutput } from '../../helpers/capture-output.ts';
 import type { CapturedOutput } from '../../helpers/capture-output.ts';
 import { findDeployment, snapshot } from '../../../src/cli/commands/deploy.ts';
 import { runCli } from '../../../src/cli/program.ts';
+import { createStore } from '../../../src/store/create-store.ts';
+import { LOCAL_S3_CREDENTIALS } from '../../../src/local/s3-server.ts';
 import { LOCAL_BUCKETS, startTwin } from '../../../src/local/twin.ts';
 import type { Twin } from '../../../src/local/twin.ts';
 import { fakeSpawner } from '../../local/helpers.ts';
@@ -41,11 +44,12 @@ interface WaitResult {
   readonly json: { uri: string; deploymentId?: string; outcome: string; reason?: string };
 }
 
-/** `slipway deploy <file> --key <key> --wait --json` against the twin, output captured. */
+/** `slipway deploy <file or s3:// URI> --key <key> --wait --json` against the twin, output captured. */
 async function deployWait(file: string, key: string): Promise<WaitResult> {
   output = captureOutput();
   try {
-    const args = ['deploy', join(dir, file), '--key', key, '--wait', '--json', '--timeout', '60'];
+    const model = file.startsWith('s3://') ? file : join(dir, file);
+    const args = ['deploy', model, '--key', key, '--wait', '--json', '--timeout', '60'];
     const code = await runCli(['node', 'slipway', ...args, '--state-dir', join(dir, 'state')]);
     return { code, json: JSON.parse(output.stdout) as WaitResult['json'] };
   } finally {
@@ -71,6 +75,60 @@ describe('slipway deploy --wait against the local twin', () => {
     expect(again.json.deploymentId).toBeUndefined();
     expect(again.json.reason).toMatch(/duplicate.*is already the live model/);
     expect(twin.supervisor.deployments()).toHaveLength(deploymentsBefore);
+  });
+
+  it('exits 1 when the rollout skips the upload as older than the live model', async () => {
+    // Live: a model whose upload event is stamped in the future, so this upload is older.
+    const live = await twin.target.deploy({
+      uri: `s3://${LOCAL_BUCKETS.models}/v7/output/model.tar.gz`,
+      bucket: LOCAL_BUCKETS.models,
+      key: 'v7/output/model.tar.gz',
+      etag: 'e7',
+      sequencer: '0A',
+      eventTime: '2999-01-01T00:00:00Z',
+    });
+    expect((await twin.target.follow(live.deploymentId, { intervalMs: 50 })).outcome).toBe('completed');
+
+    const result = await deployWait('a.tar.gz', 'v1/output/model.tar.gz');
+
+    expect(result.code).toBe(1);
+    expect(result.json.outcome).toBe('skipped');
+    expect(result.json.reason).toMatch(/^skip \(older-than-live\): .* is older than the live model/);
+    expect(output.stderr).toMatch(/the rollout skipped s3:\/\/slipway-models\/v1\/output\/model\.tar\.gz/);
+    expect(await versionServed()).toBe('7');
+  });
+
+  it('exits 1 when the rollout skips an empty upload as not a model', async () => {
+    const store = createStore({ endpoint: twin.s3Endpoint, credentials: { ...LOCAL_S3_CREDENTIALS } });
+    await store.put(`s3://${LOCAL_BUCKETS.data}/empty.tar.gz`, Readable.from([]));
+
+    const result = await deployWait(`s3://${LOCAL_BUCKETS.data}/empty.tar.gz`, 'v3/output/model.tar.gz');
+
+    expect(result.code).toBe(1);
+    expect(result.json).toMatchObject({ outcome: 'skipped' });
+    expect(result.json.reason).toMatch(/^skip \(not-a-model\): .* is empty/);
+  });
+
+  it('refuses a key with "#" or "?" before uploading, instead of an upload the rollout rejects', async () => {
+    for (const key of ['exp#1/model.tar.gz', 'exp?1/model.tar.gz']) {
+      output = captureOutput();
+      const args = [
+        'deploy',
+        join(dir, 'a.tar.gz'),
+        '--key',
+        key,
+        '--wait',
+        '--state-dir',
+        join(dir, 'state'),
+      ];
+      const code = await runCli(['node', 'slipway', ...args]);
+      vi.restoreAllMocks();
+
+      expect(code).toBe(1);
+      expect(output.stderr).toContain(`--key "${key}" contains "?" or "#"`);
+      expect(output.stdout).not.toContain('uploaded');
+    }
+    expect(twin.supervisor.deployments()).toEqual([]);
   });
 
   it('follows the new deployment of a re-uploaded model the service was rolled back from, not its old one', async () => {
@@ -139,6 +197,6 @@ describe('findDeployment', () => {
       Date.now() + 10_000,
     );
 
-    expect(typeof found === 'string' ? found : found.id).toBe('ecs-svc/new');
+    expect('id' in found ? found.id : found).toBe('ecs-svc/new');
   });
 });

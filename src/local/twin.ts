@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { ENV, modelUploadEventPattern } from '../names.ts';
 import type { PinnedModel } from '../rollout/deploy-target.ts';
 import { RolloutError } from '../rollout/errors.ts';
+import { readableS3EventKey } from '../rollout/event.ts';
 import { rolloutModelEvent } from '../rollout/operations.ts';
 import { modelEnvironment } from '../rollout/pinned-model.ts';
 import { SERVE_NODE_FLAGS } from '../serve/config.ts';
@@ -179,7 +180,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   // The same operation the Lambda runs: decide against the live revision, deploy conditionally.
   const onModelEvent = async (event: S3ObjectCreatedEvent): Promise<void> => {
     const outcome = await rolloutModelEvent(event, target, { modelsBucket: LOCAL_BUCKETS.models });
-    const key = event.detail.object.key;
+    const key = readableS3EventKey(event.detail.object.key);
     const record = (d: string, detail: string): void => {
       recent.unshift({ time: new Date().toISOString(), key, decision: d, detail });
       recent.splice(10);

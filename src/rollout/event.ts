@@ -198,6 +198,18 @@ export function decodeS3EventKey(encoded: string): string {
 }
 
 /**
+ * An event's object key for people to read (logs, the twin's status): decoded as
+ * {@link decodeS3EventKey} does, or as it came when it is not valid URL encoding.
+ */
+export function readableS3EventKey(key: string): string {
+  try {
+    return decodeS3EventKey(key);
+  } catch {
+    return key;
+  }
+}
+
+/**
  * The URI that pins one S3 object: `s3://bucket/key` with the key as stored (not percent-encoded)
  * and `?versionId=` (percent-encoded) for versioned buckets.
  */

@@ -18,6 +18,7 @@ import { ENV, INFERENCE_CONTAINER_NAME } from '../names.ts';
 import type { DeployTarget } from './deploy-target.ts';
 import { EcsDeployTarget } from './ecs-target.ts';
 import { RolloutError } from './errors.ts';
+import { readableS3EventKey } from './event.ts';
 import { rolloutModelEvent, type RolloutOutcome } from './operations.ts';
 
 /** The handler's configuration, read from the environment. */
@@ -165,5 +166,7 @@ function fieldOf(value: unknown, ...path: string[]): unknown {
 function modelUriOf(event: unknown): string | undefined {
   const bucket = fieldOf(event, 'detail', 'bucket', 'name');
   const key = fieldOf(event, 'detail', 'object', 'key');
-  return typeof bucket === 'string' && typeof key === 'string' ? `s3://${bucket}/${key}` : undefined;
+  return typeof bucket === 'string' && typeof key === 'string'
+    ? `s3://${bucket}/${readableS3EventKey(key)}`
+    : undefined;
 }

@@ -145,6 +145,20 @@ describe('rollout Lambda handler', () => {
     );
   });
 
+  it('logs the key decoded from the event, or as it came when it is not valid URL encoding', async () => {
+    await handler(modelEvent({ key: 'runs/red+flower%2B1/model.tar.gz.partial' }));
+    await handler(modelEvent({ key: 'runs/100%/model.tar.gz.partial' }));
+
+    expect(
+      logLines()
+        .filter((l) => l.message === 'rollout skipped')
+        .map((l) => l.modelUri),
+    ).toEqual([
+      `s3://${MODELS_BUCKET}/runs/red flower+1/model.tar.gz.partial`,
+      `s3://${MODELS_BUCKET}/runs/100%/model.tar.gz.partial`,
+    ]);
+  });
+
   it('throws on an event from another bucket so it lands in the failure destination', async () => {
     const error = await handler(modelEvent({ bucket: 'not-the-models-bucket' })).catch((e: unknown) => e);
 
@@ -159,7 +173,9 @@ describe('rollout Lambda handler', () => {
       .on(UpdateServiceCommand)
       .rejects(new AccessDeniedException({ message: 'not authorized: ecs:UpdateService', $metadata: {} }));
 
-    const error = await handler(modelEvent()).catch((e: unknown) => e);
+    const error = await handler(modelEvent({ key: 'training/job+1/output/model.tar.gz' })).catch(
+      (e: unknown) => e,
+    );
 
     expect((error as RolloutError).code).toBe('ROLLOUT_ACCESS_DENIED');
     expect(logLines()).toContainEqual(
@@ -167,7 +183,7 @@ describe('rollout Lambda handler', () => {
         level: 'ERROR',
         message: 'rollout failed',
         code: 'ROLLOUT_ACCESS_DENIED',
-        modelUri: `s3://${MODELS_BUCKET}/training/job-1/output/model.tar.gz`,
+        modelUri: `s3://${MODELS_BUCKET}/training/job 1/output/model.tar.gz`,
       }),
     );
   });

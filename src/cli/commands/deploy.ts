@@ -217,9 +217,7 @@ export async function findDeployment(
       const local = await where.client.status();
       const found = local.deployments.find(isNew);
       if (found) return toDeploymentInfo(found);
-      const skipped = local.recentEvents.find(
-        (e) => !before.events.has(JSON.stringify(e)) && decodeURIComponent(e.key.replace(/\+/g, ' ')) === key,
-      );
+      const skipped = local.recentEvents.find((e) => !before.events.has(JSON.stringify(e)) && e.key === key);
       if (skipped && skipped.decision !== 'deploy') {
         return { decision: skipped.decision, detail: skipped.detail };
       }

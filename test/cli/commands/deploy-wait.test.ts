@@ -77,6 +77,21 @@ describe('slipway deploy --wait against the local twin', () => {
     expect(twin.supervisor.deployments()).toHaveLength(deploymentsBefore);
   });
 
+  it('shows the key as it was uploaded, not URL-encoded, in the twin status', async () => {
+    const key = 'v1/red flower+1/model.tar.gz';
+    expect(await deployWait('a.tar.gz', key)).toMatchObject({ code: 0, json: { outcome: 'completed' } });
+    // Again: the skip is found by that key (a duplicate), as the status shows it.
+    expect((await deployWait('a.tar.gz', key)).json.reason).toMatch(/^skip \(duplicate\)/);
+
+    output = captureOutput();
+    const code = await runCli(['node', 'slipway', 'status', '--state-dir', join(dir, 'state')]);
+    vi.restoreAllMocks();
+
+    expect(code).toBe(0);
+    expect(output.stdout).toContain(`deploy ${key}`);
+    expect(output.stdout).toContain(`skip (duplicate) ${key}`);
+  });
+
   it('exits 1 when the rollout skips the upload as older than the live model', async () => {
     // Live: a model whose upload event is stamped in the future, so this upload is older.
     const live = await twin.target.deploy({

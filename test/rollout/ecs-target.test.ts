@@ -247,23 +247,7 @@ describe('EcsDeployTarget deploying a model event', () => {
     // Two Lambda instances: the first registers its revision, then stalls until the second has
     // finished its whole rollout, so its re-check finds the service moved.
     let releaseFirst!: () => void;
-    const firstStalled = new Promise<void>((resolve) => (releaseFirst = resolve));
-    ecs.on(DescribeServicesCommand).callsFake(async () => {
-      const calls = ecs.commandCalls(DescribeServicesCommand).length;
-      // The first instance's re-check is its second DescribeServices; hold it.
-      if (calls === 2) await firstStalled;
-      return {
-        services: [
-          {
-            serviceName: SERVICE,
-            status: 'ACTIVE',
-            taskDefinition: world.serviceTaskDefinition,
-            deployments: structuredClone(world.deployments),
-          },
-        ],
-        failures: [],
-      };
-    });
+    holdRecheck(new Promise<void>((resolve) => (releaseFirst = resolve)));
 
     const first = rolloutModelEvent(events[0], newTarget(), policy);
     await waitFor(() => ecs.commandCalls(DescribeServicesCommand).length === 2);
@@ -531,24 +515,10 @@ describe('EcsDeployTarget when switching the service fails', () => {
 
   it('deploys on retry when the previous attempt died between registering the revision and switching to it', async () => {
     // The first attempt (a Lambda that timed out) never gets past its re-check.
-    let calls = 0;
-    ecs.on(DescribeServicesCommand).callsFake(async () => {
-      if (++calls === 2) await new Promise(() => {});
-      return {
-        services: [
-          {
-            serviceName: SERVICE,
-            status: 'ACTIVE',
-            taskDefinition: world.serviceTaskDefinition,
-            deployments: structuredClone(world.deployments),
-          },
-        ],
-        failures: [],
-      };
-    });
+    holdRecheck(new Promise(() => {}));
     ecs.on(UpdateServiceCommand).callsFake(simulateUpdate());
     void rolloutModelEvent(modelEvent(), newTarget(), policy);
-    await waitFor(() => calls === 2);
+    await waitFor(() => ecs.commandCalls(DescribeServicesCommand).length === 2);
     expect(world.taskDefinitions.get(taskDefinitionArn(6))!.taskDefinition.status).toBe('ACTIVE');
 
     const retried = await rolloutModelEvent(modelEvent(), newTarget(), policy);
@@ -727,6 +697,27 @@ function heldBeforeSwitch(): { target: EcsDeployTarget; reached: Promise<void>; 
     reached,
     release,
   };
+}
+
+/**
+ * DescribeServices as the simulation answers it, except that the second call (the first
+ * rollout's re-check, just before UpdateService) waits for `hold`.
+ */
+function holdRecheck(hold: Promise<void>): void {
+  ecs.on(DescribeServicesCommand).callsFake(async () => {
+    if (ecs.commandCalls(DescribeServicesCommand).length === 2) await hold;
+    return {
+      services: [
+        {
+          serviceName: SERVICE,
+          status: 'ACTIVE',
+          taskDefinition: world.serviceTaskDefinition,
+          deployments: structuredClone(world.deployments),
+        },
+      ],
+      failures: [],
+    };
+  });
 }
 
 async function waitFor(condition: () => boolean): Promise<void> {

@@ -6,7 +6,13 @@
 import { ARTIFACT, modelUploadEventPattern } from '../names.ts';
 import type { PinnedModel, ServiceState } from './deploy-target.ts';
 import { RolloutError } from './errors.ts';
-import { matchesEventPattern, parseModelEvent, type ModelEvent } from './event.ts';
+import {
+  eventField,
+  matchesEventPattern,
+  parseModelEvent,
+  type ModelEvent,
+  type ParseModelEventOptions,
+} from './event.ts';
 
 /** What the rollout is configured to accept. */
 export interface RolloutPolicy {
@@ -52,7 +58,12 @@ export interface DeployableModel extends PinnedModel {
  *
  * @example decideRollout(event, await target.describe(), { modelsBucket: 'acme-models' })
  */
-export function decideRollout(raw: unknown, state: ServiceState, policy: RolloutPolicy): RolloutDecision {
+export function decideRollout(
+  raw: unknown,
+  state: ServiceState,
+  policy: RolloutPolicy,
+  options: ParseModelEventOptions = {},
+): RolloutDecision {
   // Every check below is a slice of the one rule definition infra deploys.
   const pattern = modelUploadEventPattern(policy.modelsBucket);
   if (!matchesEventPattern({ source: pattern.source, 'detail-type': pattern['detail-type'] }, raw)) {
@@ -67,7 +78,7 @@ export function decideRollout(raw: unknown, state: ServiceState, policy: Rollout
       reason: `event is for bucket ${describeField(raw, 'detail', 'bucket', 'name')}, but this rollout watches the models bucket "${policy.modelsBucket}"`,
     };
   }
-  const rawKey = fieldOf(raw, 'detail', 'object', 'key');
+  const rawKey = eventField(raw, 'detail', 'object', 'key');
   if (typeof rawKey === 'string' && !matchesEventPattern(pattern, raw)) {
     return {
       kind: 'skip',
@@ -78,7 +89,7 @@ export function decideRollout(raw: unknown, state: ServiceState, policy: Rollout
 
   let event: ModelEvent;
   try {
-    event = parseModelEvent(raw);
+    event = parseModelEvent(raw, options);
   } catch (err) {
     if (err instanceof RolloutError) return { kind: 'reject', reason: err.message };
     throw err;
@@ -193,16 +204,7 @@ function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function fieldOf(value: unknown, ...path: string[]): unknown {
-  let current = value;
-  for (const segment of path) {
-    if (typeof current !== 'object' || current === null || Array.isArray(current)) return undefined;
-    current = (current as Record<string, unknown>)[segment];
-  }
-  return current;
-}
-
 function describeField(value: unknown, ...path: string[]): string {
-  const field = fieldOf(value, ...path);
+  const field = eventField(value, ...path);
   return field === undefined ? '(missing)' : JSON.stringify(field);
 }

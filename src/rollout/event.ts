@@ -131,7 +131,7 @@ export interface ModelEvent {
   /** EventBridge event id (differs between redeliveries only if S3 emitted twice). */
   readonly id: string;
   readonly bucket: string;
-  /** The object key, decoded from the event's URL encoding. */
+  /** The object key as S3 stores it: decoded from the event's URL encoding, or as resolved. */
   readonly key: string;
   /** S3 version id; absent for unversioned buckets (and for the `null` version). */
   readonly versionId?: string;
@@ -147,11 +147,20 @@ export interface ModelEvent {
   readonly uri: string;
 }
 
+/** Options of `parseModelEvent`. */
+export interface ParseModelEventOptions {
+  /**
+   * The object's key as S3 stores it, when the caller has resolved the event's key (the Lambda
+   * does, see `resolveObjectKey`). @default the event's key, URL-decoded
+   */
+  readonly objectKey?: string;
+}
+
 /**
  * Validate an "Object Created" event and extract the object it names. Throws
  * `RolloutError('ROLLOUT_EVENT_INVALID')` listing every missing or malformed field.
  */
-export function parseModelEvent(raw: unknown): ModelEvent {
+export function parseModelEvent(raw: unknown, options: ParseModelEventOptions = {}): ModelEvent {
   const parsed = S3ObjectCreatedEventSchema.safeParse(raw);
   if (!parsed.success) {
     const problems = parsed.error.issues.map(
@@ -164,7 +173,7 @@ export function parseModelEvent(raw: unknown): ModelEvent {
   }
   const { detail, id, time } = parsed.data;
   const bucket = detail.bucket.name;
-  const key = decodeS3EventKey(detail.object.key);
+  const key = options.objectKey ?? decodeS3EventKey(detail.object.key);
   const rawVersion = detail.object['version-id'];
   // Objects written while versioning is suspended carry the literal version id "null"; that
   // version is overwritten by the next upload, so it pins nothing and we fall back to the ETag.
@@ -181,6 +190,16 @@ export function parseModelEvent(raw: unknown): ModelEvent {
     reason: detail.reason,
     uri: s3ModelUri(bucket, key, versionId),
   };
+}
+
+/** The value at `path` in a JSON-like value; undefined where the path leaves objects. */
+export function eventField(value: unknown, ...path: string[]): unknown {
+  let current = value;
+  for (const segment of path) {
+    if (!isRecord(current)) return undefined;
+    current = current[segment];
+  }
+  return current;
 }
 
 /**

@@ -3,7 +3,8 @@
  * this pins that exact object in a new task-definition revision and redeploys the ECS service.
  *
  * Bundled by the CDK app with esbuild (entry `src/rollout/lambda.ts`, export `handler`), so its
- * imports stay lean: no model runtime, no web server.
+ * imports stay lean: no model runtime, no web server, and of S3 only the client that HEADs an
+ * uploaded object whose event key reads two ways (`./event-key.ts`).
  *
  * Configuration (environment variables, names from src/names.ts `ENV`):
  * - SLIPWAY_CLUSTER: ECS cluster name or ARN (required)
@@ -13,12 +14,14 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { S3Client } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
-import { ENV, INFERENCE_CONTAINER_NAME } from '../names.ts';
+import { ENV, INFERENCE_CONTAINER_NAME, modelUploadEventPattern } from '../names.ts';
 import type { DeployTarget } from './deploy-target.ts';
 import { EcsDeployTarget } from './ecs-target.ts';
 import { RolloutError } from './errors.ts';
-import { readableS3EventKey } from './event.ts';
+import { headWithS3, resolveObjectKey, type HeadObject } from './event-key.ts';
+import { eventField, matchesEventPattern, readableS3EventKey } from './event.ts';
 import { rolloutModelEvent, type RolloutOutcome } from './operations.ts';
 
 /** The handler's configuration, read from the environment. */
@@ -61,6 +64,11 @@ export interface RolloutHandlerDeps {
   readonly target: DeployTarget;
   readonly modelsBucket: string;
   readonly logger: Logger;
+  /**
+   * HEADs an uploaded object, to tell which object an event whose key reads differently decoded
+   * and raw names (`resolveObjectKey`). @default none: the key is decoded, unchecked
+   */
+  readonly headObject?: HeadObject;
 }
 
 /**
@@ -71,18 +79,29 @@ export interface RolloutHandlerDeps {
 export function createRolloutHandler(
   deps: RolloutHandlerDeps,
 ): (event: unknown, context?: Context) => Promise<RolloutHandlerResult> {
-  const { target, modelsBucket, logger } = deps;
+  const { target, modelsBucket, logger, headObject } = deps;
+  const pattern = modelUploadEventPattern(modelsBucket);
   return async (event, context) => {
     if (context !== undefined) logger.addContext(context);
     let outcome: RolloutOutcome;
+    let objectKey: string | undefined;
     try {
-      outcome = await rolloutModelEvent(event, target, { modelsBucket });
+      // Only model uploads to the models bucket: anything else is judged (rejected) as it is.
+      if (headObject !== undefined && matchesEventPattern(pattern, event)) {
+        objectKey = await resolveObjectKey(event, headObject);
+      }
+      outcome = await rolloutModelEvent(
+        event,
+        target,
+        { modelsBucket },
+        objectKey === undefined ? {} : { objectKey },
+      );
     } catch (err) {
       logger.error('rollout failed', {
         error: err instanceof Error ? err : String(err),
         code: err instanceof RolloutError ? err.code : undefined,
-        modelUri: modelUriOf(event),
-        eventId: fieldOf(event, 'id'),
+        modelUri: modelUriOf(event, objectKey),
+        eventId: eventField(event, 'id'),
       });
       throw err;
     }
@@ -108,8 +127,8 @@ export function createRolloutHandler(
         logger.info('rollout skipped', {
           reason: decision.reason,
           detail: decision.detail,
-          modelUri: decision.event?.uri ?? modelUriOf(event),
-          eventId: fieldOf(event, 'id'),
+          modelUri: decision.event?.uri ?? modelUriOf(event, objectKey),
+          eventId: eventField(event, 'id'),
         });
         return {
           action: 'skipped',
@@ -120,7 +139,7 @@ export function createRolloutHandler(
       case 'reject': {
         logger.error('rollout rejected an invalid event', {
           reason: outcome.decision.reason,
-          eventId: fieldOf(event, 'id'),
+          eventId: eventField(event, 'id'),
         });
         // Thrown so the bad event lands in the failure destination instead of vanishing.
         throw new RolloutError('ROLLOUT_EVENT_INVALID', outcome.decision.reason);
@@ -149,24 +168,24 @@ export async function handler(event: unknown, context?: Context): Promise<Rollou
       onWarning: (message, error) =>
         logger.warn(message, { error: error instanceof Error ? error : String(error) }),
     });
-    cached = { key, handle: createRolloutHandler({ target, modelsBucket: config.modelsBucket, logger }) };
+    cached = {
+      key,
+      handle: createRolloutHandler({
+        target,
+        modelsBucket: config.modelsBucket,
+        logger,
+        headObject: headWithS3(new S3Client({})),
+      }),
+    };
   }
   return cached.handle(event, context);
 }
 
-function fieldOf(value: unknown, ...path: string[]): unknown {
-  let current = value;
-  for (const segment of path) {
-    if (typeof current !== 'object' || current === null) return undefined;
-    current = (current as Record<string, unknown>)[segment];
-  }
-  return current;
-}
-
-function modelUriOf(event: unknown): string | undefined {
-  const bucket = fieldOf(event, 'detail', 'bucket', 'name');
-  const key = fieldOf(event, 'detail', 'object', 'key');
+/** The event's object for logs: its resolved key if there is one, else its key made readable. */
+function modelUriOf(event: unknown, objectKey: string | undefined): string | undefined {
+  const bucket = eventField(event, 'detail', 'bucket', 'name');
+  const key = eventField(event, 'detail', 'object', 'key');
   return typeof bucket === 'string' && typeof key === 'string'
-    ? `s3://${bucket}/${readableS3EventKey(key)}`
+    ? `s3://${bucket}/${objectKey ?? readableS3EventKey(key)}`
     : undefined;
 }

@@ -29,6 +29,11 @@ export interface RolloutEventOptions {
    * our deploy. @default 3
    */
   readonly maxConflicts?: number;
+  /**
+   * The object's key as S3 stores it, when the caller has resolved the event's key (the Lambda
+   * does, see `resolveObjectKey`). @default the event's key, URL-decoded
+   */
+  readonly objectKey?: string;
 }
 
 /**
@@ -73,14 +78,15 @@ async function decideAndDeploy(
 ): Promise<RolloutOutcome> {
   // Invalid events and non-models are judged without touching the target: with no live model the
   // decision can only reject, skip as not-a-model, or deploy.
-  const early = decideRollout(event, { revision: '', model: undefined }, policy);
+  const parsing = options.objectKey === undefined ? {} : { objectKey: options.objectKey };
+  const early = decideRollout(event, { revision: '', model: undefined }, policy, parsing);
   if (early.kind === 'reject') return { kind: 'reject', decision: early };
   if (early.kind === 'skip') return { kind: 'skip', decision: early };
 
   const maxConflicts = options.maxConflicts ?? 3;
   for (let conflicts = 0; ; conflicts++) {
     const state = await target.describe();
-    const decision = decideRollout(event, state, policy);
+    const decision = decideRollout(event, state, policy, parsing);
     if (decision.kind === 'skip') return { kind: 'skip', decision };
     if (decision.kind === 'reject') return { kind: 'reject', decision };
     try {

@@ -577,6 +577,21 @@ describe('rollout trigger', () => {
     ]);
   });
 
+  it('lets the function read the models bucket, to HEAD an upload whose event key reads two ways, and write nothing', () => {
+    const statements = roleStatements(platform, built.platform.rollout.function.role!);
+    const models = JSON.stringify({ 'Fn::GetAtt': [id(built.platform.store.modelsBucket), 'Arn'] });
+    const reads = statements.filter((s) => actionsOf([s]).some((a) => grants(a, 's3:GetObjectVersion')));
+    expect(reads).toHaveLength(1);
+    expect(JSON.stringify(reads[0]!.Resource)).toContain(models);
+    expect(actionsOf(reads).some((a) => grants(a, 's3:ListBucket'))).toBe(true);
+    for (const write of ['s3:PutObject', 's3:DeleteObject', 's3:DeleteObjectVersion', 's3:PutBucketPolicy']) {
+      expect(
+        actionsOf(statements).filter((a) => grants(a, write)),
+        write,
+      ).toEqual([]);
+    }
+  });
+
   it('passes only the two task roles, and only to ECS tasks', () => {
     const statements = roleStatements(platform, built.platform.rollout.function.role!);
     const pass = statements.filter((s) => actionsOf([s]).some((a) => grants(a, 'iam:PassRole')));

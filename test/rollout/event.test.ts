@@ -43,6 +43,15 @@ describe('parseModelEvent', () => {
     expect(parseModelEvent(raw).key).toBe('example-key');
   });
 
+  it('decodes the key as S3 notifications encode it, unless the caller resolved the key', () => {
+    const raw = modelEvent({ key: 'runs/c++/model.tar.gz', versionId: null });
+
+    expect(parseModelEvent(raw).key).toBe('runs/c  /model.tar.gz');
+    const resolved = parseModelEvent(raw, { objectKey: 'runs/c++/model.tar.gz' });
+    expect(resolved.key).toBe('runs/c++/model.tar.gz');
+    expect(resolved.uri).toBe(`s3://${MODELS_BUCKET}/runs/c++/model.tar.gz`);
+  });
+
   it('accepts a multipart upload into an unversioned bucket and pins it by ETag', () => {
     const event = parseModelEvent(
       modelEvent({

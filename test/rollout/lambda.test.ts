@@ -5,6 +5,7 @@ import {
   TagResourceCommand,
   UpdateServiceCommand,
 } from '@aws-sdk/client-ecs';
+import { HeadObjectCommand, NotFound, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
 import { ENV } from '../../src/names.ts';
@@ -12,6 +13,7 @@ import { RolloutError } from '../../src/rollout/errors.ts';
 import { handler, readRolloutConfig } from '../../src/rollout/lambda.ts';
 import {
   CLUSTER,
+  DOCUMENTED_OBJECT_CREATED_EVENT,
   MODELS_BUCKET,
   SERVICE,
   commandNames,
@@ -22,6 +24,7 @@ import {
 } from './fixtures.ts';
 
 const ecs = mockClient(ECSClient);
+const s3 = mockClient(S3Client);
 let world: EcsWorld;
 let stdout: MockInstance<typeof process.stdout.write>;
 let stderr: MockInstance<typeof process.stderr.write>;
@@ -37,6 +40,7 @@ function logLines(): Record<string, unknown>[] {
 
 beforeEach(() => {
   ecs.reset();
+  s3.reset();
   world = simulateEcs(ecs);
   vi.stubEnv('AWS_REGION', 'eu-west-1');
   vi.stubEnv(ENV.cluster, CLUSTER);
@@ -113,6 +117,8 @@ describe('rollout Lambda handler', () => {
       resourceArn: taskDefinitionArn(6),
       tags: [{ key: 'slipway:deployment', value: world.deployments[0]!.id }],
     });
+    // The key reads the same URL-decoded and raw: nothing to ask S3.
+    expect(s3.calls()).toHaveLength(0);
     expect(logLines()).toContainEqual(
       expect.objectContaining({
         level: 'INFO',
@@ -172,6 +178,7 @@ describe('rollout Lambda handler', () => {
     ecs
       .on(UpdateServiceCommand)
       .rejects(new AccessDeniedException({ message: 'not authorized: ecs:UpdateService', $metadata: {} }));
+    s3.on(HeadObjectCommand).resolves({ ETag: `"${DOCUMENTED_OBJECT_CREATED_EVENT.detail.object.etag}"` });
 
     const error = await handler(modelEvent({ key: 'training/job+1/output/model.tar.gz' })).catch(
       (e: unknown) => e,
@@ -186,5 +193,112 @@ describe('rollout Lambda handler', () => {
         modelUri: `s3://${MODELS_BUCKET}/training/job 1/output/model.tar.gz`,
       }),
     );
+  });
+});
+
+describe('rollout Lambda handler, for a key that reads differently URL-decoded and raw', () => {
+  const ETAG = DOCUMENTED_OBJECT_CREATED_EVENT.detail.object.etag;
+  const VERSION = DOCUMENTED_OBJECT_CREATED_EVENT.detail.object['version-id'];
+  const notFound = () => new NotFound({ message: 'NotFound', $metadata: { httpStatusCode: 404 } });
+  const heads = () => s3.commandCalls(HeadObjectCommand).map((call) => call.args[0].input);
+  const pinned = () => {
+    const live = world.taskDefinitions.get(world.serviceTaskDefinition)!.taskDefinition;
+    return live.containerDefinitions![0]!.environment!.find((e) => e.name === 'MODEL_URI')?.value;
+  };
+
+  it("deploys the decoded key when S3 holds the event's object under it (S3 notification encoding)", async () => {
+    s3.on(HeadObjectCommand).resolves({ ETag: `"${ETAG}"` });
+
+    const result = await handler(modelEvent({ key: 'runs/red+flower%2B1/model.tar.gz' }));
+
+    expect(heads()).toStrictEqual([
+      { Bucket: MODELS_BUCKET, Key: 'runs/red flower+1/model.tar.gz', VersionId: VERSION },
+    ]);
+    const uri = `s3://${MODELS_BUCKET}/runs/red flower+1/model.tar.gz?versionId=${VERSION}`;
+    expect(result).toMatchObject({ action: 'deployed', modelUri: uri });
+    expect(pinned()).toBe(uri);
+  });
+
+  it('deploys the raw key when there is no object under the decoded one (a key that came unencoded)', async () => {
+    s3.on(HeadObjectCommand).rejects(notFound());
+    s3.on(HeadObjectCommand, { Key: 'runs/c++/model.tar.gz' }).resolves({ ETag: `"${ETAG}"` });
+
+    const result = await handler(modelEvent({ key: 'runs/c++/model.tar.gz' }));
+
+    expect(heads()).toStrictEqual([
+      { Bucket: MODELS_BUCKET, Key: 'runs/c  /model.tar.gz', VersionId: VERSION },
+      { Bucket: MODELS_BUCKET, Key: 'runs/c++/model.tar.gz', VersionId: VERSION },
+    ]);
+    expect(result).toMatchObject({ action: 'deployed' });
+    expect(pinned()).toBe(`s3://${MODELS_BUCKET}/runs/c++/model.tar.gz?versionId=${VERSION}`);
+  });
+
+  it('deploys the raw key when the decoded key holds another object (no versions: by ETag)', async () => {
+    s3.on(HeadObjectCommand).resolves({ ETag: '"another-object"' });
+    s3.on(HeadObjectCommand, { Key: 'runs/a+b/model.tar.gz' }).resolves({ ETag: `"${ETAG}"` });
+
+    await handler(modelEvent({ key: 'runs/a+b/model.tar.gz', versionId: null }));
+
+    expect(heads()).toStrictEqual([
+      { Bucket: MODELS_BUCKET, Key: 'runs/a b/model.tar.gz' },
+      { Bucket: MODELS_BUCKET, Key: 'runs/a+b/model.tar.gz' },
+    ]);
+    expect(pinned()).toBe(`s3://${MODELS_BUCKET}/runs/a+b/model.tar.gz`);
+  });
+
+  it('deploys a raw key that is not valid URL encoding, which it used to reject', async () => {
+    s3.on(HeadObjectCommand).resolves({ ETag: `"${ETAG}"` });
+
+    const result = await handler(modelEvent({ key: 'runs/100%/model.tar.gz' }));
+
+    expect(heads()).toStrictEqual([
+      { Bucket: MODELS_BUCKET, Key: 'runs/100%/model.tar.gz', VersionId: VERSION },
+    ]);
+    expect(result).toMatchObject({ action: 'deployed' });
+    expect(pinned()).toBe(`s3://${MODELS_BUCKET}/runs/100%/model.tar.gz?versionId=${VERSION}`);
+  });
+
+  it('rejects the event, naming both readings, when neither holds its object', async () => {
+    s3.on(HeadObjectCommand).rejects(notFound());
+
+    const error = await handler(modelEvent({ key: 'runs/a+b/model.tar.gz' })).catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_EVENT_INVALID');
+    expect((error as RolloutError).message).toBe(
+      `the event's key "runs/a+b/model.tar.gz" names no object with ETag ${ETAG} and version ${VERSION} in bucket ${MODELS_BUCKET}: ` +
+        'tried "runs/a b/model.tar.gz" (no such object) and "runs/a+b/model.tar.gz" (no such object)',
+    );
+    expect(ecs.calls()).toHaveLength(0);
+    expect(logLines()).toContainEqual(
+      expect.objectContaining({ level: 'ERROR', message: 'rollout failed', code: 'ROLLOUT_EVENT_INVALID' }),
+    );
+  });
+
+  it('fails without deciding when S3 denies the HEAD, so the retries and the failure queue apply', async () => {
+    s3.on(HeadObjectCommand).rejects(
+      new S3ServiceException({
+        name: 'Forbidden',
+        $fault: 'client',
+        message: 'Forbidden',
+        $metadata: { httpStatusCode: 403 },
+      }),
+    );
+
+    const error = await handler(modelEvent({ key: 'runs/a+b/model.tar.gz' })).catch((e: unknown) => e);
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_ACCESS_DENIED');
+    expect((error as RolloutError).message).toMatch(
+      /s3:HeadObject on s3:\/\/.*\/runs\/a b\/model\.tar\.gz was denied/,
+    );
+    expect(ecs.calls()).toHaveLength(0);
+  });
+
+  it('asks S3 nothing for an event from another bucket, and rejects it as before', async () => {
+    const error = await handler(modelEvent({ bucket: 'elsewhere', key: 'runs/a+b/model.tar.gz' })).catch(
+      (e: unknown) => e,
+    );
+
+    expect((error as RolloutError).code).toBe('ROLLOUT_EVENT_INVALID');
+    expect(s3.calls()).toHaveLength(0);
   });
 });

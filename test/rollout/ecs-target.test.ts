@@ -568,6 +568,22 @@ describe('EcsDeployTarget when switching the service fails', () => {
 });
 
 describe('EcsDeployTarget rollback', () => {
+  /** Model a live on revision 6; b deployed (7) and rolled back to 6 by the circuit breaker; c (8). */
+  async function deployAThenFailedBThenC(): Promise<void> {
+    const [a, b, c] = ['a', 'b', 'c'].map((name, hour) =>
+      modelEvent({
+        key: `runs/${name}/model.tar.gz`,
+        time: `2026-03-01T1${hour + 2}:00:00Z`,
+        versionId: `v${name}`,
+      }),
+    );
+    await rolloutModelEvent(a, newTarget(), policy);
+    await rolloutModelEvent(b, newTarget(), policy);
+    // b's tasks never became healthy: the circuit breaker put the service back on revision 6.
+    world.serviceTaskDefinition = taskDefinitionArn(6);
+    await rolloutModelEvent(c, newTarget(), policy);
+  }
+
   it('restores the previous revision and with it the previous model URI', async () => {
     const first = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:01Z', versionId: 'va' });
     const second = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
@@ -591,25 +607,13 @@ describe('EcsDeployTarget rollback', () => {
 
   it('goes back to the last model that ran, not to one the circuit breaker rolled back from (as the twin does)', async () => {
     // The twin's counterpart: test/local/local-deploy-target.test.ts, v1 / broken / v2 / rollback.
-    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
-    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
-    const c = modelEvent({ key: 'runs/c/model.tar.gz', time: '2026-03-01T14:00:00Z', versionId: 'vc' });
-    await rolloutModelEvent(a, newTarget(), policy);
-    await rolloutModelEvent(b, newTarget(), policy);
-    // b's tasks never became healthy: the circuit breaker put the service back on revision 6.
-    world.serviceTaskDefinition = taskDefinitionArn(6);
-    await rolloutModelEvent(c, newTarget(), policy);
+    await deployAThenFailedBThenC();
     expect(world.serviceTaskDefinition).toBe(taskDefinitionArn(8));
 
     const result = await newTarget().rollback();
 
-    expect(ecs.commandCalls(UpdateServiceCommand).at(-1)!.args[0].input).toStrictEqual({
-      cluster: CLUSTER,
-      service: SERVICE,
-      taskDefinition: taskDefinitionArn(6),
-      forceNewDeployment: true,
-    });
-    expect(result.model?.uri).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+    expect(result.revision).toBe(taskDefinitionArn(6));
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
     expect((await newTarget().describe()).rolledBack?.map((m) => m.key)).toEqual([
       'runs/c/model.tar.gz',
       'runs/b/model.tar.gz',
@@ -617,13 +621,7 @@ describe('EcsDeployTarget rollback', () => {
   });
 
   it('goes on along the chain from a revision with no base record (a code deploy by CloudFormation)', async () => {
-    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
-    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
-    const c = modelEvent({ key: 'runs/c/model.tar.gz', time: '2026-03-01T14:00:00Z', versionId: 'vc' });
-    await rolloutModelEvent(a, newTarget(), policy);
-    await rolloutModelEvent(b, newTarget(), policy);
-    world.serviceTaskDefinition = taskDefinitionArn(6);
-    await rolloutModelEvent(c, newTarget(), policy);
+    await deployAThenFailedBThenC();
     // A code deploy: revision 9 keeps model c and carries only the stack's tags.
     const eight = world.taskDefinitions.get(taskDefinitionArn(8))!;
     world.taskDefinitions.set(taskDefinitionArn(9), {

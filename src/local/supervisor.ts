@@ -132,6 +132,8 @@ export class Supervisor {
   private revisionCounter: number;
   /** Tasks that received traffic at some point: only their deaths count as crashes. */
   private readonly registered = new Set<string>();
+  /** Replacements on their way, per deployment id (so a refill does not start them twice). */
+  private readonly replacing = new Map<string, number>();
 
   constructor(options: SupervisorOptions) {
     this.options = options;
@@ -321,6 +323,8 @@ export class Supervisor {
       if (rolledBackTo) deployment.rolledBackTo = rolledBackTo.id;
       this.finish(deployment, 'FAILED', reason);
       this.options.log?.(`deployment ${deployment.id}: FAILED: ${reason}`);
+      // A task of the kept deployment that died meanwhile was not replaced (it was not PRIMARY then).
+      if (rolledBackTo) this.refill(rolledBackTo);
       return;
     }
 
@@ -524,7 +528,27 @@ export class Supervisor {
     return this.registered.has(task.id);
   }
 
+  /** Starts a replacement for each task a deployment is short of (desired, less running and on their way). */
+  private refill(deployment: Deployment): void {
+    const missing =
+      deployment.desiredCount - deployment.runningCount - (this.replacing.get(deployment.id) ?? 0);
+    if (missing <= 0) return;
+    this.options.log?.(`deployment ${deployment.id}: starting ${missing} task(s) to replace those that died`);
+    for (let i = 0; i < missing; i++) void this.replace(deployment);
+  }
+
   private async replace(deployment: Deployment): Promise<void> {
+    this.replacing.set(deployment.id, (this.replacing.get(deployment.id) ?? 0) + 1);
+    try {
+      await this.replaceOnce(deployment);
+    } finally {
+      const left = (this.replacing.get(deployment.id) ?? 1) - 1;
+      if (left > 0) this.replacing.set(deployment.id, left);
+      else this.replacing.delete(deployment.id);
+    }
+  }
+
+  private async replaceOnce(deployment: Deployment): Promise<void> {
     // Back off when replacements keep dying, like ECS's task launch throttling.
     this.restartDelayMs = Math.min(10_000, this.restartDelayMs === 0 ? 250 : this.restartDelayMs * 2);
     await sleep(this.restartDelayMs);

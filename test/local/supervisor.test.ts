@@ -5,13 +5,16 @@ import { Supervisor } from '../../src/local/supervisor.ts';
 import type { SupervisorOptions } from '../../src/local/supervisor.ts';
 import { fakeSpawner, isAlive, waitFor } from './helpers.ts';
 
-// Model URIs stand for fake behaviours: s3://m/v<N> serves version N, s3://m/broken crashes at start.
+// Model URIs stand for fake behaviours: s3://m/v<N> serves version N, s3://m/broken crashes at start,
+// s3://m/stuck stays up but never gets ready.
 const spawn = fakeSpawner((uri): Record<string, string> =>
   uri.endsWith('broken')
     ? { FAKE_MODE: 'crash-on-start' }
     : uri.endsWith('unloadable')
       ? { FAKE_MODE: 'load-failed' }
-      : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
+      : uri.endsWith('stuck')
+        ? { FAKE_MODE: 'never-ready' }
+        : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
 );
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -103,6 +106,21 @@ describe('Supervisor', () => {
     await waitFor(() => lb.snapshot().filter((t) => t.health === 'healthy').length === 2);
     expect(logs.some((l) => /exited unexpectedly/.test(l))).toBe(true);
     expect(sup.primary()?.runningCount).toBe(2);
+  });
+
+  it('replaces a task of the live deployment that died during a rollout that then failed', async () => {
+    const { lb, sup } = await setup({ desiredCount: 1, readinessTimeoutMs: 3_000 });
+    await sup.deploy('s3://m/v1');
+    const [live] = sup.pids();
+    const rollout = sup.begin('s3://m/stuck');
+    await waitFor(() => sup.tasks().some((t) => t.modelUri === 's3://m/stuck'));
+    process.kill(live!, 'SIGKILL');
+    expect((await rollout.done).rolloutState).toBe('FAILED');
+    await waitFor(() => sup.primary()?.runningCount === 1);
+    expect(sup.primary()?.modelUri).toBe('s3://m/v1');
+    const res = await fetch(`${lb.url}/invocations`, { method: 'POST', body: '{}' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get(MODEL_VERSION_HEADER)).toBe('1');
   });
 
   it('rolls back by hand to the previous completed model', async () => {

@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { matchesEventPattern } from '../rollout/event.ts';
+import { matchesEventPattern, parseS3ModelUri } from '../rollout/event.ts';
+import type { ObjectInfo } from '../store/types.ts';
 
 /** One record of an S3 event notification, as s3rver (and S3 itself) emits it. */
 export interface S3NotificationRecord {
@@ -105,6 +106,30 @@ export function toEventBridgeEvent(record: S3NotificationRecord): S3ObjectCreate
       reason: REASONS[record.eventName] ?? 'PutObject',
     },
   };
+}
+
+/**
+ * The event an upload of an object already in a bucket would have produced, so that the rollout can
+ * judge it like one (its last-modified time stands for the event time and, in s3rver's format, the
+ * sequencer); undefined for an object that is not in S3.
+ */
+export function storedObjectEvent(info: ObjectInfo): S3ObjectCreatedEvent | undefined {
+  const location = parseS3ModelUri(info.uri);
+  if (!location) return undefined;
+  return toEventBridgeEvent({
+    eventName: 'ObjectCreated:Put',
+    eventTime: info.lastModified.toISOString(),
+    s3: {
+      bucket: { name: location.bucket },
+      object: {
+        key: location.key,
+        size: info.size,
+        ...(info.etag !== undefined ? { eTag: info.etag } : {}),
+        ...(location.versionId !== undefined ? { versionId: location.versionId } : {}),
+        sequencer: info.lastModified.getTime().toString(16).toUpperCase(),
+      },
+    },
+  });
 }
 
 /** A subscriber of the bus: called once per matching event, one event at a time. */

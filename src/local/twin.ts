@@ -4,15 +4,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENV, modelUploadEventPattern } from '../names.ts';
-import type { PinnedModel } from '../rollout/deploy-target.ts';
 import { RolloutError } from '../rollout/errors.ts';
 import { readableS3EventKey } from '../rollout/event.ts';
 import { rolloutModelEvent } from '../rollout/operations.ts';
 import { modelEnvironment } from '../rollout/pinned-model.ts';
 import { SERVE_NODE_FLAGS } from '../serve/config.ts';
 import { createStore } from '../store/create-store.ts';
-import type { ObjectStore } from '../store/types.ts';
-import { EventBus } from './event-bus.ts';
+import type { ObjectInfo, ObjectStore } from '../store/types.ts';
+import { EventBus, storedObjectEvent } from './event-bus.ts';
 import type { S3ObjectCreatedEvent } from './event-bus.ts';
 import { LoadBalancer, sendJson } from './load-balancer.ts';
 import { LocalDeployTarget } from './local-deploy-target.ts';
@@ -96,8 +95,9 @@ export interface Twin {
 
 /**
  * Brings up the whole pipeline on loopback: S3, the event bus, the rollout with a local deploy
- * target, the supervised inference tasks and the load balancer. Resumes the last deployed model,
- * or deploys the newest one in the store, or runs the bootstrap on an empty store.
+ * target, the supervised inference tasks and the load balancer. Resumes the last model that
+ * completed a rollout, then rolls the newest one in the store through the rollout decision (an
+ * upload the twin stopped before finishing); runs the bootstrap on an empty store.
  */
 export async function startTwin(options: TwinOptions): Promise<Twin> {
   const paths = statePaths(options.stateDir);
@@ -217,44 +217,53 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   await writeJsonAtomic(paths.runtime, runtimeRecord());
 
   let bootstrapped: Promise<void> = Promise.resolve();
-  const resumeFrom = claim.history.find((d) => d.status === 'PRIMARY' && d.rolloutState === 'COMPLETED');
+  // What served last is the newest deployment that completed, whatever came after it (a rollout the
+  // twin stopped in, or that failed); the history read back has no rollout in progress left.
+  const resumeFrom = supervisor.deployments().find((d) => d.rolloutState === 'COMPLETED');
+  const newest = await newestObject(store);
+  // The newest upload goes through the decision an upload event gets (duplicate, rolled back, older),
+  // after the resumed model is live, so the circuit breaker has it to fall back to.
+  const catchUp = (info: ObjectInfo): Promise<void> => {
+    log(`checking the newest model in the store: ${info.uri}`);
+    const event = storedObjectEvent(info);
+    return event
+      ? onModelEvent(event).catch((err: unknown) => log(`rollout: ${info.uri}: ${(err as Error).message}`))
+      : Promise.resolve();
+  };
   if (resumeFrom) {
     log(`resuming the last deployed model ${resumeFrom.modelUri}`);
-    supervisor.begin(resumeFrom.model);
+    const resumed = supervisor.begin(resumeFrom.model).done;
+    if (newest) void resumed.catch(() => undefined).then(() => catchUp(newest));
+  } else if (newest) {
+    void catchUp(newest);
+  } else if (options.bootstrap) {
+    training.state = 'running';
+    training.detail = 'staging MNIST and training the example model';
+    log(`empty store: ${training.detail}`);
+    bootstrapped = options
+      .bootstrap({
+        store,
+        dataPrefix: `s3://${LOCAL_BUCKETS.data}/`,
+        modelsPrefix: `s3://${LOCAL_BUCKETS.models}/`,
+        paths,
+        s3Env,
+        signal: abort.signal,
+        log,
+      })
+      .then(
+        () => {
+          training.state = 'succeeded';
+          training.detail = 'model uploaded; the rollout follows from the upload event';
+          log(`training: ${training.detail}`);
+        },
+        (err: unknown) => {
+          training.state = abort.signal.aborted ? 'cancelled' : 'failed';
+          training.detail = err instanceof Error ? err.message : String(err);
+          log(`training ${training.state}: ${training.detail}`);
+        },
+      );
   } else {
-    const newest = await newestModel(store);
-    if (newest) {
-      log(`deploying the newest model in the store: ${newest.uri}`);
-      supervisor.begin(newest);
-    } else if (options.bootstrap) {
-      training.state = 'running';
-      training.detail = 'staging MNIST and training the example model';
-      log(`empty store: ${training.detail}`);
-      bootstrapped = options
-        .bootstrap({
-          store,
-          dataPrefix: `s3://${LOCAL_BUCKETS.data}/`,
-          modelsPrefix: `s3://${LOCAL_BUCKETS.models}/`,
-          paths,
-          s3Env,
-          signal: abort.signal,
-          log,
-        })
-        .then(
-          () => {
-            training.state = 'succeeded';
-            training.detail = 'model uploaded; the rollout follows from the upload event';
-            log(`training: ${training.detail}`);
-          },
-          (err: unknown) => {
-            training.state = abort.signal.aborted ? 'cancelled' : 'failed';
-            training.detail = err instanceof Error ? err.message : String(err);
-            log(`training ${training.state}: ${training.detail}`);
-          },
-        );
-    } else {
-      log(`no model yet: upload one with \`npx slipway deploy <model.tar.gz>\``);
-    }
+    log(`no model yet: upload one with \`npx slipway deploy <model.tar.gz>\``);
   }
 
   let stopped: Promise<void> | undefined;
@@ -287,17 +296,9 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   };
 }
 
-async function newestModel(store: ObjectStore): Promise<PinnedModel | undefined> {
+async function newestObject(store: ObjectStore): Promise<ObjectInfo | undefined> {
   try {
-    const info = await store.newestModel(`s3://${LOCAL_BUCKETS.models}/`);
-    const key = info.uri.replace(`s3://${LOCAL_BUCKETS.models}/`, '');
-    return {
-      uri: info.uri,
-      bucket: LOCAL_BUCKETS.models,
-      key,
-      ...(info.etag !== undefined ? { etag: info.etag } : {}),
-      eventTime: info.lastModified.toISOString(),
-    };
+    return await store.newestModel(`s3://${LOCAL_BUCKETS.models}/`);
   } catch {
     return undefined;
   }

@@ -8,13 +8,10 @@ import { MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
 import { LOCAL_S3_CREDENTIALS } from '../../src/local/s3-server.ts';
 import { LOCAL_BUCKETS, startTwin } from '../../src/local/twin.ts';
 import type { Twin } from '../../src/local/twin.ts';
-import { fakeSpawner, isAlive, waitFor } from './helpers.ts';
+import { isAlive, modelKeySpawner, startTwinProcess, waitFor } from './helpers.ts';
 
 // The fake server plays the model named by the key's first segment: v<N> serves version N, broken dies.
-const spawn = fakeSpawner((uri): Record<string, string> => {
-  const name = uri.replace(`s3://${LOCAL_BUCKETS.models}/`, '').split('/')[0] ?? '';
-  return name === 'broken' ? { FAKE_MODE: 'crash-on-start' } : { FAKE_VERSION: name.replace(/^v/, '') };
-});
+const spawn = modelKeySpawner;
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -27,13 +24,13 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-async function start(stateDir: string): Promise<Twin> {
-  const twin = await startTwin({ stateDir, port: 0, tasks: 1, spawn, readinessTimeoutMs: 10_000 });
+async function start(stateDir: string, readinessTimeoutMs = 10_000): Promise<Twin> {
+  const twin = await startTwin({ stateDir, port: 0, tasks: 1, spawn, readinessTimeoutMs });
   cleanups.push(() => twin.stop());
   return twin;
 }
 
-async function upload(twin: Twin, key: string): Promise<void> {
+async function upload(twin: { readonly s3Endpoint: string }, key: string): Promise<void> {
   const client = new S3Client({
     endpoint: twin.s3Endpoint,
     region: 'us-east-1',
@@ -46,7 +43,7 @@ async function upload(twin: Twin, key: string): Promise<void> {
   client.destroy();
 }
 
-async function versionServed(twin: Twin): Promise<string | null> {
+async function versionServed(twin: { readonly url: string }): Promise<string | null> {
   const res = await fetch(`${twin.url}/invocations`, { method: 'POST', body: '{}' });
   return res.status === 200 ? res.headers.get(MODEL_VERSION_HEADER) : null;
 }
@@ -135,4 +132,52 @@ describe('startTwin', () => {
     const runtime = JSON.parse(await readFile(join(stateDir, 'twin.json'), 'utf8')) as { pid: number };
     expect(runtime.pid).toBe(process.pid);
   });
+});
+
+describe('startTwin after a stop in the middle of a rollout', () => {
+  // The first twin runs in a process of its own, so that it can be killed; the second in this one.
+  async function stopMidRollout(signal: NodeJS.Signals, key: string): Promise<string> {
+    const stateDir = await tempDir();
+    const first = await startTwinProcess(stateDir, 20_000);
+    cleanups.push(async () => {
+      first.child.kill('SIGKILL');
+      await first.exited;
+    });
+    await upload(first, 'v1/output/model.tar.gz');
+    await waitFor(async () => (await versionServed(first)) === '1');
+    await upload(first, key);
+    await waitFor(async () => (await readFile(join(stateDir, 'state.json'), 'utf8')).includes('IN_PROGRESS'));
+    first.child.kill(signal);
+    await first.exited;
+    return stateDir;
+  }
+
+  it('after a crash, serves the last completed model and rolls the interrupted upload again, falling back to it', async () => {
+    const stateDir = await stopMidRollout('SIGKILL', 'stuck/output/model.tar.gz');
+    const twin = await start(stateDir, 2_000);
+    await waitFor(() => twin.supervisor.deployments().length === 4, 30_000);
+    await settled(twin);
+    const [retried, resumed] = twin.supervisor.deployments();
+    expect(resumed).toMatchObject({
+      modelUri: 's3://slipway-models/v1/output/model.tar.gz',
+      status: 'PRIMARY',
+    });
+    expect(retried).toMatchObject({
+      modelUri: 's3://slipway-models/stuck/output/model.tar.gz',
+      rolloutState: 'FAILED',
+    });
+    expect(retried?.rolledBackTo).toBe(resumed?.id);
+    expect(await versionServed(twin)).toBe('1');
+  }, 120_000);
+
+  it('after a clean stop, serves the last completed model, then rolls out the upload it stopped in', async () => {
+    const stateDir = await stopMidRollout('SIGTERM', 'slow2/output/model.tar.gz');
+    const twin = await start(stateDir);
+    await waitFor(async () => (await versionServed(twin)) === '2', 40_000);
+    expect(twin.supervisor.deployments()[0]).toMatchObject({
+      modelUri: 's3://slipway-models/slow2/output/model.tar.gz',
+      status: 'PRIMARY',
+      rolloutState: 'COMPLETED',
+    });
+  }, 120_000);
 });

@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { matchesEventPattern, parseS3ModelUri } from '../rollout/event.ts';
+import { SlipwayError } from '../errors.ts';
+import { decodeS3EventKey, matchesEventPattern, parseS3ModelUri } from '../rollout/event.ts';
 import type { ObjectInfo } from '../store/types.ts';
 
 /** One record of an S3 event notification, as s3rver (and S3 itself) emits it. */
@@ -144,6 +145,11 @@ export interface EventBusOptions {
   readonly onError?: (err: unknown, event: S3ObjectCreatedEvent, attempt: number) => void;
   /** Deliveries per event before giving up (EventBridge retries too); default 2. */
   readonly maxAttempts?: number;
+  /**
+   * Reads an object's ETag and size, for notifications without them: s3rver's Copy events carry no
+   * ETag, where S3's events always do. Without it, such events are delivered as they are.
+   */
+  readonly head?: (bucket: string, key: string) => Promise<{ readonly etag?: string; readonly size: number }>;
 }
 
 /**
@@ -196,11 +202,36 @@ export class EventBus {
     const maxAttempts = this.options.maxAttempts ?? 2;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       try {
-        await this.options.handler(event);
+        await this.options.handler(await this.complete(event));
         return;
       } catch (err) {
         this.options.onError?.(err, event, attempt);
       }
     }
+  }
+
+  /** The event with the ETag and size S3 would have put in it, read from the object when missing. */
+  private async complete(event: S3ObjectCreatedEvent): Promise<S3ObjectCreatedEvent> {
+    const { bucket, object } = event.detail;
+    if ((object.etag !== undefined && object.size !== undefined) || !this.options.head) return event;
+    const key = decodeS3EventKey(object.key);
+    let stored: { readonly etag?: string; readonly size: number };
+    try {
+      stored = await this.options.head(bucket.name, key);
+    } catch (err) {
+      throw new SlipwayError(
+        'EVENT_INCOMPLETE',
+        `the ${event.detail.reason} event of s3://${bucket.name}/${key} has no ETag, and reading it failed: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const etag = object.etag ?? stored.etag;
+    return {
+      ...event,
+      detail: {
+        ...event.detail,
+        object: { ...object, size: object.size ?? stored.size, ...(etag !== undefined ? { etag } : {}) },
+      },
+    };
   }
 }

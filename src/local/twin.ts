@@ -198,6 +198,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const bus = new EventBus({
     pattern: modelUploadEventPattern(LOCAL_BUCKETS.models),
     handler: onModelEvent,
+    head: (bucket, key) => store.head(`s3://${bucket}/${key}`),
     onError: (err, _event, attempt) =>
       log(`rollout: handling an upload event failed (attempt ${attempt}): ${(err as Error).message}`),
   });

@@ -109,6 +109,29 @@ describe('EventBus on a real local S3 server', () => {
     expect(seen[0]!.detail.object.etag).toMatch(/^[0-9a-f]{32}$/);
   });
 
+  it('reads the ETag of an object whose notification has none (s3rver on CopyObject) before delivering', async () => {
+    const seen: S3ObjectCreatedEvent[] = [];
+    const heads: string[] = [];
+    const bus = new EventBus({
+      pattern: modelUploadEventPattern('models'),
+      handler: (e) => void seen.push(e),
+      head: (bucket, key) => {
+        heads.push(`${bucket}/${key}`);
+        return Promise.resolve({ etag: 'def', size: 7 });
+      },
+    });
+    const object = { key: 'job 2/output/model.tar.gz', size: 42, sequencer: '0A1C' };
+    bus.publishRecord({ ...putRecord, eventName: 'ObjectCreated:Copy', s3: { ...putRecord.s3, object } });
+    bus.publishRecord(putRecord);
+    await bus.idle();
+    expect(heads).toEqual(['models/job 2/output/model.tar.gz']);
+    expect(seen.map((e) => [e.detail.reason, e.detail.object.etag, e.detail.object.size])).toEqual([
+      ['CopyObject', 'def', 42],
+      ['PutObject', 'abc', 42],
+    ]);
+    expect(parseModelEvent(seen[0])).toMatchObject({ etag: 'def', key: 'job 2/output/model.tar.gz' });
+  });
+
   it('retries a delivery whose handler throws (at least once)', async () => {
     let calls = 0;
     const errors: unknown[] = [];

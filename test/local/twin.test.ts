@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StateDirError } from '../../src/local/errors.ts';
 import { MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
@@ -30,17 +30,22 @@ async function start(stateDir: string, readinessTimeoutMs = 10_000): Promise<Twi
   return twin;
 }
 
-async function upload(twin: { readonly s3Endpoint: string }, key: string): Promise<void> {
+function s3Client(twin: { readonly s3Endpoint: string }): S3Client {
   const client = new S3Client({
     endpoint: twin.s3Endpoint,
     region: 'us-east-1',
     forcePathStyle: true,
     credentials: { ...LOCAL_S3_CREDENTIALS },
   });
+  cleanups.push(() => Promise.resolve(client.destroy()));
+  return client;
+}
+
+async function upload(twin: { readonly s3Endpoint: string }, key: string): Promise<void> {
+  const client = s3Client(twin);
   await client.send(
     new PutObjectCommand({ Bucket: LOCAL_BUCKETS.models, Key: key, Body: `bytes of ${key}` }),
   );
-  client.destroy();
 }
 
 async function versionServed(twin: { readonly url: string }): Promise<string | null> {
@@ -69,6 +74,23 @@ describe('startTwin', () => {
       modelUri: `s3://${LOCAL_BUCKETS.models}/v1/output/model.tar.gz`,
     });
     expect(status.tasks.map((t) => t.modelVersion)).toEqual(['1']);
+  });
+
+  it('rolls out a model copied into the models bucket from another bucket (CopyObject)', async () => {
+    const twin = await start(await tempDir());
+    const client = s3Client(twin);
+    await client.send(
+      new PutObjectCommand({ Bucket: LOCAL_BUCKETS.data, Key: 'staging/model.tar.gz', Body: 'model bytes' }),
+    );
+    await client.send(
+      new CopyObjectCommand({
+        Bucket: LOCAL_BUCKETS.models,
+        Key: 'v7/output/model.tar.gz',
+        CopySource: `${LOCAL_BUCKETS.data}/staging/model.tar.gz`,
+      }),
+    );
+    await waitFor(async () => (await versionServed(twin)) === '7');
+    expect(twin.supervisor.deployments()[0]?.model.etag).toMatch(/^[0-9a-f]{32}$/);
   });
 
   it('keeps serving the old model when a broken one is uploaded, and status says why', async () => {

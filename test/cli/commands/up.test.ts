@@ -1,6 +1,13 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
 import { bannerLines, servingLines } from '../../../src/cli/commands/up.ts';
+import { isAlive, waitFor } from '../../local/helpers.ts';
 
 const cwd = join('/', 'work', 'project');
 const info = { url: 'http://127.0.0.1:8080', s3Endpoint: 'http://127.0.0.1:4568', tasks: 2 };
@@ -43,4 +50,67 @@ describe('the banner of slipway up', () => {
       "npx slipway status --state-dir 'my twin'",
     );
   });
+});
+
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface RunningUp {
+  readonly child: ChildProcess;
+  readonly stateDir: string;
+  /** Pid of the twin (the `slipway up` process, which may be a child of `child`). */
+  readonly twinPid: number;
+  readonly output: () => string;
+  readonly exited: Promise<void>;
+}
+
+/** Runs `command` (which starts `slipway up --no-train` on a fresh state directory) until the twin is up. */
+async function runUp(command: string, args: readonly string[], detached = false): Promise<RunningUp> {
+  const stateDir = await mkdtemp(join(tmpdir(), 'slipway-up-'));
+  const child = spawn(command, [...args, '--no-train', '--port', '0', '--state-dir', stateDir], {
+    cwd: root,
+    // As from a shell: npm run by npm (these tests under `npx vitest`) takes its parent's npm_*
+    // settings from the environment, and with them did not deliver Ctrl-C twice as it does there.
+    env: Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_/i.test(key))),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const twin: { pid?: number } = {};
+  cleanups.push(async () => {
+    if (twin.pid !== undefined && isAlive(twin.pid)) process.kill(twin.pid, 'SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    await rm(stateDir, { recursive: true, force: true });
+  });
+  await waitFor(() => output.includes('Slipway local twin is up') || child.exitCode !== null, 60_000);
+  const runtime = JSON.parse(await readFile(join(stateDir, 'twin.json'), 'utf8')) as { pid: number };
+  twin.pid = runtime.pid;
+  return { child, stateDir, twinPid: runtime.pid, output: () => output, exited };
+}
+
+describe('npm start', () => {
+  it('stops the twin when npm gets SIGTERM: it exits and removes twin.json', async () => {
+    const up = await runUp('npm', ['start', '--']);
+    up.child.kill('SIGTERM');
+    await up.exited;
+    await waitFor(() => !isAlive(up.twinPid));
+    expect(existsSync(join(up.stateDir, 'twin.json')), up.output()).toBe(false);
+  }, 90_000);
+
+  it('stops the twin cleanly on Ctrl-C, which reaches it from the terminal and again from npm', async () => {
+    const up = await runUp('npm', ['start', '--'], true);
+    // The terminal sends Ctrl-C to its whole foreground process group: npm and the twin.
+    process.kill(-up.child.pid!, 'SIGINT');
+    await up.exited;
+    await waitFor(() => !isAlive(up.twinPid));
+    expect(up.output()).not.toMatch(/again: killing/);
+    expect(existsSync(join(up.stateDir, 'twin.json')), up.output()).toBe(false);
+  }, 90_000);
 });

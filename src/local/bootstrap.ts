@@ -21,6 +21,8 @@ export interface TrainingRun {
   readonly store: ObjectStore;
   readonly signal: AbortSignal;
   readonly log: (message: string) => void;
+  /** Called with the pid (and process group id) of the job's trainer once it runs. */
+  readonly onStart?: (pid: number) => void;
 }
 
 /** Runs one training job to completion and returns the uploaded model's URI. */
@@ -61,6 +63,7 @@ export function mnistBootstrap(options: MnistBootstrapOptions = {}): Bootstrap {
       store: ctx.store,
       signal: ctx.signal,
       log: (line) => ctx.log(`training: ${line}`),
+      onStart: (pgid) => ctx.onTrainer?.({ pgid, jobName }),
     });
     ctx.log(`training: job ${jobName} uploaded ${result.modelUri}`);
   };

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { ENV } from '../names.ts';
 import { StateDirError } from './errors.ts';
 import type { Deployment } from './supervisor.ts';
 
@@ -18,6 +19,14 @@ export interface TwinRuntimeFile {
   readonly buckets: { readonly data: string; readonly models: string };
   /** Process ids of the inference tasks (for stale-state cleanup after a crash of the twin). */
   readonly taskPids: readonly number[];
+  /** The first-run trainer while it runs (detached, so it outlives a twin that dies). */
+  readonly trainer?: TrainerRecord;
+}
+
+/** A training job's process group, and the job name its processes carry in TRAINING_JOB_NAME. */
+export interface TrainerRecord {
+  readonly pgid: number;
+  readonly jobName: string;
 }
 
 /** What survives a restart: the deployment history (the models live in the S3 directory). */
@@ -107,9 +116,12 @@ export async function claimStateDir(paths: StatePaths): Promise<ClaimResult> {
     }
     const leftovers = runtime.taskPids.filter((pid) => processAlive(pid) && looksLikeTask(pid));
     for (const pid of leftovers) process.kill(pid, 'SIGTERM');
+    const trainer = runtime.trainer && isTrainer(runtime.trainer) ? runtime.trainer : undefined;
+    if (trainer) killGroup(trainer.pgid);
     notes.push(
       `recovered from a twin that did not stop cleanly (pid ${runtime.pid})` +
-        (leftovers.length ? `; stopped its leftover tasks (pids ${leftovers.join(', ')})` : ''),
+        (leftovers.length ? `; stopped its leftover tasks (pids ${leftovers.join(', ')})` : '') +
+        (trainer ? `; stopped its training job ${trainer.jobName} (process group ${trainer.pgid})` : ''),
     );
     await rm(paths.runtime, { force: true });
   }
@@ -191,6 +203,25 @@ function cmdline(pid: number): string | undefined {
 function looksLikeTwin(pid: number): boolean {
   const cmd = cmdline(pid);
   return cmd === undefined || /slipway|node/.test(cmd);
+}
+
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGTERM');
+  } catch {
+    // ESRCH: the group ended meanwhile.
+  }
+}
+
+// The group's leader still runs with the job's name: its TRAINING_JOB_NAME is the one the runner set.
+function isTrainer(trainer: TrainerRecord): boolean {
+  if (!Number.isInteger(trainer.pgid) || trainer.pgid <= 1) return false;
+  try {
+    const environ = readFileSync(`/proc/${trainer.pgid}/environ`, 'utf8').split('\0');
+    return environ.includes(`${ENV.trainingJobName}=${trainer.jobName}`);
+  } catch {
+    return false;
+  }
 }
 
 function looksLikeTask(pid: number): boolean {

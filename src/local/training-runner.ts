@@ -13,6 +13,7 @@ export const localTrainingRunner: TrainingRunner = async (run) => {
     workDir: run.workDir,
     env: run.env,
     signal: run.signal,
+    ...(run.onStart ? { onStart: run.onStart } : {}),
     onLog: (line) => run.log(line),
     onProgress: (p) => {
       // Phases only: per-chunk byte counts would flood the twin's log.

@@ -18,7 +18,7 @@ import { LocalDeployTarget } from './local-deploy-target.ts';
 import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3-server.ts';
 import type { LocalS3 } from './s3-server.ts';
 import { claimStateDir, statePaths, writeJsonAtomic } from './state-dir.ts';
-import type { StatePaths, TwinRuntimeFile } from './state-dir.ts';
+import type { StatePaths, TrainerRecord, TwinRuntimeFile } from './state-dir.ts';
 import { Supervisor } from './supervisor.ts';
 import type { TaskSpawner } from './supervisor.ts';
 
@@ -37,6 +37,8 @@ export interface BootstrapContext {
   readonly s3Env: Readonly<Record<string, string>>;
   readonly signal: AbortSignal;
   readonly log: (message: string) => void;
+  /** Records the trainer's process group in twin.json while it runs, for a start after a crash to stop. */
+  readonly onTrainer?: (trainer: TrainerRecord) => void;
 }
 
 /** Trains a first model and uploads it to the models bucket. */
@@ -150,6 +152,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     s3Endpoint: s3.endpoint,
     buckets: { ...LOCAL_BUCKETS },
     taskPids: supervisor.pids(),
+    ...(trainer ? { trainer } : {}),
   });
   const persist = (): void => {
     if (persistPending) return;
@@ -165,6 +168,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
 
   const startedAt = new Date().toISOString();
   let stopping = false;
+  let trainer: TrainerRecord | undefined;
   const supervisor = new Supervisor({
     spawn: options.spawn ?? serveSpawner(s3Env),
     router: lb,
@@ -250,6 +254,14 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         s3Env,
         signal: abort.signal,
         log,
+        onTrainer: (started) => {
+          trainer = started;
+          persist();
+        },
+      })
+      .finally(() => {
+        trainer = undefined;
+        persist();
       })
       .then(
         () => {

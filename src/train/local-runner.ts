@@ -63,6 +63,11 @@ export interface LocalTrainingJobOptions {
   readonly killGraceMs?: number;
   /** Extra environment for the entrypoint. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Called once the entrypoint runs, with its pid: also the id of its process group, which holds
+   * whatever it starts (so that a caller that dies can have the job stopped later).
+   */
+  readonly onStart?: (pid: number) => void;
 }
 
 /** What a successful local job produced. */
@@ -267,6 +272,7 @@ function runEntrypoint(
     // Its own process group, so stopping the job also stops anything the entrypoint started.
     detached: true,
   });
+  if (child.pid !== undefined) options.onStart?.(child.pid);
   const onLog = options.onLog ?? ((line: string) => void process.stderr.write(`${line}\n`));
   for (const stream of ['stdout', 'stderr'] as const) {
     createInterface({ input: child[stream], crlfDelay: Infinity }).on('line', (line) =>

@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CopyObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { mnistBootstrap } from '../../src/local/bootstrap.ts';
 import { StateDirError } from '../../src/local/errors.ts';
 import { MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
 import { LOCAL_S3_CREDENTIALS } from '../../src/local/s3-server.ts';
 import { LOCAL_BUCKETS, startTwin } from '../../src/local/twin.ts';
+import type { TwinRuntimeFile } from '../../src/local/state-dir.ts';
 import type { Twin } from '../../src/local/twin.ts';
 import { isAlive, modelKeySpawner, startTwinProcess, waitFor } from './helpers.ts';
 
@@ -137,6 +139,32 @@ describe('startTwin', () => {
     expect(err).toBeInstanceOf(StateDirError);
     expect((err as Error).message).toMatch(/another local twin .* is running/);
   });
+
+  it("records the first-run trainer's process group in twin.json while it trains", async () => {
+    const stateDir = await tempDir();
+    let finish = (): void => undefined;
+    const trained = new Promise<void>((resolve) => (finish = resolve));
+    const bootstrap = mnistBootstrap({
+      runner: async (run) => {
+        run.onStart?.(4242);
+        run.signal.addEventListener('abort', finish);
+        await trained;
+        return { modelUri: `${run.output}${run.jobName}/output/model.tar.gz` };
+      },
+    });
+    const twin = await startTwin({ stateDir, port: 0, tasks: 1, spawn, bootstrap });
+    cleanups.push(() => twin.stop());
+    const runtime = async (): Promise<TwinRuntimeFile> =>
+      JSON.parse(await readFile(join(stateDir, 'twin.json'), 'utf8')) as TwinRuntimeFile;
+    await waitFor(async () => (await runtime()).trainer !== undefined, 60_000);
+    expect((await runtime()).trainer).toEqual({
+      pgid: 4242,
+      jobName: expect.stringMatching(/^slipway-mnist-/),
+    });
+    finish();
+    await twin.bootstrapped;
+    await waitFor(async () => (await runtime()).trainer === undefined);
+  }, 90_000);
 
   it('recovers from a stale runtime record and sets a corrupt state file aside', async () => {
     const stateDir = await tempDir();

@@ -182,6 +182,28 @@ describe('runLocalTrainingJob with file:// channels and output', () => {
     expect(JSON.parse(await readFile(checkpoint, 'utf8'))).toEqual({ saved: 'on-terminate' });
   });
 
+  it("reports the trainer's pid once it runs: the leader of its own process group", async () => {
+    const controller = new AbortController();
+    const started: number[] = [];
+    let groupOfLogged = 0;
+    const opts = options({
+      hyperparameters: { mode: 'hang' },
+      signal: controller.signal,
+      onStart: (pid) => started.push(pid),
+      onLog: (line) => {
+        const match = /waiting for a signal pid=(\d+)/.exec(line);
+        if (!match) return;
+        // Field 5 of /proc/<pid>/stat, after the parenthesised command name, is the process group.
+        const stat = readFileSync(`/proc/${match[1]}/stat`, 'utf8');
+        groupOfLogged = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+        controller.abort(new Error('done'));
+      },
+    });
+    await rejection(runLocalTrainingJob(opts));
+    expect(started).toHaveLength(1);
+    expect(groupOfLogged).toBe(started[0]);
+  });
+
   describe('when the trainer leaves a helper running that holds its stdout and ignores SIGTERM', () => {
     let helper = 0;
     const helperOptions = (

@@ -33,7 +33,8 @@ export function registerUp(program: Command): void {
     .description(
       'Start the local twin: S3 (s3rver), the upload event bus, the rollout, supervised inference tasks\n' +
         'behind a load balancer. On an empty store it trains the MNIST example, and the upload rolls out by itself.\n' +
-        'Ctrl-C stops everything. State (models, history, logs) lives in --state-dir and survives a restart.',
+        'Ctrl-C (or SIGTERM, or closing the terminal) stops everything. State (models, history, logs) lives\n' +
+        'in --state-dir and survives a restart.',
     )
     .option(
       '--port <n>',
@@ -187,6 +188,7 @@ function waitForSignal(twin: Twin, say: (m: string) => void): Promise<void> {
         () => {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
+          process.off('SIGHUP', onHangup);
           resolve();
         },
         (err: unknown) => {
@@ -196,7 +198,15 @@ function waitForSignal(twin: Twin, say: (m: string) => void): Promise<void> {
         },
       );
     };
+    // Closing the terminal: stop as on SIGTERM (by default the twin would die on the spot, leaving the
+    // detached trainer running). What the twin prints from now on has nowhere to go: a write error
+    // must not end the stop halfway.
+    const onHangup = (): void => {
+      for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+      onSignal('SIGHUP');
+    };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onHangup);
   });
 }

@@ -114,3 +114,14 @@ describe('npm start', () => {
     expect(existsSync(join(up.stateDir, 'twin.json')), up.output()).toBe(false);
   }, 90_000);
 });
+
+describe('slipway up', () => {
+  it('stops cleanly when its terminal is closed (SIGHUP), removing twin.json', async () => {
+    const up = await runUp(process.execPath, [join(root, 'bin', 'slipway.js'), 'up']);
+    up.child.kill('SIGHUP');
+    await up.exited;
+    expect(up.child.exitCode, up.output()).toBe(0);
+    expect(up.output()).toMatch(/SIGHUP: stopping/);
+    expect(existsSync(join(up.stateDir, 'twin.json'))).toBe(false);
+  }, 90_000);
+});

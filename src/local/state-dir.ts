@@ -108,10 +108,11 @@ export async function claimStateDir(paths: StatePaths): Promise<ClaimResult> {
     notes.push(`${(err as Error).message}; moved it to ${aside} and started fresh`);
   }
   if (runtime) {
-    if (processAlive(runtime.pid) && looksLikeTwin(runtime.pid)) {
+    if (processAlive(runtime.pid) && (await isRecordedTwin(runtime))) {
       throw new StateDirError(
         `another local twin (pid ${runtime.pid}) is running on ${runtime.url} with state in ${paths.root}; ` +
-          'stop it first (Ctrl-C in its terminal), or use --state-dir <dir> for a second one',
+          'stop it first (Ctrl-C in its terminal), or use --state-dir <dir> for a second one; ' +
+          `if no twin runs there, delete ${paths.runtime}`,
       );
     }
     const leftovers = runtime.taskPids.filter((pid) => processAlive(pid) && looksLikeTask(pid));
@@ -200,9 +201,22 @@ function cmdline(pid: number): string | undefined {
   }
 }
 
-function looksLikeTwin(pid: number): boolean {
-  const cmd = cmdline(pid);
-  return cmd === undefined || /slipway|node/.test(cmd);
+/**
+ * Whether the live process `runtime.pid` is the twin that wrote `runtime`: its control API answers
+ * with that pid or, for a twin too busy to answer, its command is `slipway up`. A pid the system
+ * gave to another process since (any other node process, say) is neither. Without /proc to read
+ * the command from, a live pid counts as the twin.
+ */
+async function isRecordedTwin(runtime: TwinRuntimeFile): Promise<boolean> {
+  try {
+    const res = await fetch(`${runtime.url}/_slipway/status`, { signal: AbortSignal.timeout(2_000) });
+    const status = (await res.json()) as { twin?: { pid?: unknown } };
+    if (status.twin?.pid === runtime.pid) return true;
+  } catch {
+    // Nothing answers there, or something that is not a twin.
+  }
+  const cmd = cmdline(runtime.pid);
+  return cmd === undefined || (/slipway/.test(cmd) && /\sup(\s|$)/.test(cmd));
 }
 
 function killGroup(pgid: number): void {

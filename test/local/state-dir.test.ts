@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { StateDirError } from '../../src/local/errors.ts';
 import { claimStateDir, statePaths } from '../../src/local/state-dir.ts';
 import type { TwinRuntimeFile } from '../../src/local/state-dir.ts';
 import { isAlive, waitFor } from './helpers.ts';
@@ -19,10 +20,10 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-/** A detached process (the leader of its own group) that runs with `jobName` in TRAINING_JOB_NAME. */
-function trainerLike(jobName: string): ChildProcess {
-  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], {
-    env: { ...process.env, TRAINING_JOB_NAME: jobName },
+/** An idle node process with `args` on its command line, and `env` added to its environment. */
+function idleNode(args: readonly string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', ...args], {
+    env: { ...process.env, ...env },
     detached: true,
     stdio: 'ignore',
   });
@@ -32,6 +33,11 @@ function trainerLike(jobName: string): ChildProcess {
     await exited;
   });
   return child;
+}
+
+/** A detached process (the leader of its own group) that runs with `jobName` in TRAINING_JOB_NAME. */
+function trainerLike(jobName: string): ChildProcess {
+  return idleNode([], { TRAINING_JOB_NAME: jobName });
 }
 
 /** A twin.json left by a twin that died (its pid no longer runs). */
@@ -71,5 +77,28 @@ describe('claimStateDir after a twin that died', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(isAlive(other.pid!)).toBe(true);
     expect(claim.notes.join('\n')).not.toMatch(/training job/);
+  });
+});
+
+describe('claimStateDir with a twin.json whose pid runs', () => {
+  it('takes the directory over when that process is not a twin (a pid used again by another node process)', async () => {
+    const stateDir = await tempDir();
+    const other = idleNode([]);
+    await staleRuntime(stateDir, { pid: other.pid! });
+    const claim = await claimStateDir(statePaths(stateDir));
+    expect(claim.notes.join('\n')).toMatch(
+      `recovered from a twin that did not stop cleanly (pid ${other.pid})`,
+    );
+    expect(isAlive(other.pid!)).toBe(true);
+  });
+
+  it('refuses when that process is `slipway up`, even if it does not answer, and names the file to delete', async () => {
+    const stateDir = await tempDir();
+    const busy = idleNode(['bin/slipway.js', 'up']);
+    await staleRuntime(stateDir, { pid: busy.pid! });
+    const err = await claimStateDir(statePaths(stateDir)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StateDirError);
+    expect((err as Error).message).toMatch(/another local twin .* is running/);
+    expect((err as Error).message).toContain(`if no twin runs there, delete ${join(stateDir, 'twin.json')}`);
   });
 });

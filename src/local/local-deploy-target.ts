@@ -146,7 +146,8 @@ export function toDeploymentInfo(d: Deployment): DeploymentInfo {
  * Follows one of the twin supervisor's deployments, read by `read` (in process, or through the
  * control API). The supervisor settles a deployment itself, so one read says how it ended:
  * COMPLETED (superseded if it is no longer PRIMARY), or FAILED (rolled back when the service went
- * back to an earlier deployment). One that has left the list was superseded.
+ * back to an earlier deployment, superseded when a newer one replaced it before it started). One
+ * that has left the list was superseded.
  */
 export function followTwinDeployment(
   deploymentId: string,
@@ -165,6 +166,7 @@ export function followTwinDeployment(
           return { ...ended, outcome: d.status === 'PRIMARY' ? 'completed' : 'superseded' };
         }
         if (d.rolloutState === 'FAILED') {
+          if (d.supersededBy !== undefined) return { ...ended, outcome: 'superseded' };
           return { ...ended, outcome: d.rolledBackTo === undefined ? 'failed' : 'rolled-back' };
         }
         return undefined;

@@ -31,6 +31,8 @@ export interface Deployment {
    * deployment that replaced it (a rollback by hand).
    */
   rolledBackTo?: string;
+  /** Set when a newer deployment replaced this one before it started: the id of that deployment. */
+  supersededBy?: string;
   /** The exact model object the tasks of this deployment serve, with its ordering record. */
   readonly model: PinnedModel;
   /** Same as `model.uri`. */
@@ -113,6 +115,7 @@ interface Task extends TaskInfo {
   logFile?: WriteStream;
 }
 
+/** Deployments kept in history; the live one and those still to settle are kept beyond it. */
 const HISTORY_LIMIT = 20;
 
 /**
@@ -134,6 +137,8 @@ export class Supervisor {
   private readonly registered = new Set<string>();
   /** Replacements on their way, per deployment id (so a refill does not start them twice). */
   private readonly replacing = new Map<string, number>();
+  /** Deployments queued behind the one in progress, not started yet. */
+  private readonly queued = new Set<Deployment>();
 
   constructor(options: SupervisorOptions) {
     this.options = options;
@@ -234,8 +239,17 @@ export class Supervisor {
       createdAt: now,
       updatedAt: now,
     };
+    // As ECS replaces a deployment with a newer one, only the newest of the waiting ones rolls out.
+    for (const waiting of this.queued) {
+      waiting.status = 'INACTIVE';
+      waiting.supersededBy = deployment.id;
+      this.finish(waiting, 'FAILED', `superseded by deployment ${deployment.id} before it started`);
+      this.options.log?.(`deployment ${waiting.id}: superseded by deployment ${deployment.id}`);
+    }
+    this.queued.clear();
+    this.queued.add(deployment);
     this.deploymentList.unshift(deployment);
-    this.deploymentList.splice(HISTORY_LIMIT);
+    this.trimHistory();
     this.changed();
     const run = this.queue.then(() => this.roll(deployment, options.rollbackOf));
     this.queue = run.catch(() => undefined);
@@ -277,6 +291,8 @@ export class Supervisor {
 
   /** Runs one deployment; `rollbackOf` is the deployment a rollback by hand goes back from. */
   private async roll(deployment: Deployment, rollbackOf?: Deployment): Promise<void> {
+    this.queued.delete(deployment);
+    if (deployment.supersededBy !== undefined) return;
     if (this.stopped) {
       this.finish(deployment, 'FAILED', 'the service stopped before the rollout started');
       return;
@@ -352,6 +368,17 @@ export class Supervisor {
     this.options.log?.(
       `deployment ${deployment.id}: COMPLETED (model version ${deployment.modelVersion ?? '?'})`,
     );
+  }
+
+  /**
+   * Drops the oldest settled deployments beyond the history limit; never the live one, the one it
+   * would fall back to (ACTIVE) or one still in progress.
+   */
+  private trimHistory(): void {
+    for (let i = this.deploymentList.length - 1; i >= 0 && this.deploymentList.length > HISTORY_LIMIT; i--) {
+      const d = this.deploymentList[i]!;
+      if (d.status === 'INACTIVE' && d.rolloutState !== 'IN_PROGRESS') this.deploymentList.splice(i, 1);
+    }
   }
 
   private finish(deployment: Deployment, state: RolloutState, reason: string): void {

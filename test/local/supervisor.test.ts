@@ -1,14 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LoadBalancer, MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
+import { LocalDeployTarget } from '../../src/local/local-deploy-target.ts';
 import { loadGenerator } from '../helpers/load-generator.ts';
 import { Supervisor } from '../../src/local/supervisor.ts';
 import type { SupervisorOptions } from '../../src/local/supervisor.ts';
 import { fakeSpawner, isAlive, waitFor } from './helpers.ts';
 
-// Model URIs stand for fake behaviours: s3://m/v<N> serves version N, s3://m/broken crashes at start,
+// Model URIs stand for fake behaviours: s3://m/v<N> serves version N, s3://m/broken[N] crashes at start,
 // s3://m/stuck stays up but never gets ready.
 const spawn = fakeSpawner((uri): Record<string, string> =>
-  uri.endsWith('broken')
+  /\/broken\d*$/.test(uri)
     ? { FAKE_MODE: 'crash-on-start' }
     : uri.endsWith('unloadable')
       ? { FAKE_MODE: 'load-failed' }
@@ -122,6 +123,40 @@ describe('Supervisor', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get(MODEL_VERSION_HEADER)).toBe('1');
   });
+
+  it('rolls out only the newest of the deployments queued behind one in progress, as ECS replaces them', async () => {
+    const { sup } = await setup({ desiredCount: 1, readinessTimeoutMs: 2_000 });
+    await sup.deploy('s3://m/v1');
+    const inProgress = sup.begin('s3://m/stuck');
+    await waitFor(() => sup.primary()?.modelUri === 's3://m/stuck');
+    const older = sup.begin('s3://m/v2');
+    const newest = sup.begin('s3://m/v3');
+    expect(await older.done).toMatchObject({
+      status: 'INACTIVE',
+      rolloutState: 'FAILED',
+      supersededBy: newest.deployment.id,
+    });
+    expect(await inProgress.done).toMatchObject({ rolloutState: 'FAILED', rolledBackTo: expect.any(String) });
+    expect(await newest.done).toMatchObject({
+      status: 'PRIMARY',
+      rolloutState: 'COMPLETED',
+      modelVersion: '3',
+    });
+    const follow = await new LocalDeployTarget(sup).follow(older.deployment.id);
+    expect(follow.outcome).toBe('superseded');
+  });
+
+  it('keeps the live deployment through more failed rollouts than the history holds', async () => {
+    const { lb, sup } = await setup({ desiredCount: 1 });
+    const live = await sup.deploy('s3://m/v1');
+    const failing = Array.from({ length: 21 }, (_, i) => sup.begin(`s3://m/broken${i}`));
+    await Promise.all(failing.map((f) => f.done));
+    expect(sup.deployments()).toHaveLength(20);
+    expect(sup.primary()).toMatchObject({ id: live.id, runningCount: 1 });
+    expect((await new LocalDeployTarget(sup).describe()).revision).toBe(live.revision);
+    const res = await fetch(`${lb.url}/invocations`, { method: 'POST', body: '{}' });
+    expect(res.headers.get(MODEL_VERSION_HEADER)).toBe('1');
+  }, 120_000);
 
   it('rolls back by hand to the previous completed model', async () => {
     const { sup } = await setup({ desiredCount: 1 });

@@ -2,7 +2,7 @@ import { readRuntimeFile, statePaths } from '../local/state-dir.ts';
 import type { TwinRuntimeFile } from '../local/state-dir.ts';
 import { TwinNotRunningError } from '../local/errors.ts';
 import type { Deployment, TaskInfo } from '../local/supervisor.ts';
-import type { TargetSnapshot } from '../local/load-balancer.ts';
+import { CONTROL_STATUS_PATH, type TargetSnapshot } from '../local/load-balancer.ts';
 import type { RolloutRecord, TrainingState } from '../local/twin.ts';
 import type {
   DeployResult,
@@ -54,7 +54,7 @@ export class TwinClient {
     }
     const client = new TwinClient(runtime);
     try {
-      await client.request('GET', '/_slipway/status');
+      await client.request('GET', CONTROL_STATUS_PATH);
     } catch (err) {
       if (err instanceof TwinNotRunningError) {
         throw new TwinNotRunningError(
@@ -70,7 +70,7 @@ export class TwinClient {
 
   /** Everything `status` shows. */
   status(): Promise<TwinStatus> {
-    return this.request('GET', '/_slipway/status') as Promise<TwinStatus>;
+    return this.request('GET', CONTROL_STATUS_PATH) as Promise<TwinStatus>;
   }
 
   /** Starts a rollback to the previous model. */

@@ -9,6 +9,8 @@ export const TASK_HEADER = 'x-slipway-task';
 export const MODEL_VERSION_HEADER = 'x-slipway-model-version';
 /** Path prefix the load balancer keeps for the twin's control API instead of proxying it. */
 export const CONTROL_PREFIX = '/_slipway/';
+/** The control API's status route: what `slipway status` reads and a claimant of the state dir probes. */
+export const CONTROL_STATUS_PATH = `${CONTROL_PREFIX}status`;
 
 /** Where a target stands, in ALB terms. */
 export type TargetHealth = 'initial' | 'healthy' | 'unhealthy' | 'draining';

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ENV } from '../names.ts';
+import { CONTROL_STATUS_PATH } from './load-balancer.ts';
 import { StateDirError } from './errors.ts';
 import type { Deployment } from './supervisor.ts';
 
@@ -209,7 +210,7 @@ function cmdline(pid: number): string | undefined {
  */
 async function isRecordedTwin(runtime: TwinRuntimeFile): Promise<boolean> {
   try {
-    const res = await fetch(`${runtime.url}/_slipway/status`, { signal: AbortSignal.timeout(2_000) });
+    const res = await fetch(`${runtime.url}${CONTROL_STATUS_PATH}`, { signal: AbortSignal.timeout(2_000) });
     const status = (await res.json()) as { twin?: { pid?: unknown } };
     if (status.twin?.pid === runtime.pid) return true;
   } catch {

@@ -13,7 +13,7 @@ import { createStore } from '../store/create-store.ts';
 import type { ObjectInfo, ObjectStore } from '../store/types.ts';
 import { EventBus, storedObjectEvent } from './event-bus.ts';
 import type { S3ObjectCreatedEvent } from './event-bus.ts';
-import { LoadBalancer, sendJson } from './load-balancer.ts';
+import { CONTROL_STATUS_PATH, LoadBalancer, sendJson } from './load-balancer.ts';
 import { LocalDeployTarget } from './local-deploy-target.ts';
 import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3-server.ts';
 import type { LocalS3 } from './s3-server.ts';
@@ -367,7 +367,7 @@ function controlApi(
   return async (req, _body, res) => {
     const url = new URL(req.url ?? '/', 'http://twin');
     const path = url.pathname;
-    if (req.method === 'GET' && path === '/_slipway/status') {
+    if (req.method === 'GET' && path === CONTROL_STATUS_PATH) {
       sendJson(res, 200, {
         twin: {
           pid: process.pid,
@@ -408,7 +408,7 @@ function controlApi(
     }
     sendJson(res, 404, {
       error: `unknown control route ${req.method ?? ''} ${path}`,
-      routes: ['GET /_slipway/status', 'POST /_slipway/rollback', 'GET /_slipway/deployments/<id>'],
+      routes: [`GET ${CONTROL_STATUS_PATH}`, 'POST /_slipway/rollback', 'GET /_slipway/deployments/<id>'],
     });
   };
 }

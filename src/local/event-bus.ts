@@ -112,14 +112,17 @@ export function toEventBridgeEvent(record: S3NotificationRecord): S3ObjectCreate
 /**
  * The event an upload of an object already in a bucket would have produced, so that the rollout can
  * judge it like one (its last-modified time stands for the event time and, in s3rver's format, the
- * sequencer); undefined for an object that is not in S3.
+ * sequencer, unless `ordering` gives the real event's); undefined for an object that is not in S3.
  */
-export function storedObjectEvent(info: ObjectInfo): S3ObjectCreatedEvent | undefined {
+export function storedObjectEvent(
+  info: ObjectInfo,
+  ordering?: { readonly eventTime: string; readonly sequencer: string },
+): S3ObjectCreatedEvent | undefined {
   const location = parseS3ModelUri(info.uri);
   if (!location) return undefined;
   return toEventBridgeEvent({
     eventName: 'ObjectCreated:Put',
-    eventTime: info.lastModified.toISOString(),
+    eventTime: ordering?.eventTime ?? info.lastModified.toISOString(),
     s3: {
       bucket: { name: location.bucket },
       object: {
@@ -127,7 +130,7 @@ export function storedObjectEvent(info: ObjectInfo): S3ObjectCreatedEvent | unde
         size: info.size,
         ...(info.etag !== undefined ? { eTag: info.etag } : {}),
         ...(location.versionId !== undefined ? { versionId: location.versionId } : {}),
-        sequencer: info.lastModified.getTime().toString(16).toUpperCase(),
+        sequencer: ordering?.sequencer ?? info.lastModified.getTime().toString(16).toUpperCase(),
       },
     },
   });

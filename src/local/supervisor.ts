@@ -14,6 +14,12 @@ import type { PinnedModel } from '../rollout/deploy-target.ts';
 export type DeploymentStatus = 'PRIMARY' | 'ACTIVE' | 'INACTIVE';
 /** ECS rollout state of a deployment. */
 export type RolloutState = 'IN_PROGRESS' | 'COMPLETED' | 'FAILED';
+/**
+ * Why a deployment failed when the twin stopped during its rollout (a clean stop, or read back from
+ * state still in progress after a crash); a restart replays its upload.
+ */
+export const INTERRUPTED_REASON = 'interrupted: the twin stopped during the rollout';
+
 /** ECS task lifecycle, reduced to what the twin distinguishes. */
 export type TaskStatus = 'PROVISIONING' | 'RUNNING' | 'DEACTIVATING' | 'STOPPED';
 
@@ -147,10 +153,7 @@ export class Supervisor {
       status: 'INACTIVE',
       runningCount: 0,
       rolloutState: d.rolloutState === 'IN_PROGRESS' ? 'FAILED' : d.rolloutState,
-      rolloutStateReason:
-        d.rolloutState === 'IN_PROGRESS'
-          ? 'interrupted: the twin stopped during the rollout'
-          : d.rolloutStateReason,
+      rolloutStateReason: d.rolloutState === 'IN_PROGRESS' ? INTERRUPTED_REASON : d.rolloutStateReason,
     }));
     this.revisionCounter = Math.max(
       0,
@@ -329,7 +332,7 @@ export class Supervisor {
       await Promise.all(ready.map((t) => this.stopTask(t, 'deployment failed', false)));
       const rolledBackTo = this.stopped ? undefined : previous;
       const reason = this.stopped
-        ? 'the service stopped during the rollout'
+        ? INTERRUPTED_REASON
         : `ECS deployment circuit breaker: ${deployment.failedTasks} task(s) failed to become ready (${lastFailure})` +
           (rolledBackTo
             ? `; rolled back to ${rolledBackTo.id} (${rolledBackTo.modelUri})`

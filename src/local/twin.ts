@@ -19,8 +19,8 @@ import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3-server.ts';
 import type { LocalS3 } from './s3-server.ts';
 import { claimStateDir, statePaths, writeJsonAtomic } from './state-dir.ts';
 import type { StatePaths, TrainerRecord, TwinRuntimeFile } from './state-dir.ts';
-import { Supervisor } from './supervisor.ts';
-import type { TaskSpawner } from './supervisor.ts';
+import { INTERRUPTED_REASON, Supervisor } from './supervisor.ts';
+import type { Deployment, TaskSpawner } from './supervisor.ts';
 
 /** Bucket names of the twin's local S3 store. */
 export const LOCAL_BUCKETS = { data: 'slipway-data', models: 'slipway-models' } as const;
@@ -226,21 +226,29 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   // twin stopped in, or that failed); the history read back has no rollout in progress left.
   const resumeFrom = supervisor.deployments().find((d) => d.rolloutState === 'COMPLETED');
   const newest = await newestObject(store);
-  // The newest upload goes through the decision an upload event gets (duplicate, rolled back, older),
-  // after the resumed model is live, so the circuit breaker has it to fall back to.
-  const catchUp = (info: ObjectInfo): Promise<void> => {
-    log(`checking the newest model in the store: ${info.uri}`);
-    const event = storedObjectEvent(info);
-    return event
-      ? onModelEvent(event).catch((err: unknown) => log(`rollout: ${info.uri}: ${(err as Error).message}`))
-      : Promise.resolve();
+  // The uploads the last twin stopped rolling out, then the newest upload, go through the decision
+  // an upload event gets (duplicate, rolled back, older), after the resumed model is live, so the
+  // circuit breaker has it to fall back to. The interrupted ones are replayed with their own events:
+  // the store's listing has one-second times, so "newest" alone may miss an upload made in the
+  // same second as the live model.
+  const interrupted = resumeFrom ? await interruptedUploads(supervisor.deployments(), resumeFrom, store) : [];
+  const catchUp = async (): Promise<void> => {
+    const pending = interrupted.map((upload) => ({ ...upload, which: 'an interrupted' }));
+    if (newest) pending.push({ info: newest, event: storedObjectEvent(newest), which: 'the newest' });
+    for (const { info, event, which } of pending) {
+      log(`checking ${which} model in the store: ${info.uri}`);
+      if (!event) continue;
+      await onModelEvent(event).catch((err: unknown) =>
+        log(`rollout: ${info.uri}: ${(err as Error).message}`),
+      );
+    }
   };
   if (resumeFrom) {
     log(`resuming the last deployed model ${resumeFrom.modelUri}`);
     const resumed = supervisor.begin(resumeFrom.model).done;
-    if (newest) void resumed.catch(() => undefined).then(() => catchUp(newest));
+    void resumed.catch(() => undefined).then(catchUp);
   } else if (newest) {
-    void catchUp(newest);
+    void catchUp();
   } else if (options.bootstrap) {
     training.state = 'running';
     training.detail = 'staging MNIST and training the example model';
@@ -307,6 +315,33 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       return stopped;
     },
   };
+}
+
+/**
+ * The uploads whose rollout the last twin stopped in (newer than the deployment it resumes), oldest
+ * first, each with the event that started it. An object overwritten since is left out: its newer
+ * upload is the store's newest, or was rolled out on its own.
+ */
+async function interruptedUploads(
+  deployments: readonly Deployment[],
+  resumeFrom: Deployment,
+  store: ObjectStore,
+): Promise<{ info: ObjectInfo; event: S3ObjectCreatedEvent | undefined }[]> {
+  const newer = deployments.slice(
+    0,
+    deployments.findIndex((d) => d.id === resumeFrom.id),
+  );
+  const uploads: { info: ObjectInfo; event: S3ObjectCreatedEvent | undefined }[] = [];
+  for (const { model, rolloutStateReason } of newer.reverse()) {
+    if (rolloutStateReason !== INTERRUPTED_REASON || !model.sequencer || !model.eventTime) continue;
+    const info = await store.head(model.uri).catch(() => undefined);
+    if (info === undefined || info.etag !== model.etag) continue;
+    uploads.push({
+      info,
+      event: storedObjectEvent(info, { eventTime: model.eventTime, sequencer: model.sequencer }),
+    });
+  }
+  return uploads;
 }
 
 async function newestObject(store: ObjectStore): Promise<ObjectInfo | undefined> {

@@ -1,6 +1,7 @@
 import { Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { NOTEBOOK_SCRATCH_PREFIX } from '../names.ts';
 
 /** Properties of `ModelStore`. */
 export interface ModelStoreProps {
@@ -12,6 +13,8 @@ export interface ModelStoreProps {
   readonly accessLogsBucketName?: string;
   /** Days a replaced or deleted model version is kept before expiry. @default 30 */
   readonly modelVersionRetentionDays?: number;
+  /** Days an object under the notebook's scratch prefix (`NOTEBOOK_SCRATCH_PREFIX`) lives. @default 30 */
+  readonly notebookScratchRetentionDays?: number;
   /**
    * Give buckets without a configured name the fixed `<prefix>-<account>-<region>` names; when
    * false, CloudFormation generates unique names from the stack name (another stage's buckets).
@@ -79,6 +82,13 @@ export class ModelStore extends Construct {
           id: 'expire-old-model-versions',
           noncurrentVersionExpiration: Duration.days(props.modelVersionRetentionDays ?? 30),
           abortIncompleteMultipartUploadAfter: Duration.days(7),
+        },
+        {
+          // The notebook's scratch space (the only place its role may write) is not a model archive:
+          // it expires so that experiments do not pile up for ever.
+          id: 'expire-notebook-scratch',
+          prefix: NOTEBOOK_SCRATCH_PREFIX,
+          expiration: Duration.days(props.notebookScratchRetentionDays ?? 30),
         },
       ],
     });

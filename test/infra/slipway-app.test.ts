@@ -112,6 +112,16 @@ describe('storage', () => {
     });
   });
 
+  it("expires the notebook's scratch objects, and nothing else in the models bucket, after 30 days", () => {
+    const bucket = platform.toJSON().Resources[id(built.platform.store.modelsBucket)] as {
+      Properties: { LifecycleConfiguration: { Rules: { Prefix?: string; ExpirationInDays?: number }[] } };
+    };
+    const expiring = bucket.Properties.LifecycleConfiguration.Rules.filter((r) => r.ExpirationInDays);
+    expect(expiring).toEqual([
+      expect.objectContaining({ Prefix: NOTEBOOK_SCRATCH_PREFIX, ExpirationInDays: 30, Status: 'Enabled' }),
+    ]);
+  });
+
   it('names the models bucket uniquely from account and region by default', () => {
     const bucket = platform.toJSON().Resources[id(built.platform.store.modelsBucket)] as {
       Properties: { BucketName: unknown };

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { REQUEST_TIMEOUT_MS, createApp } from '../../src/serve/app.ts';
 import { NO_MODEL_MESSAGE } from '../../src/serve/model-host.ts';
 import type { Classification } from '../../src/serve/routes/sagemaker.ts';
-import { writeClassifierDir } from './fixtures/onnx-builder.ts';
+import { buildConstant, writeClassifierDir } from './fixtures/onnx-builder.ts';
 import { binaryRequest, encodeTensorBytes, postBinary } from './fixtures/binary-client.ts';
 import { assertMatchesSchema } from './fixtures/openapi.ts';
 import { getJson, listenApp, postJson, testConfig } from './fixtures/serve-app.ts';
@@ -397,7 +397,7 @@ describe('serving a classifier with a manifest', () => {
       400,
       /unknown input 'y'.*inputs are: x/,
     ],
-    ['missing input', '/v2/models/iris/infer', { inputs: [] }, 400, /inputs must NOT have fewer than 1/],
+    ['missing input', '/v2/models/iris/infer', { inputs: [] }, 400, /missing input\(s\): x/],
     [
       'extra input',
       '/v2/models/iris/infer',
@@ -812,4 +812,39 @@ describe('worker priority', () => {
       }
     },
   );
+});
+
+describe('a model without inputs (a constant graph)', () => {
+  let server: ListeningApp;
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'slipway-constant-'));
+    const dir = join(root, 'constant');
+    await mkdir(dir);
+    await writeFile(join(dir, 'model.onnx'), buildConstant([1.5, -2]));
+    server = await listenApp();
+    expect((await server.host.load(dir)).status).toBe('ready');
+  });
+  afterAll(async () => {
+    await server.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('answers v2 inference with {"inputs": []}, as the protocol allows', async () => {
+    const res = await postJson(`${server.url}/v2/models/constant/infer`, { id: 'c1', inputs: [] });
+    expect(res.status).toBe(200);
+    assertMatchesSchema('inference_response', res.body);
+    expect(res.body).toMatchObject({
+      id: 'c1',
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [2], data: [1.5, -2] }],
+    });
+  });
+
+  it('refuses /invocations, which sends instances as inputs, and says where to go', async () => {
+    const res = await postJson(`${server.url}/invocations`, { instances: [] });
+    expect(res.status).toBe(400);
+    expect((res.body as { error: string }).error).toMatch(
+      /takes no inputs.*POST \{"inputs": \[\]\} to \/v2\/models\/constant\/infer/,
+    );
+  });
 });

@@ -116,6 +116,12 @@ function isRecord(value: unknown): value is Record<string, unknown> {
  */
 export function instancesOf(body: unknown, model: ModelInfo): Map<string, Rows> {
   const inputs = model.signature.inputs;
+  if (inputs.length === 0) {
+    // Instances are rows of inputs; a model without inputs (a constant graph) has none to send.
+    throw badRequest(
+      `this model takes no inputs, so there are no instances to send: POST {"inputs": []} to /v2/models/${model.name}/infer`,
+    );
+  }
   const single = inputs.length === 1 ? inputs[0]! : undefined;
   const columns = new Map<string, Rows>();
   const needSingle = (form: string): TensorSpec => {

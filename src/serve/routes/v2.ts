@@ -48,8 +48,8 @@ export const inferRequestSchema = {
     id: { type: 'string', maxLength: 1024 },
     parameters: parametersSchema,
     inputs: {
+      // No minItems: the protocol sets none, and a model without inputs (a constant graph) takes [].
       type: 'array',
-      minItems: 1,
       maxItems: 1024,
       items: {
         type: 'object',

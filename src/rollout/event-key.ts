@@ -10,7 +10,7 @@
  */
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { RolloutError } from './errors.ts';
-import { decodeS3EventKey, eventField } from './event.ts';
+import { decodeS3EventKey, eventField, unquoteEventEtag } from './event.ts';
 
 /** One object as HEAD saw it; undefined when there is no such object (or no such version of it). */
 export type HeadObject = (object: {
@@ -48,11 +48,12 @@ export async function resolveObjectKey(event: unknown, head: HeadObject): Promis
 
   // "null" is the version id of uploads while versioning is suspended: the key's current object.
   const versionId = typeof version === 'string' && version !== 'null' ? version : undefined;
-  const wanted = unquote(etag);
+  const wanted = unquoteEventEtag(etag);
   const seen: string[] = [];
   for (const key of decoded === undefined ? [raw] : [decoded, raw]) {
     const found = await head({ bucket, key, ...(versionId === undefined ? {} : { versionId }) });
-    if (found !== undefined && found.etag !== undefined && unquote(found.etag) === wanted) return key;
+    if (found !== undefined && found.etag !== undefined && unquoteEventEtag(found.etag) === wanted)
+      return key;
     seen.push(`"${key}" (${found === undefined ? 'no such object' : `ETag ${found.etag ?? 'none'}`})`);
   }
   throw new RolloutError(
@@ -90,8 +91,4 @@ export function headWithS3(client: S3Client): HeadObject {
           });
     }
   };
-}
-
-function unquote(etag: string): string {
-  return etag.replace(/^"|"$/g, '');
 }

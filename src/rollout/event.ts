@@ -183,13 +183,21 @@ export function parseModelEvent(raw: unknown, options: ParseModelEventOptions = 
     bucket,
     key,
     ...(versionId === undefined ? {} : { versionId }),
-    etag: detail.object.etag.replace(/^"|"$/g, ''),
+    etag: unquoteEventEtag(detail.object.etag),
     sequencer: detail.object.sequencer,
     time,
     size: detail.object.size,
     reason: detail.reason,
     uri: s3ModelUri(bucket, key, versionId),
   };
+}
+
+/**
+ * An event's ETag without the quotes S3 may put around it (the store's `unquoteEtag`, which the
+ * Lambda's bundle leaves out).
+ */
+export function unquoteEventEtag(etag: string): string {
+  return etag.replace(/^"|"$/g, '');
 }
 
 /** The value at `path` in a JSON-like value; undefined where the path leaves objects. */

@@ -98,8 +98,8 @@ export interface Twin {
 /**
  * Brings up the whole pipeline on loopback: S3, the event bus, the rollout with a local deploy
  * target, the supervised inference tasks and the load balancer. Resumes the last model that
- * completed a rollout, then rolls the newest one in the store through the rollout decision (an
- * upload the twin stopped before finishing); runs the bootstrap on an empty store.
+ * completed a rollout, then rolls the uploads the last twin stopped rolling out, and the newest
+ * model in the store, through the rollout decision; runs the bootstrap on an empty store.
  */
 export async function startTwin(options: TwinOptions): Promise<Twin> {
   const paths = statePaths(options.stateDir);
@@ -224,14 +224,15 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   let bootstrapped: Promise<void> = Promise.resolve();
   // What served last is the newest deployment that completed, whatever came after it (a rollout the
   // twin stopped in, or that failed); the history read back has no rollout in progress left.
-  const resumeFrom = supervisor.deployments().find((d) => d.rolloutState === 'COMPLETED');
+  const history = supervisor.deployments();
+  const resumeFrom = history.find((d) => d.rolloutState === 'COMPLETED');
   const newest = await newestObject(store);
   // The uploads the last twin stopped rolling out, then the newest upload, go through the decision
   // an upload event gets (duplicate, rolled back, older), after the resumed model is live, so the
   // circuit breaker has it to fall back to. The interrupted ones are replayed with their own events:
   // the store's listing has one-second times, so "newest" alone may miss an upload made in the
   // same second as the live model.
-  const interrupted = resumeFrom ? await interruptedUploads(supervisor.deployments(), resumeFrom, store) : [];
+  const interrupted = resumeFrom ? await interruptedUploads(history, resumeFrom, store) : [];
   const catchUp = async (): Promise<void> => {
     const pending = interrupted.map((upload) => ({ ...upload, which: 'an interrupted' }));
     if (newest) pending.push({ info: newest, event: storedObjectEvent(newest), which: 'the newest' });

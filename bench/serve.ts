@@ -6,7 +6,8 @@
 // interleaved rounds (raw, then the servers, then raw again...), so a machine whose speed drifts
 // during the run skews both sides alike. The server runs as the container runs it (the compiled
 // `dist/` build, built first, with the image's node flags) and is warmed on every path before its
-// points; the load comes from a separate process (bench/load-client.ts).
+// points; the load comes from a separate process (bench/load-client.ts). A bare node:http server
+// (bench/bare-http.ts) under the same load shows the HTTP ceiling of the machine.
 //
 // Run: npm run bench:serve [-- --seconds 2 --rounds 3]
 import { spawn, spawnSync } from 'node:child_process';
@@ -125,6 +126,31 @@ function requestFor(model: Model, encoding: Encoding): Pick<LoadSpec, 'headers' 
     },
     bodyBase64: Buffer.concat([header, bytes]).toString('base64'),
   };
+}
+
+/** Throughput of a bare node:http server (bench/bare-http.ts) under the model's binary requests at c=64. */
+async function bareHttpCeiling(model: Model): Promise<LoadResult> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/bare-http.ts')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((done) => proc.on('exit', () => done()));
+  try {
+    const port = await new Promise<number>((ready, fail) => {
+      createInterface({ input: proc.stdout }).once('line', (line) => ready(Number(JSON.parse(line).port)));
+      void exited.then(() => fail(new Error('bench/bare-http.ts exited')));
+    });
+    return await runLoad({
+      port,
+      ...requestFor(model, 'binary'),
+      path: `/v2/models/${model.name}/infer`,
+      concurrency: 64,
+      warmupMs: 500,
+      durationMs: SECONDS * 1000,
+    });
+  } finally {
+    proc.kill('SIGTERM');
+    await exited;
+  }
 }
 
 async function startServer(
@@ -268,15 +294,20 @@ async function main(): Promise<void> {
       for (let round = 1; round <= ROUNDS; round++) {
         process.stdout.write(`${model.name}: round ${round}/${ROUNDS}...\n`);
         points.add('raw', await rawBaseline(model, cpus));
+        points.add('bare', await bareHttpCeiling(model));
         for (const mode of MODES) await measureServer(model, dir, mode, points);
       }
       const raw = points.get('raw');
       const floor = points.get('floor');
+      const bare = points.get('bare');
       console.log(
         `\n${model.name}: raw onnxruntime (in-process, batch 1): ${f(raw.throughput, 0)} req/s  p50 ${f(raw.p50)} ms  p99 ${f(raw.p99)} ms`,
       );
       console.log(
         `  HTTP floor (GET /v2/health/live, c=64): ${f(floor.throughput, 0)} req/s (x${(floor.throughput / raw.throughput).toFixed(2)} raw)`,
+      );
+      console.log(
+        `  bare node:http, no framework, no inference (binary POST, c=64): ${f(bare.throughput, 0)} req/s (x${(bare.throughput / raw.throughput).toFixed(2)} raw): the most any service on one event loop could reach here`,
       );
       const rows: Record<string, unknown>[] = [];
       for (const mode of MODES) {
@@ -298,7 +329,7 @@ async function main(): Promise<void> {
       console.log(
         `  targets (batching on): c=64 throughput >= raw: ${throughputMet ? 'met' : 'NOT met'} (best x${(best64 / raw.throughput).toFixed(2)}); c=1 p50 within 1 ms of raw: ${latencyMet ? 'met' : 'NOT met'} (best +${(best1 - raw.p50).toFixed(2)} ms)`,
       );
-      report[model.name] = { raw, floor, server: rows, targets: { throughputMet, latencyMet } };
+      report[model.name] = { raw, floor, bare, server: rows, targets: { throughputMet, latencyMet } };
     }
   } finally {
     await rm(root, { recursive: true, force: true });

@@ -28,6 +28,10 @@ export interface LoadResult {
   readonly throughput: number;
   readonly p50: number;
   readonly p99: number;
+  /** CPU time per request (µs) of whoever produced the load: the load client, or raw's own process. */
+  readonly loadCpuUs?: number;
+  /** Responses over the whole run, warm-up included (what per-request CPU over the run divides by). */
+  readonly responses?: number;
 }
 
 /** Throughput and p50/p99 of a list of latencies measured over `elapsedMs`. */
@@ -115,6 +119,8 @@ export async function load(spec: LoadSpec): Promise<LoadResult> {
         }),
     ),
   );
+  const cpuBefore = process.cpuUsage();
+  let responses = 0;
   const start = performance.now();
   const measureFrom = start + spec.warmupMs;
   const stopAt = measureFrom + spec.durationMs;
@@ -128,6 +134,7 @@ export async function load(spec: LoadSpec): Promise<LoadResult> {
         request,
         () => stopAt,
         (status, ms) => {
+          responses++;
           if (performance.now() < measureFrom) return;
           if (status === 200) latencies.push(ms);
           else {
@@ -140,7 +147,12 @@ export async function load(spec: LoadSpec): Promise<LoadResult> {
   );
   const elapsed = performance.now() - measureFrom;
   if (errors > 0 && latencies.length === 0) throw new Error(`every request failed (${firstError})`);
-  return summarize(latencies, elapsed, errors);
+  const cpu = process.cpuUsage(cpuBefore);
+  return {
+    ...summarize(latencies, elapsed, errors),
+    loadCpuUs: (cpu.user + cpu.system) / responses,
+    responses,
+  };
 }
 
 /** Runs one load point in a child process, so the client never shares the measured process's CPU time. */

@@ -11,6 +11,7 @@
 //
 // Run: npm run bench:serve [-- --seconds 2 --rounds 3]
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -82,6 +83,7 @@ async function rawBaseline(model: Model, threads: number): Promise<LoadResult> {
   const feeds = { [model.input]: new Tensor('float32', inputValues(model), model.shape) };
   for (let i = 0; i < 50; i++) await session.run(feeds);
   const latencies: number[] = [];
+  const cpuBefore = process.cpuUsage();
   const start = performance.now();
   while (performance.now() - start < SECONDS * 1000) {
     const t = performance.now();
@@ -89,8 +91,9 @@ async function rawBaseline(model: Model, threads: number): Promise<LoadResult> {
     latencies.push(performance.now() - t);
   }
   const result = summarize(latencies, performance.now() - start);
+  const cpu = process.cpuUsage(cpuBefore);
   await session.release();
-  return result;
+  return { ...result, loadCpuUs: (cpu.user + cpu.system) / latencies.length };
 }
 
 /** The request one model's clients send, in each encoding. */
@@ -128,8 +131,33 @@ function requestFor(model: Model, encoding: Encoding): Pick<LoadSpec, 'headers' 
   };
 }
 
+/**
+ * On-CPU time (µs) of every thread of a process so far, from Linux's schedstat (nanoseconds), or
+ * undefined where /proc is not there.
+ */
+function processCpuUs(pid: number): number | undefined {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    }
+    return ns / 1000;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A load point with the server process's CPU time per response over it (µs), where it can be read. */
+async function runLoadWithCpu(pid: number, spec: LoadSpec): Promise<Point> {
+  const before = processCpuUs(pid);
+  const result = await runLoad(spec);
+  const after = processCpuUs(pid);
+  if (before === undefined || after === undefined || !result.responses) return result;
+  return { ...result, serverCpuUs: (after - before) / result.responses };
+}
+
 /** Throughput of a bare node:http server (bench/bare-http.ts) under the model's binary requests at c=64. */
-async function bareHttpCeiling(model: Model): Promise<LoadResult> {
+async function bareHttpCeiling(model: Model): Promise<Point> {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/bare-http.ts')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -139,7 +167,7 @@ async function bareHttpCeiling(model: Model): Promise<LoadResult> {
       createInterface({ input: proc.stdout }).once('line', (line) => ready(Number(JSON.parse(line).port)));
       void exited.then(() => fail(new Error('bench/bare-http.ts exited')));
     });
-    return await runLoad({
+    return await runLoadWithCpu(proc.pid!, {
       port,
       ...requestFor(model, 'binary'),
       path: `/v2/models/${model.name}/infer`,
@@ -156,7 +184,7 @@ async function bareHttpCeiling(model: Model): Promise<LoadResult> {
 async function startServer(
   modelDir: string,
   args: readonly string[],
-): Promise<{ port: number; stop: () => Promise<void> }> {
+): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
   const proc = spawn(
     process.execPath,
     [
@@ -190,6 +218,7 @@ async function startServer(
   });
   return {
     port,
+    pid: proc.pid!,
     stop: async () => {
       proc.kill('SIGTERM');
       await exited;
@@ -197,32 +226,41 @@ async function startServer(
   };
 }
 
-function median(results: readonly LoadResult[]): LoadResult {
-  const mid = <K extends keyof LoadResult>(key: K) => {
-    const sorted = results.map((r) => r[key]).sort((a, b) => a - b);
-    return sorted[Math.floor(sorted.length / 2)]!;
+/** One measured point: a load result, with the server's CPU time per request where it was read. */
+type Point = LoadResult & { readonly serverCpuUs?: number };
+
+function median(results: readonly Point[]): Point {
+  const mid = (key: keyof Point) => {
+    const sorted = results
+      .map((r) => r[key])
+      .filter((v) => v !== undefined)
+      .sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
   };
   return {
-    requests: mid('requests'),
-    errors: mid('errors'),
-    throughput: mid('throughput'),
-    p50: mid('p50'),
-    p99: mid('p99'),
+    requests: mid('requests')!,
+    errors: mid('errors')!,
+    throughput: mid('throughput')!,
+    p50: mid('p50')!,
+    p99: mid('p99')!,
+    loadCpuUs: mid('loadCpuUs'),
+    serverCpuUs: mid('serverCpuUs'),
   };
 }
 
 /** Collects each point's results over the rounds. */
 class Points {
-  readonly #points = new Map<string, LoadResult[]>();
-  add(key: string, result: LoadResult): void {
+  readonly #points = new Map<string, Point[]>();
+  add(key: string, result: Point): void {
     this.#points.set(key, [...(this.#points.get(key) ?? []), result]);
   }
-  get(key: string): LoadResult {
+  get(key: string): Point {
     return median(this.#points.get(key) ?? []);
   }
 }
 
 const f = (v: number, digits = 2) => v.toFixed(digits).padStart(9);
+const us = (v: number | undefined) => (v === undefined ? '?' : `${v.toFixed(0)} µs`);
 
 async function measureServer(
   model: Model,
@@ -260,7 +298,7 @@ async function measureServer(
     for (const encoding of ENCODINGS) {
       const request = requestFor(model, encoding);
       for (const c of CONCURRENCY) {
-        const r = await runLoad({
+        const r = await runLoadWithCpu(server.pid, {
           ...base,
           ...request,
           path: `/v2/models/${model.name}/infer`,
@@ -309,6 +347,14 @@ async function main(): Promise<void> {
       console.log(
         `  bare node:http, no framework, no inference (binary POST, c=64): ${f(bare.throughput, 0)} req/s (x${(bare.throughput / raw.throughput).toFixed(2)} raw): the most any service on one event loop could reach here`,
       );
+      const served = points.get('batching on/binary/64');
+      if (bare.serverCpuUs !== undefined && served.serverCpuUs !== undefined) {
+        // The load client shares the CPUs: each request costs its CPU time too.
+        const bound = (cpus * 1e6) / (bare.serverCpuUs + (bare.loadCpuUs ?? 0));
+        console.log(
+          `  CPU per request, c=64 binary: raw onnxruntime ${us(raw.loadCpuUs)} (its whole process); bare node:http ${us(bare.serverCpuUs)} + client ${us(bare.loadCpuUs)}; service (batching on) ${us(served.serverCpuUs)} + client ${us(served.loadCpuUs)}. ${cpus} CPUs / (bare + client) = ${bound.toFixed(0)} req/s (x${(bound / raw.throughput).toFixed(2)} raw)`,
+        );
+      }
       const rows: Record<string, unknown>[] = [];
       for (const mode of MODES) {
         for (const encoding of ENCODINGS) {
@@ -317,7 +363,7 @@ async function main(): Promise<void> {
             rows.push({ mode: mode.label, encoding, concurrency: c, ...r });
             const delta = r.p50 - raw.p50;
             console.log(
-              `  ${mode.label.padEnd(12)} ${encoding.padEnd(6)} c=${String(c).padStart(2)}: ${f(r.throughput, 0)} req/s (x${(r.throughput / raw.throughput).toFixed(2)} raw)  p50 ${f(r.p50)} ms (${delta >= 0 ? '+' : ''}${delta.toFixed(2)} ms vs raw)  p99 ${f(r.p99)} ms${r.errors > 0 ? `  ${r.errors} errors` : ''}`,
+              `  ${mode.label.padEnd(12)} ${encoding.padEnd(6)} c=${String(c).padStart(2)}: ${f(r.throughput, 0)} req/s (x${(r.throughput / raw.throughput).toFixed(2)} raw)  p50 ${f(r.p50)} ms (${delta >= 0 ? '+' : ''}${delta.toFixed(2)} ms vs raw)  p99 ${f(r.p99)} ms  server CPU ${us(r.serverCpuUs)}/req${r.errors > 0 ? `  ${r.errors} errors` : ''}`,
             );
           }
         }

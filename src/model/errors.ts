@@ -2,7 +2,7 @@ import { SlipwayError } from '../errors.ts';
 
 /** Stable codes of {@link ArtifactError}, one per way a model artifact can be rejected. */
 export const ARTIFACT_ERROR_CODES = [
-  /** An entry path is absolute, contains `..`, a backslash or a NUL, or repeats an earlier entry. */
+  /** An entry path is absolute, contains `..`, a backslash or a NUL, repeats an earlier entry, or names a file like a directory. */
   'ARTIFACT_UNSAFE_ENTRY',
   /** A symbolic or hard link entry. */
   'ARTIFACT_LINK',

@@ -190,6 +190,15 @@ export async function* readTarEntries(
       case '0':
       case '\0':
       case '7': {
+        // node-tar reads a '0' or NUL entry named "x/" as a directory and zeroes its size, while GNU tar
+        // skips its declared body (and Python reads a '0' one as a file): reading that body as headers
+        // would extract entries those tools never see. No packer writes such an entry, so it is refused.
+        if (name.endsWith('/')) {
+          throw new ArtifactError(
+            'ARTIFACT_UNSAFE_ENTRY',
+            `regular file ${JSON.stringify(name)} has a directory name (trailing "/"): tar readers disagree on whether it is a file or a directory`,
+          );
+        }
         const path = safeEntryPath(name);
         if (path === '') {
           throw new ArtifactError('ARTIFACT_UNSAFE_ENTRY', `regular file entry ${count} has an empty name`);

@@ -144,6 +144,47 @@ describe('unpackModel rejects hostile paths', () => {
     );
   });
 
+  // node-tar's Header reads a '0' or NUL entry named "x/" as a directory and zeroes its size, but GNU tar
+  // skips the declared body: a body read as headers would smuggle in a model that tar never lists.
+  it.each([
+    ['0', 'its header'],
+    ['\0', 'its header'],
+    ['7', 'its header'],
+    ['0', 'a pax path'],
+    ['0', 'a GNU long name'],
+  ])(
+    'rejects a type %j regular file whose %s ends in "/", not reading its body as entries',
+    async (type, how) => {
+      const smuggled = rawTar([model()], { end: false });
+      const named: RawTarEntry[] =
+        how === 'a pax path'
+          ? [{ name: 'PaxHeader/notes', type: 'x', body: pax({ path: 'notes/' }) }]
+          : how === 'a GNU long name'
+            ? [{ name: '././@LongLink', type: 'L', body: 'notes/\0' }]
+            : [];
+      const archive = rawTarGz([
+        ...named,
+        { name: how === 'its header' ? 'notes/' : 'notes', type, body: smuggled },
+      ]);
+      await expectRejected(archive, 'ARTIFACT_UNSAFE_ENTRY', { message: /regular file "notes\/"/ });
+    },
+  );
+
+  it('rejects a file named with a trailing "/" whose zero body would end the archive before a symlink', async () => {
+    const archive = rawTarGz([
+      model(),
+      { name: 'pad/', body: Buffer.alloc(512) },
+      { name: 'evil', type: '2', linkname: '/etc/passwd' },
+    ]);
+    await expectRejected(archive, 'ARTIFACT_UNSAFE_ENTRY', { message: /"pad\/"/ });
+  });
+
+  it('rejects a model.onnx/ file entry naming it, not as a corrupt header further on', async () => {
+    await expectRejected(rawTarGz([{ name: 'model.onnx/', body: onnx }]), 'ARTIFACT_UNSAFE_ENTRY', {
+      message: /"model\.onnx\/"/,
+    });
+  });
+
   it('rejects an entry nested under a file', async () => {
     await expectRejected(
       rawTarGz([model(), { name: 'model.onnx/inner', body: 'x' }]),

@@ -104,6 +104,71 @@ export function safeEntryPath(raw: string): string {
   return parts.join('/');
 }
 
+/** Keys a global pax header may not set: GNU tar applies them to every later entry, node-tar does not. */
+const PER_ENTRY_PAX_KEYS: ReadonlySet<string> = new Set(['path', 'linkpath', 'size']);
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Checks a pax header body record by record before node-tar's `Pax.parse` reads it. That parser drops
+ * malformed records, cuts values at a NUL, splits records on newlines and reads `size` with `Number()`
+ * (`0x10` is 16), where GNU tar and Python read the same bytes otherwise or refuse them; an archive
+ * that each tool reads differently could hide a model from anyone who inspects it with another tool.
+ * Returns the keys the header sets.
+ */
+function checkPaxRecords(body: Buffer, global: boolean, what: string): ReadonlySet<string> {
+  const keys = new Set<string>();
+  const corrupt = (why: string): ArtifactError =>
+    new ArtifactError('ARTIFACT_TRUNCATED', `corrupt pax header ${what}: ${why}`);
+  let offset = 0;
+  while (offset < body.length) {
+    const space = body.indexOf(0x20, offset);
+    const lengthText = space === -1 ? '' : body.toString('latin1', offset, space);
+    const end = offset + Number(lengthText);
+    if (!/^[0-9]+$/.test(lengthText) || end <= space + 1 || end > body.length || body[end - 1] !== 0x0a) {
+      throw corrupt(
+        `the record at byte ${offset} does not end where its length ${JSON.stringify(lengthText)} says`,
+      );
+    }
+    let record: string;
+    try {
+      record = strictUtf8.decode(body.subarray(space + 1, end - 1));
+    } catch (err) {
+      throw new ArtifactError('ARTIFACT_TRUNCATED', `corrupt pax header ${what}: a record is not UTF-8`, {
+        cause: err,
+      });
+    }
+    const equals = record.indexOf('=');
+    if (equals <= 0) throw corrupt(`record ${JSON.stringify(record)} is not key=value`);
+    const key = record.slice(0, equals);
+    const value = record.slice(equals + 1);
+    if (/[\0\n]/.test(record)) {
+      throw new ArtifactError(
+        'ARTIFACT_UNSAFE_ENTRY',
+        `pax header ${what} record ${JSON.stringify(record)} contains a NUL or newline`,
+      );
+    }
+    if (key.startsWith('GNU.sparse.')) {
+      throw new ArtifactError(
+        'ARTIFACT_SPECIAL_FILE',
+        `pax header ${what} describes a sparse file (${key}): artifacts may hold only regular files and directories`,
+      );
+    }
+    if (key === 'size' && !/^[0-9]+$/.test(value)) {
+      throw corrupt(`size ${JSON.stringify(value)} is not decimal`);
+    }
+    if (global && PER_ENTRY_PAX_KEYS.has(key)) {
+      throw new ArtifactError(
+        'ARTIFACT_UNSAFE_ENTRY',
+        `global pax header ${what} sets ${key}, which tar readers apply to later entries differently`,
+      );
+    }
+    keys.add(key);
+    offset = end;
+  }
+  return keys;
+}
+
 function metaText(body: Buffer): string {
   const nul = body.indexOf(0);
   return body.subarray(0, nul === -1 ? body.length : nul).toString('utf8');
@@ -157,6 +222,17 @@ export async function* readTarEntries(
       const body = size === 0 ? Buffer.alloc(0) : await reader.exact(size, what);
       if (!body) throw new ArtifactError('ARTIFACT_TRUNCATED', `archive ends in the middle of ${what}`);
       await reader.skip(padding(size), what);
+      let setsPath = typeCode === 'L';
+      if (typeCode === 'x' || typeCode === 'g') {
+        setsPath = checkPaxRecords(body, typeCode === 'g', what).has('path');
+      }
+      // GNU tar lets a pax path win over a GNU long name whichever comes first, node-tar the later one.
+      if (setsPath && extended?.path !== undefined) {
+        throw new ArtifactError(
+          'ARTIFACT_UNSAFE_ENTRY',
+          `entry ${count + 1} is named twice, ${JSON.stringify(extended.path)} and again by ${what}: tar readers disagree on which name wins`,
+        );
+      }
       if (typeCode === 'x') extended = Pax.parse(body.toString('utf8'), extended, false);
       else if (typeCode === 'g') globalExtended = Pax.parse(body.toString('utf8'), globalExtended, true);
       else if (typeCode === 'L') extended = { ...extended, path: metaText(body) };

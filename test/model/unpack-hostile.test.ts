@@ -193,6 +193,83 @@ describe('unpackModel rejects hostile paths', () => {
   });
 });
 
+// node-tar's pax parser is lenient where GNU tar and Python are not (or are lenient differently): each of
+// these archives unpacked to a model.onnx that GNU tar does not list, or to different bytes.
+describe('unpackModel rejects pax headers that tar readers read differently', () => {
+  const smuggled = (): Buffer => rawTar([model()], { end: false });
+
+  it.each<[string, () => RawTarEntry[], ArtifactErrorCode, RegExp]>([
+    [
+      'a size that is not decimal (node-tar reads 0x10 as 16, GNU tar takes the header size)',
+      () => [
+        { name: 'PaxHeader/notes', type: 'x', body: pax({ size: '0x10' }) },
+        { name: 'notes', body: Buffer.concat([Buffer.alloc(512, 1), smuggled()]) },
+      ],
+      'ARTIFACT_TRUNCATED',
+      /size "0x10"/,
+    ],
+    [
+      'a path with a newline (node-tar drops the record, GNU tar names the file with it)',
+      () => [{ name: 'PaxHeader/model.onnx', type: 'x', body: pax({ path: 'a\nb' }) }, model()],
+      'ARTIFACT_UNSAFE_ENTRY',
+      /NUL or newline/,
+    ],
+    [
+      'a path with a NUL (node-tar cuts it there, Python keeps it)',
+      () => [
+        { name: 'PaxHeader/notes', type: 'x', body: pax({ path: 'model.onnx\0junk' }) },
+        { name: 'notes', body: onnx },
+      ],
+      'ARTIFACT_UNSAFE_ENTRY',
+      /NUL or newline/,
+    ],
+    [
+      'a record whose length is wrong (node-tar drops it, GNU tar fails)',
+      () => [{ name: 'PaxHeader/model.onnx', type: 'x', body: '99 path=notes\n' }, model()],
+      'ARTIFACT_TRUNCATED',
+      /length "99"/,
+    ],
+    [
+      'a global path (node-tar ignores it, GNU tar renames every later entry)',
+      () => [{ name: 'GlobalHead', type: 'g', body: pax({ path: 'notes' }) }, model()],
+      'ARTIFACT_UNSAFE_ENTRY',
+      /global pax header .* path/,
+    ],
+    [
+      'a GNU sparse file (node-tar writes its map as data under GNUSparseFile.0/, GNU tar expands it)',
+      () => [
+        model(),
+        {
+          name: 'PaxHeader/weights.bin',
+          type: 'x',
+          body: pax({
+            'GNU.sparse.major': '1',
+            'GNU.sparse.minor': '0',
+            'GNU.sparse.name': 'weights.bin',
+            'GNU.sparse.realsize': '1048576',
+            path: 'GNUSparseFile.0/weights.bin',
+          }),
+        },
+        { name: 'GNUSparseFile.0/weights.bin', body: '1\n1048572\n4\n' },
+      ],
+      'ARTIFACT_SPECIAL_FILE',
+      /sparse/,
+    ],
+    [
+      'a path and a GNU long name for one entry (node-tar takes the later, GNU tar the pax path)',
+      () => [
+        { name: 'PaxHeader/raw', type: 'x', body: pax({ path: 'notes' }) },
+        { name: '././@LongLink', type: 'L', body: 'model.onnx\0' },
+        { name: 'raw', body: onnx },
+      ],
+      'ARTIFACT_UNSAFE_ENTRY',
+      /named twice/,
+    ],
+  ])('rejects %s', async (_what, entries, code, message) => {
+    await expectRejected(rawTarGz(entries()), code, { message });
+  });
+});
+
 describe('unpackModel rejects links and special files', () => {
   it('rejects a symlink to a directory outside, before anything is written through it', async () => {
     const archive = rawTarGz([

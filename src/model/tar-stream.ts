@@ -169,6 +169,17 @@ function checkPaxRecords(body: Buffer, global: boolean, what: string): ReadonlyS
   return keys;
 }
 
+/**
+ * True when a header's raw size field is one every tar reader decodes alike: octal digits padded with
+ * spaces or NULs, empty (0), or positive base-256. node-tar reads anything else as 0 or as the digits
+ * before the junk, where GNU tar and Python reject the archive.
+ */
+function sizeFieldReadable(block: Buffer): boolean {
+  const field = block.subarray(124, 136);
+  if (((field[0] ?? 0) & 0x80) !== 0) return field[0] === 0x80;
+  return /^ *[0-7]* *(?:\0.*)?$/s.test(field.toString('latin1'));
+}
+
 function metaText(body: Buffer): string {
   const nul = body.indexOf(0);
   return body.subarray(0, nul === -1 ? body.length : nul).toString('utf8');
@@ -207,13 +218,17 @@ export async function* readTarEntries(
         `corrupt tar header at entry ${count} (checksum mismatch)`,
       );
     }
+    const typeCode = String.fromCharCode(block[156] ?? 0);
+    const name = header.path ?? '';
+    const what = `entry ${JSON.stringify(name)}`;
+    if (!sizeFieldReadable(block)) {
+      const field = JSON.stringify(block.toString('latin1', 124, 136));
+      throw new ArtifactError('ARTIFACT_TRUNCATED', `corrupt tar header for ${what} (size field ${field})`);
+    }
     const size = header.size ?? 0;
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new ArtifactError('ARTIFACT_TRUNCATED', `corrupt tar header at entry ${count} (size ${size})`);
     }
-    const typeCode = String.fromCharCode(block[156] ?? 0);
-    const name = header.path ?? '';
-    const what = `entry ${JSON.stringify(name)}`;
 
     if (typeCode === 'x' || typeCode === 'g' || typeCode === 'L' || typeCode === 'K') {
       if (size > MAX_META_BYTES) {

@@ -8,6 +8,8 @@ export interface RawTarEntry {
   readonly body?: Buffer | string;
   /** Declared size when it should differ from the body (e.g. to fake a huge file). */
   readonly size?: number;
+  /** The size field's raw bytes as latin1 text (up to 12), to write one no packer would, e.g. not octal. */
+  readonly sizeField?: string;
   readonly linkname?: string;
   readonly mode?: number;
 }
@@ -33,7 +35,8 @@ export function rawTarHeader(entry: RawTarEntry): Buffer {
   writeOctal(block, 100, 8, entry.mode ?? 0o644);
   writeOctal(block, 108, 8, 0);
   writeOctal(block, 116, 8, 0);
-  writeOctal(block, 124, 12, size);
+  if (entry.sizeField === undefined) writeOctal(block, 124, 12, size);
+  else Buffer.from(entry.sizeField, 'latin1').copy(block, 124, 0, 12);
   writeOctal(block, 136, 12, 0);
   writeString(block, 156, 1, entry.type ?? '0');
   writeString(block, 157, 100, entry.linkname ?? '');

@@ -270,6 +270,20 @@ describe('unpackModel rejects pax headers that tar readers read differently', ()
   });
 });
 
+describe('unpackModel rejects size fields that tar readers read differently', () => {
+  it.each([
+    ['00000000000x', 'digits then junk'],
+    ['zzzzzzzzzzz', 'no digits'],
+    ['\xff'.repeat(12), 'a negative base-256 number'],
+  ])(
+    'rejects the size field %j (%s), which node-tar reads as 0 and GNU tar and Python reject',
+    async (sizeField) => {
+      const archive = rawTarGz([{ name: 'notes', sizeField, body: rawTar([model()], { end: false }) }]);
+      await expectRejected(archive, 'ARTIFACT_TRUNCATED', { message: /"notes".*size field/ });
+    },
+  );
+});
+
 describe('unpackModel rejects links and special files', () => {
   it('rejects a symlink to a directory outside, before anything is written through it', async () => {
     const archive = rawTarGz([

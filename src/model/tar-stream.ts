@@ -292,7 +292,10 @@ export async function* readTarEntries(
         }
         const path = safeEntryPath(name);
         if (path === '') {
-          throw new ArtifactError('ARTIFACT_UNSAFE_ENTRY', `regular file entry ${count} has an empty name`);
+          throw new ArtifactError(
+            'ARTIFACT_UNSAFE_ENTRY',
+            `regular file ${JSON.stringify(name)} (entry ${count}) names the archive root, not a file in it`,
+          );
         }
         const bodyStart = reader.position;
         yield { kind: 'file', path, size, index: count, body: reader.pieces(size, what) };

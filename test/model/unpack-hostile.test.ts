@@ -185,6 +185,13 @@ describe('unpackModel rejects hostile paths', () => {
     });
   });
 
+  it.each(['.', '', './.'])('rejects a regular file named %j, naming it', async (name) => {
+    const error = await expectRejected(rawTarGz([model(), { name, body: 'x' }]), 'ARTIFACT_UNSAFE_ENTRY', {
+      message: /names the archive root/,
+    });
+    expect(error.message).toContain(`regular file ${JSON.stringify(name)}`);
+  });
+
   it('rejects an entry nested under a file', async () => {
     await expectRejected(
       rawTarGz([model(), { name: 'model.onnx/inner', body: 'x' }]),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareKeysNaturally, pickNewestModel, pickNewestModelFrom } from '../../src/store/index.ts';
+import { pickNewestModel, pickNewestModelFrom } from '../../src/store/index.ts';
 import type { ObjectInfo } from '../../src/store/index.ts';
 
 function object(uri: string, iso: string): ObjectInfo {
@@ -92,15 +92,5 @@ describe('pickNewestModel', () => {
       yield object('file:///m/b/model.tar.gz', '2026-01-05T00:00:00Z');
     }
     expect((await pickNewestModelFrom(listing()))?.uri).toBe('file:///m/b/model.tar.gz');
-  });
-});
-
-describe('compareKeysNaturally', () => {
-  it('sorts digit runs as numbers and everything else as plain strings, into one order from any start', () => {
-    const sorted = ['a/b', 'a', 'job-10', 'job-09', 'job-9', 'job-1', 'job--', 'job-x', 'v10/', 'v2/', 'Z'];
-    const expected = ['Z', 'a', 'a/b', 'job--', 'job-1', 'job-09', 'job-9', 'job-10', 'job-x', 'v2/', 'v10/'];
-    expect([...sorted].sort(compareKeysNaturally)).toEqual(expected);
-    expect([...sorted].reverse().sort(compareKeysNaturally)).toEqual(expected);
-    expect(compareKeysNaturally('job-7', 'job-7')).toBe(0);
   });
 });

@@ -4,6 +4,7 @@
  * at-least-once delivery is harmless (a redelivered event finds its own model live: duplicate).
  */
 import { ARTIFACT, modelUploadEventPattern } from '../names.ts';
+import { compareUploads } from '../shared/upload-order.ts';
 import type { PinnedModel, ServiceState } from './deploy-target.ts';
 import { RolloutError } from './errors.ts';
 import {
@@ -53,8 +54,9 @@ export interface DeployableModel extends PinnedModel {
  * `model.tar.gz` (or an empty object) -> skip as not a model; malformed event -> reject; same
  * object as the live model -> skip as duplicate; same object as a model the service was rolled
  * back from -> skip; older than the live model -> skip; else deploy.
- * Events for the same key are ordered by S3 sequencer; events across keys by event time, with
- * ties broken by sequencer and then key so that concurrent deciders agree on one winner.
+ * Events for the same key are ordered by S3 sequencer; events across keys by `compareUploads`, the
+ * store's rule for the newest model under a prefix: event time, then within one second the key in
+ * natural order, so a prefix MODEL_URI and the rollout agree on one winner.
  *
  * @example decideRollout(event, await target.describe(), { modelsBucket: 'acme-models' })
  */
@@ -177,18 +179,15 @@ function compareToLive(model: DeployableModel, live: PinnedModel): 'duplicate' |
   if (live.eventTime === undefined) return 'newer';
   const liveTime = Date.parse(live.eventTime);
   if (Number.isNaN(liveTime)) return 'newer';
-  const byTime = Date.parse(model.eventTime) - liveTime;
-  if (byTime !== 0) return byTime < 0 ? 'older' : 'newer';
-  // S3 event times have one-second resolution. Sequencers across keys are not guaranteed to be
-  // ordered, but they are the best signal left, and any fixed tie-break lets racing deciders agree.
-  // The key comes only after the sequencer, so it stays plain string order: switching it to the
-  // store's natural order would let deciders of two code versions disagree for no practical gain.
-  const tie =
-    (live.sequencer === undefined ? 1 : compareSequencers(model.sequencer, live.sequencer)) ||
-    compareStrings(`${model.bucket}/${model.key}`, `${live.bucket ?? ''}/${live.key ?? ''}`) ||
-    compareStrings(model.versionId ?? model.etag, live.versionId ?? live.etag ?? '');
-  if (tie === 0) return 'duplicate';
-  return tie < 0 ? 'older' : 'newer';
+  // Across keys the store's rule decides, so the rollout deploys what a prefix MODEL_URI resolves to:
+  // event time, then within the second (S3 keeps times to the second) the key in natural order.
+  // Sequencers are not used here: S3 orders them only per key, and one key's events were ordered
+  // above. A tie is left only for one key whose live pin has a time but no sequencer: newer.
+  const order = compareUploads(
+    { time: Date.parse(model.eventTime), key: `${model.bucket}/${model.key}` },
+    { time: liveTime, key: `${live.bucket ?? ''}/${live.key ?? ''}` },
+  );
+  return order < 0 ? 'older' : 'newer';
 }
 
 /**

@@ -18,15 +18,17 @@ export function fakeSpawner(envFor: (modelUri: string) => Record<string, string>
 
 /**
  * A twin's spawner where the fake server plays the model named by the first segment of its key in
- * the models bucket: v<N> serves version N, broken dies at start, stuck never gets ready, slow<N>
- * serves version N after a 4 s model load.
+ * the models bucket: v<N> serves version N; v<N>-broken dies at start, v<N>-stuck never gets ready,
+ * v<N>-slow serves version N after a 4 s model load. Name a test's uploads in the order it makes them
+ * (v1, then v2-broken): the rollout orders uploads made in one second by key.
  */
 export const modelKeySpawner: TaskSpawner = fakeSpawner((uri): Record<string, string> => {
   const name = uri.replace(`s3://${LOCAL_BUCKETS.models}/`, '').split('/')[0] ?? '';
-  if (name === 'broken') return { FAKE_MODE: 'crash-on-start' };
-  if (name === 'stuck') return { FAKE_MODE: 'never-ready' };
-  if (name.startsWith('slow')) return { FAKE_VERSION: name.slice(4), FAKE_READY_AFTER_MS: '4000' };
-  return { FAKE_VERSION: name.replace(/^v/, '') };
+  const [, version = '', mode] = /^v(\d+)(?:-(\w+))?$/.exec(name) ?? [];
+  if (mode === 'broken') return { FAKE_MODE: 'crash-on-start' };
+  if (mode === 'stuck') return { FAKE_MODE: 'never-ready' };
+  if (mode === 'slow') return { FAKE_VERSION: version, FAKE_READY_AFTER_MS: '4000' };
+  return { FAKE_VERSION: version };
 });
 
 /** A twin running in a process of its own (so that a test can kill it), with {@link modelKeySpawner}. */

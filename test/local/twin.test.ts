@@ -12,7 +12,7 @@ import type { TwinRuntimeFile } from '../../src/local/state-dir.ts';
 import type { Twin } from '../../src/local/twin.ts';
 import { isAlive, modelKeySpawner, startTwinProcess, waitFor } from './helpers.ts';
 
-// The fake server plays the model named by the key's first segment: v<N> serves version N, broken dies.
+// The fake server plays the model named by the key's first segment: v<N> serves version N, v<N>-broken dies.
 const spawn = modelKeySpawner;
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -99,7 +99,7 @@ describe('startTwin', () => {
     const twin = await start(await tempDir());
     await upload(twin, 'v1/output/model.tar.gz');
     await waitFor(async () => (await versionServed(twin)) === '1');
-    await upload(twin, 'broken/output/model.tar.gz');
+    await upload(twin, 'v2-broken/output/model.tar.gz');
     await waitFor(() => twin.supervisor.deployments().some((d) => d.rolloutState === 'FAILED'));
     const failed = twin.supervisor.deployments().find((d) => d.rolloutState === 'FAILED');
     expect(failed?.rolloutStateReason).toMatch(/circuit breaker.*not a valid ONNX graph/);
@@ -203,7 +203,7 @@ describe('startTwin after a stop in the middle of a rollout', () => {
   }
 
   it('after a crash, serves the last completed model and rolls the interrupted upload again, falling back to it', async () => {
-    const stateDir = await stopMidRollout('SIGKILL', 'stuck/output/model.tar.gz');
+    const stateDir = await stopMidRollout('SIGKILL', 'v2-stuck/output/model.tar.gz');
     const twin = await start(stateDir, 2_000);
     await waitFor(() => twin.supervisor.deployments().length === 4, 30_000);
     await settled(twin);
@@ -213,7 +213,7 @@ describe('startTwin after a stop in the middle of a rollout', () => {
       status: 'PRIMARY',
     });
     expect(retried).toMatchObject({
-      modelUri: 's3://slipway-models/stuck/output/model.tar.gz',
+      modelUri: 's3://slipway-models/v2-stuck/output/model.tar.gz',
       rolloutState: 'FAILED',
     });
     expect(retried?.rolledBackTo).toBe(resumed?.id);
@@ -221,11 +221,11 @@ describe('startTwin after a stop in the middle of a rollout', () => {
   }, 120_000);
 
   it('after a clean stop, serves the last completed model, then rolls out the upload it stopped in', async () => {
-    const stateDir = await stopMidRollout('SIGTERM', 'slow2/output/model.tar.gz');
+    const stateDir = await stopMidRollout('SIGTERM', 'v2-slow/output/model.tar.gz');
     const twin = await start(stateDir);
     await waitFor(async () => (await versionServed(twin)) === '2', 40_000);
     expect(twin.supervisor.deployments()[0]).toMatchObject({
-      modelUri: 's3://slipway-models/slow2/output/model.tar.gz',
+      modelUri: 's3://slipway-models/v2-slow/output/model.tar.gz',
       status: 'PRIMARY',
       rolloutState: 'COMPLETED',
     });

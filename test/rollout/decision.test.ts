@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareSequencers, decideRollout, type RolloutDecision } from '../../src/rollout/decision.ts';
 import type { PinnedModel, ServiceState } from '../../src/rollout/deploy-target.ts';
+import { pickNewestModel } from '../../src/store/index.ts';
 import { MODELS_BUCKET, modelEvent, type ModelEventOverrides } from './fixtures.ts';
 
 const policy = { modelsBucket: MODELS_BUCKET };
@@ -145,6 +146,31 @@ describe('decideRollout', () => {
       'skip:older-than-live',
     );
   });
+
+  // A server started with a prefix MODEL_URI serves the store's newest model under it: the rollout
+  // must deploy that one too, though S3 keeps both times to the second and lists no sequencer.
+  it.each([[['job-10', 'job-9']], [['job-9', 'job-10']]])(
+    'deploys the model the store lists as newest when %j are uploaded in that order in one second',
+    (jobs) => {
+      const time = '2026-01-01T00:00:10Z';
+      const keys = jobs.map((job) => `training/${job}/output/model.tar.gz`);
+      let live: PinnedModel | undefined;
+      keys.forEach((key, i) => {
+        const decision = decideRollout(
+          modelEvent({ key, time, sequencer: `0${i + 1}00` }),
+          stateWith(live),
+          policy,
+        );
+        if (decision.kind === 'deploy') live = decision.model;
+      });
+
+      const newest = pickNewestModel(
+        keys.map((key) => ({ uri: `s3://${MODELS_BUCKET}/${key}`, size: 1, lastModified: new Date(time) })),
+      );
+      expect(live?.key).toBe('training/job-10/output/model.tar.gz');
+      expect(newest?.uri).toBe(`s3://${MODELS_BUCKET}/${live?.key}`);
+    },
+  );
 
   it('treats a live model without an ordering record (pinned by hand) as older than any event', () => {
     const live: PinnedModel = { uri: `s3://${MODELS_BUCKET}/manual/model.tar.gz` };

@@ -1,9 +1,19 @@
 /**
- * Which of two model uploads is newer: one rule for the rollout (judging an S3 event against the
- * live model) and the store (the newest `model.tar.gz` under a prefix URI), so that a server started
- * with a prefix serves the model the rollout deployed. Pure, with no imports: the rollout Lambda's
+ * Which uploads are models, and which of two is newer: one rule for the rollout (judging an S3 event
+ * against the live model) and the store (the newest `model.tar.gz` under a prefix URI), so that a
+ * server started with a prefix serves the model the rollout deployed. Pure: the rollout Lambda's
  * bundle takes it without the store.
  */
+import { ARTIFACT } from '../names.ts';
+
+/**
+ * True when an object may be a deployed model: its key ends in `model.tar.gz`, it is not empty, and
+ * its key has no "?" or "#" (a MODEL_URI cannot pin one). The rollout skips or rejects every other
+ * upload, so the newest model under a prefix is never one of them.
+ */
+export function isModelUpload(object: { readonly key: string; readonly size: number }): boolean {
+  return object.key.endsWith(ARTIFACT.tarball) && object.size > 0 && !/[?#]/.test(object.key);
+}
 
 /** A key's tokens: each run of ASCII digits, and each other character on its own. */
 const TOKENS = /[0-9]+|[^0-9]/gu;

@@ -1,9 +1,9 @@
-import { ARTIFACT } from '../names.ts';
-import { compareUploads } from '../shared/upload-order.ts';
+import { compareUploads, isModelUpload } from '../shared/upload-order.ts';
 import type { ObjectInfo } from './types.ts';
 
 function isModel(object: ObjectInfo): boolean {
-  return (object.uri.split('?')[0] ?? '').endsWith(ARTIFACT.tarball);
+  // Without the versionId query; a file URI escapes "?" and "#" in names, an S3 URI keeps "#".
+  return isModelUpload({ key: object.uri.split('?')[0] ?? '', size: object.size });
 }
 
 function isNewer(candidate: ObjectInfo, best: ObjectInfo | undefined): boolean {
@@ -13,7 +13,8 @@ function isNewer(candidate: ObjectInfo, best: ObjectInfo | undefined): boolean {
 }
 
 /**
- * Picks the newest `model.tar.gz` among listed objects by the rollout's rule, `compareUploads`:
+ * Picks the newest model among listed objects by the rollout's rules: of the objects `isModelUpload`
+ * accepts (a non-empty `model.tar.gz` whose key a MODEL_URI can pin), by `compareUploads`:
  * latest `lastModified`; objects modified in the same instant (S3 keeps it to the second) are ordered
  * by their URIs in natural order, so `.../job-10/model.tar.gz` beats `.../job-9/model.tar.gz` and
  * timestamped SageMaker job names order by time, whatever the listing order. Undefined when there is

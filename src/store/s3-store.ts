@@ -10,6 +10,7 @@ import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { ENV } from '../names.ts';
+import { isModelUpload } from '../shared/upload-order.ts';
 import { StoreError } from './errors.ts';
 import { pickNewestModelFrom } from './newest.ts';
 import type { GetOptions, ObjectInfo, PutOptions } from './types.ts';
@@ -55,6 +56,12 @@ export function createS3Client(options: S3StoreOptions = {}): S3Client {
   }
   if (options.credentials) config.credentials = options.credentials;
   return new S3Client(config);
+}
+
+/** One listed object: its key, and its metadata but the URI (which a key with "?" cannot have). */
+interface ListedKey {
+  readonly key: string;
+  readonly info: Omit<ObjectInfo, 'uri'>;
 }
 
 function uriOf(address: S3Address): string {
@@ -179,6 +186,31 @@ export class S3ObjectStore {
   }
 
   async *list(bucket: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    for await (const object of this.#listKeys(bucket, prefix)) {
+      yield { uri: uriOf({ bucket, key: object.key }), ...object.info };
+    }
+  }
+
+  /** Finds the newest model by listing, then heads it so the result carries its versionId and ETag. */
+  async newestModel(bucket: string, prefix: string): Promise<ObjectInfo> {
+    const newest = await pickNewestModelFrom(this.#listModels(bucket, prefix));
+    if (!newest) throw new StoreError('STORE_NOT_FOUND', `no model.tar.gz under s3://${bucket}/${prefix}`);
+    const key = newest.uri.slice(`s3://${bucket}/`.length);
+    return this.head({ bucket, key });
+  }
+
+  /**
+   * The listed objects that may be models (`isModelUpload`), picked out before they become URIs: one
+   * key with "?" under the prefix, which no URI can name, must not hide every model there.
+   */
+  async *#listModels(bucket: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    for await (const { key, info } of this.#listKeys(bucket, prefix)) {
+      if (isModelUpload({ key, size: info.size })) yield { uri: uriOf({ bucket, key }), ...info };
+    }
+  }
+
+  /** Every object under a prefix, across all pages, by key. */
+  async *#listKeys(bucket: string, prefix: string): AsyncGenerator<ListedKey> {
     let token: string | undefined;
     do {
       let response;
@@ -192,22 +224,16 @@ export class S3ObjectStore {
       for (const object of response.Contents ?? []) {
         if (object.Key === undefined) continue;
         yield {
-          uri: uriOf({ bucket, key: object.Key }),
-          size: object.Size ?? 0,
-          lastModified: object.LastModified ?? new Date(0),
-          etag: unquote(object.ETag),
+          key: object.Key,
+          info: {
+            size: object.Size ?? 0,
+            lastModified: object.LastModified ?? new Date(0),
+            etag: unquote(object.ETag),
+          },
         };
       }
       token = response.IsTruncated ? response.NextContinuationToken : undefined;
     } while (token);
-  }
-
-  /** Finds the newest model by listing, then heads it so the result carries its versionId and ETag. */
-  async newestModel(bucket: string, prefix: string): Promise<ObjectInfo> {
-    const newest = await pickNewestModelFrom(this.list(bucket, prefix));
-    if (!newest) throw new StoreError('STORE_NOT_FOUND', `no model.tar.gz under s3://${bucket}/${prefix}`);
-    const key = newest.uri.slice(`s3://${bucket}/`.length);
-    return this.head({ bucket, key });
   }
 
   /** A 404 on HEAD/GET has no body, so "no such bucket" looks like "no such key" until we ask. */

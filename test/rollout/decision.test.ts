@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareSequencers, decideRollout, type RolloutDecision } from '../../src/rollout/decision.ts';
 import type { PinnedModel, ServiceState } from '../../src/rollout/deploy-target.ts';
+import { isModelUpload } from '../../src/shared/upload-order.ts';
 import { pickNewestModel } from '../../src/store/index.ts';
 import { MODELS_BUCKET, modelEvent, type ModelEventOverrides } from './fixtures.ts';
 
@@ -171,6 +172,19 @@ describe('decideRollout', () => {
       expect(newest?.uri).toBe(`s3://${MODELS_BUCKET}/${live?.key}`);
     },
   );
+
+  it.each([
+    ['training/job-2/output/model.tar.gz', 10, true],
+    ['training/job-2/output/model.tar.gz', 0, false],
+    ['training/job#2/output/model.tar.gz', 10, false],
+    ['training/job?2/output/model.tar.gz', 10, false],
+    ['training/job-2/output/notes.txt', 10, false],
+  ])('deploys %s of %i bytes exactly when the store counts it as a model (%s)', (key, size, model) => {
+    const decision = decideRollout(modelEvent({ key, size }), stateWith(undefined), policy);
+
+    expect(decision.kind === 'deploy').toBe(model);
+    expect(isModelUpload({ key, size })).toBe(model);
+  });
 
   it('treats a live model without an ordering record (pinned by hand) as older than any event', () => {
     const live: PinnedModel = { uri: `s3://${MODELS_BUCKET}/manual/model.tar.gz` };

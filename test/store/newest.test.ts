@@ -7,6 +7,18 @@ function object(uri: string, iso: string): ObjectInfo {
 }
 
 describe('pickNewestModel', () => {
+  it('passes over an empty model.tar.gz and a key with "#", which the rollout never deploys', () => {
+    const objects = [
+      object('s3://m-1/a/output/model.tar.gz', '2026-01-01T00:00:00Z'),
+      { ...object('s3://m-1/b/output/model.tar.gz', '2026-01-02T00:00:00Z'), size: 0 },
+      object('s3://m-1/c#1/output/model.tar.gz', '2026-01-03T00:00:00Z'),
+      object('file:///m/d%231/output/model.tar.gz', '2026-01-04T00:00:00Z'),
+    ];
+    expect(pickNewestModel(objects.slice(0, 3))?.uri).toBe('s3://m-1/a/output/model.tar.gz');
+    // A file URI escapes "#" in a name: that file is a model like any other.
+    expect(pickNewestModel(objects)?.uri).toBe('file:///m/d%231/output/model.tar.gz');
+  });
+
   it('picks the latest model.tar.gz and ignores other objects, however new', () => {
     const objects = [
       object('s3://m-1/a/output/model.tar.gz', '2026-01-01T00:00:00Z'),

@@ -145,6 +145,25 @@ describe('S3 reads by versionId (mocked client)', () => {
     ]);
     expect(newest.uri).toBe('s3://acme-models/mnist/job-10/output/model.tar.gz');
   });
+
+  // The rollout skips an empty upload and rejects a key with "?" or "#" (it cannot pin one in
+  // MODEL_URI), so a prefix must not resolve to one, nor fail because such a key lies under it.
+  it('heads the newest model the rollout could deploy, passing over empty objects and keys with "?" or "#"', async () => {
+    const at = (second: number): Date => new Date(Date.UTC(2026, 0, 1, 0, 0, second));
+    s3Mock.on(ListObjectsV2Command).resolves({
+      IsTruncated: false,
+      Contents: [
+        { Key: 'mnist/job-1/output/model.tar.gz', Size: 10, LastModified: at(1) },
+        { Key: 'mnist/job-2/output/model.tar.gz', Size: 0, LastModified: at(2) },
+        { Key: 'mnist/job#3/output/model.tar.gz', Size: 10, LastModified: at(3) },
+        { Key: 'mnist/job?4/output/model.tar.gz', Size: 10, LastModified: at(4) },
+        { Key: 'mnist/notes/why?.txt', Size: 10, LastModified: at(5) },
+      ],
+    });
+    s3Mock.on(HeadObjectCommand).resolves({ ContentLength: 10, LastModified: at(1), ETag: '"e1"' });
+    const newest = await store.newestModel('s3://acme-models/mnist/');
+    expect(newest.uri).toBe('s3://acme-models/mnist/job-1/output/model.tar.gz');
+  });
 });
 
 describe('S3 error mapping (mocked client)', () => {

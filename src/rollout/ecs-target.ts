@@ -96,8 +96,24 @@ interface DescribedTaskDefinition {
   readonly tags: readonly Tag[];
 }
 
-/** Most newer revisions `describe` reads for models the service was rolled back from. */
-const ROLLED_BACK_SCAN = 10;
+/**
+ * Most revisions one look over the family reads: newer ones for the models the service was rolled
+ * back from (`describe`), older ones for the revision a code deploy replaced (`rollback`).
+ */
+const REVISION_SCAN = 10;
+
+/** An ACTIVE revision of the family, as ListTaskDefinitions names it. */
+interface Revision {
+  readonly arn: string;
+  readonly revision: number;
+}
+
+/** A revision on rollback's way back: its number, its tags and the model it pins. */
+interface ChainLink {
+  readonly revision: number;
+  readonly tags: readonly Tag[];
+  readonly model: PinnedModel | undefined;
+}
 
 /**
  * Deploys to an ECS service by task-definition revisions.
@@ -165,7 +181,7 @@ export class EcsDeployTarget implements DeployTarget {
    * towards each of them and came back (circuit breaker or rollback by hand). A newer revision the
    * service never ran (a rollout that failed, or died, between registering it and switching to
    * it) does not count: its event must still deploy when it is retried. Scans at most
-   * {@link ROLLED_BACK_SCAN} newer revisions.
+   * {@link REVISION_SCAN} newer revisions.
    */
   async #rolledBackModels(current: TaskDefinition): Promise<PinnedModel[]> {
     const { family, revision } = current;
@@ -173,7 +189,7 @@ export class EcsDeployTarget implements DeployTarget {
     const models: PinnedModel[] = [];
     let scanned = 0;
     for await (const candidate of this.#revisions(family)) {
-      if (candidate.revision <= revision || ++scanned > ROLLED_BACK_SCAN) break;
+      if (candidate.revision <= revision || ++scanned > REVISION_SCAN) break;
       // Read fresh: the deployment tag is added after registration, maybe by another instance.
       const { taskDefinition, tags } = await this.#describeTaskDefinition(candidate.arn, { fresh: true });
       const model = this.#modelOf(taskDefinition);
@@ -183,7 +199,7 @@ export class EcsDeployTarget implements DeployTarget {
   }
 
   /** ACTIVE revisions of `family`, newest first, one ListTaskDefinitions page at a time. */
-  async *#revisions(family: string): AsyncGenerator<{ arn: string; revision: number }> {
+  async *#revisions(family: string): AsyncGenerator<Revision> {
     let nextToken: string | undefined;
     do {
       const page = await this.#call('ListTaskDefinitions', () =>
@@ -297,10 +313,10 @@ export class EcsDeployTarget implements DeployTarget {
    * The way back is the chain of base revisions the rollout records (`slipway:base-revision`: what
    * the service ran when a revision was registered), not simply the next lower revision number: a
    * model the circuit breaker rejected sits between the two (A live, B deployed and rolled back to
-   * A, C deployed from A: C's base is A, and B is never a rollback target). Where the chain has no
-   * record (a revision CloudFormation or a person registered) or its link is no longer ACTIVE, it
-   * goes on with the next lower ACTIVE revision. Revisions that pin the current model (or no
-   * model) are passed over the same way.
+   * A, C deployed from A: C's base is A, and B is never a rollback target). A revision with no
+   * record (one a code deploy or a person registered) links to the newest older revision that pins
+   * its model and ran (see `#predecessor`), else to the next lower ACTIVE revision. Revisions that
+   * pin the current model (or no model), and revisions the service never ran, are passed over.
    */
   async rollback(): Promise<DeployResult> {
     const currentArn = requireTaskDefinition(await this.#describeService());
@@ -311,22 +327,53 @@ export class EcsDeployTarget implements DeployTarget {
       throw new RolloutError('ROLLOUT_AWS', `task definition ${currentArn} has no family or revision`);
     }
 
-    let before = previousRevision(currentRevision, current.tags);
-    for await (const { arn, revision } of this.#revisions(family)) {
-      if (revision > before) continue;
-      const candidate = await this.#describeTaskDefinition(arn);
+    const older: Revision[] = [];
+    for await (const listed of this.#revisions(family)) {
+      if (listed.revision < currentRevision) older.push(listed);
+    }
+    let link: ChainLink = { revision: currentRevision, tags: current.tags, model: currentModel };
+    for (;;) {
+      const before = await this.#predecessor(link, older);
+      const next = older.find(({ revision }) => revision <= before);
+      if (next === undefined) break;
+      const candidate = await this.#describeTaskDefinition(next.arn);
       const model = this.#modelOf(candidate.taskDefinition);
-      if (model !== undefined && !sameModel(model, currentModel)) {
-        const deploymentId = primaryDeploymentId(await this.#updateService(arn), arn);
-        return { deploymentId, revision: arn, previousRevision: currentArn, model };
+      if (model !== undefined && !sameModel(model, currentModel) && ranOnService(candidate.tags)) {
+        const deploymentId = primaryDeploymentId(await this.#updateService(next.arn), next.arn);
+        return { deploymentId, revision: next.arn, previousRevision: currentArn, model };
       }
-      before = previousRevision(revision, candidate.tags);
+      link = { revision: next.revision, tags: candidate.tags, model };
     }
 
     throw new RolloutError(
       'ROLLOUT_NO_PREVIOUS_MODEL',
-      `no earlier ACTIVE revision of ${family} pins a model other than ${currentModel?.uri ?? 'none'}`,
+      `no earlier ACTIVE revision of ${family} that the service ran pins a model other than ${currentModel?.uri ?? 'none'}`,
     );
+  }
+
+  /**
+   * The highest revision number the service may have run before `link`: its recorded base
+   * revision; else, for a revision with no record, the newest of the next {@link REVISION_SCAN}
+   * older revisions that pins the same model and ran; else any lower one.
+   *
+   * A revision with no record is a code deploy's (or a person's). A code deploy pins the model
+   * that was live when it ran (deploy.yml reads it from the live deployment into
+   * `initialModelUri`), so the revision it replaced is the newest older one that pins that model,
+   * and the revisions between the two pin models the service had left by then: rolled back by the
+   * circuit breaker or by hand, never a rollback target.
+   */
+  async #predecessor(link: ChainLink, older: readonly Revision[]): Promise<number> {
+    const recorded = recordedBaseRevision(link.revision, link.tags);
+    if (recorded !== undefined) return recorded;
+    if (link.model !== undefined) {
+      const scan = older.filter(({ revision }) => revision < link.revision).slice(0, REVISION_SCAN);
+      for (const { arn, revision } of scan) {
+        const { taskDefinition, tags } = await this.#describeTaskDefinition(arn);
+        const model = this.#modelOf(taskDefinition);
+        if (model !== undefined && sameModel(model, link.model) && ranOnService(tags)) return revision;
+      }
+    }
+    return link.revision - 1;
   }
 
   /** Poll DescribeServices until the deployment completes, fails, rolls back or is superseded. */
@@ -639,13 +686,10 @@ function ranOnService(tags: readonly Tag[]): boolean {
   return keys.has(REVISION_TAGS.deployment) || !keys.has(REVISION_TAGS.base);
 }
 
-/**
- * The highest revision number a rollback from `revision` may go to: its recorded base revision,
- * or (with no usable record) any lower one.
- */
-function previousRevision(revision: number, tags: readonly Tag[]): number {
+/** The base revision recorded on `revision`, if it carries a usable one (a lower number). */
+function recordedBaseRevision(revision: number, tags: readonly Tag[]): number | undefined {
   const recorded = tags.find((tag) => tag.key === REVISION_TAGS.base)?.value ?? '';
-  return /^\d+$/.test(recorded) && Number(recorded) < revision ? Number(recorded) : revision - 1;
+  return /^\d+$/.test(recorded) && Number(recorded) < revision ? Number(recorded) : undefined;
 }
 
 function parseTaskDefinitionArn(arn: string): { family: string; revision: number } | undefined {

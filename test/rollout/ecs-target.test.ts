@@ -633,9 +633,108 @@ describe('EcsDeployTarget rollback', () => {
 
     const result = await newTarget().rollback();
 
-    // 9 -> 8 (no record: the next lower one; same model) -> 6 (8's base), past b's revision 7.
+    // 9 -> 8 (no record: the newest older revision that pins its model c) -> 6 (8's base), past b's 7.
     expect(result.revision).toBe(taskDefinitionArn(6));
     expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+  });
+
+  /** A code deploy: a revision copied from `from` (same model and record) with only the stack's tags, made live. */
+  function codeDeployFrom(from: number): number {
+    const source = world.taskDefinitions.get(taskDefinitionArn(from))!.taskDefinition;
+    const revision = ++world.lastRevision;
+    world.taskDefinitions.set(taskDefinitionArn(revision), {
+      taskDefinition: { ...source, revision, taskDefinitionArn: taskDefinitionArn(revision) },
+      tags: INITIAL_TAGS,
+    });
+    world.serviceTaskDefinition = taskDefinitionArn(revision);
+    return revision;
+  }
+
+  it('passes over a model the circuit breaker rejected just before a code deploy, to the model before the live one', async () => {
+    // z live on 6, a on 7; b (8) rolled back to 7 by the circuit breaker; then a code deploy (9) keeps a.
+    const [z, a, b] = ['z', 'a', 'b'].map((name, hour) =>
+      modelEvent({
+        key: `runs/${name}/model.tar.gz`,
+        time: `2026-03-01T1${hour}:00:00Z`,
+        versionId: `v${name}`,
+      }),
+    );
+    for (const event of [z, a, b]) await rolloutModelEvent(event, newTarget(), policy);
+    world.serviceTaskDefinition = taskDefinitionArn(7);
+    expect(codeDeployFrom(7)).toBe(9);
+
+    const result = await newTarget().rollback();
+
+    // 9 has no base record: it replaced 7, the newest older revision that pins its model a, so
+    // b's revision 8 (between the two) is passed over, and 7's base 6 is the way back.
+    expect(result.revision).toBe(taskDefinitionArn(6));
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/z/model.tar.gz?versionId=vz`);
+    expect(ecs.commandCalls(UpdateServiceCommand).at(-1)!.args[0].input).toStrictEqual({
+      cluster: CLUSTER,
+      service: SERVICE,
+      taskDefinition: taskDefinitionArn(6),
+      forceNewDeployment: true,
+    });
+  });
+
+  it('goes back through a code deploy revision to the model before it, after a later model', async () => {
+    // a live on 6; b (7) rolled back; code deploy 8 keeps a; c deployed from 8 (9).
+    const [a, b, c] = ['a', 'b', 'c'].map((name, hour) =>
+      modelEvent({
+        key: `runs/${name}/model.tar.gz`,
+        time: `2026-03-01T1${hour}:00:00Z`,
+        versionId: `v${name}`,
+      }),
+    );
+    await rolloutModelEvent(a, newTarget(), policy);
+    await rolloutModelEvent(b, newTarget(), policy);
+    world.serviceTaskDefinition = taskDefinitionArn(6);
+    codeDeployFrom(6);
+    await rolloutModelEvent(c, newTarget(), policy);
+
+    const first = await newTarget().rollback();
+    const second = await newTarget()
+      .rollback()
+      .catch((e: unknown) => e);
+
+    expect(first.revision).toBe(taskDefinitionArn(8));
+    expect(first.model?.key).toBe('runs/a/model.tar.gz');
+    // From 8 (a, no record) the way back is 6 (a), whose base 5 pins no model: nothing is left,
+    // and b (7) is never the answer.
+    expect((second as RolloutError).code).toBe('ROLLOUT_NO_PREVIOUS_MODEL');
+    expect(world.serviceTaskDefinition).toBe(taskDefinitionArn(8));
+  });
+
+  it('passes over a revision the service never ran (its switch failed and it could not be deregistered)', async () => {
+    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
+    await rolloutModelEvent(a, newTarget(), policy);
+    // Revision 7 pins b and records base 6, but no deployment ever switched to it.
+    const six = world.taskDefinitions.get(taskDefinitionArn(6))!;
+    const bUri = `s3://${MODELS_BUCKET}/runs/b/model.tar.gz?versionId=vb`;
+    const withModel = (uri: string, revision: number): TaskDefinition => ({
+      ...six.taskDefinition,
+      revision,
+      taskDefinitionArn: taskDefinitionArn(revision),
+      containerDefinitions: six.taskDefinition.containerDefinitions!.map((c) =>
+        c.name === 'inference' ? { ...c, environment: [{ name: 'MODEL_URI', value: uri }] } : c,
+      ),
+    });
+    world.taskDefinitions.set(taskDefinitionArn(7), {
+      taskDefinition: withModel(bUri, 7),
+      tags: [{ key: 'slipway:base-revision', value: '6' }],
+    });
+    // Revision 8: a model pinned by hand (aws ecs register-task-definition), no rollout tags.
+    world.taskDefinitions.set(taskDefinitionArn(8), {
+      taskDefinition: withModel(`s3://${MODELS_BUCKET}/hand/model.tar.gz`, 8),
+      tags: [],
+    });
+    world.lastRevision = 8;
+    world.serviceTaskDefinition = taskDefinitionArn(8);
+
+    const result = await newTarget().rollback();
+
+    expect(result.revision).toBe(taskDefinitionArn(6));
+    expect(result.model?.key).toBe('runs/a/model.tar.gz');
   });
 
   it('never rolls back to the no-model state', async () => {

@@ -178,8 +178,10 @@ const schema = z
     /**
      * Reserve one concurrent execution for the rollout Lambda, so uploads roll out one at a time.
      * false is an escape hatch for accounts whose Lambda concurrency limit is 10 (see README).
+     * Unset means true, and synth notes once what that needs from the account; setting it
+     * (to true) is how a team says it has read that.
      */
-    serialRollouts: bool.default(true),
+    serialRollouts: bool.optional(),
     alarmEmails: stringList.default([]),
   })
   .superRefine((c, ctx) => {

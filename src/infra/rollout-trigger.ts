@@ -43,6 +43,8 @@ export interface RolloutTriggerProps {
   /**
    * Run one rollout at a time (reserved concurrency 1). Turning it off lets two uploads' rollouts
    * race (see ROLLOUTS_NOT_SERIAL); it exists for accounts that cannot reserve any concurrency.
+   * Left unset, synth also notes what the reservation needs from the account
+   * (SERIAL_ROLLOUTS_NEED_CONCURRENCY); set to true, it says nothing.
    * @default true
    */
   readonly serialRollouts?: boolean;
@@ -68,7 +70,8 @@ export const SERIAL_ROLLOUTS_NEED_CONCURRENCY =
   "account's regional limit unreserved, so where that limit is 10 (often on new accounts) the deploy fails with " +
   '"Specified ReservedConcurrentExecutions for function decreases account\'s UnreservedConcurrentExecution below ' +
   'its minimum value of [10]". Request a higher "Concurrent executions" quota in Service Quotas, or deploy with ' +
-  '-c serialRollouts=false (src/infra/README.md says what that gives up).';
+  '-c serialRollouts=false (src/infra/README.md says what that gives up). This note shows while serialRollouts ' +
+  'is unset: set "serialRollouts": true in cdk.json once the account has room, and it goes away.';
 
 /** S3 upload -> EventBridge rule -> rollout Lambda, with retries, DLQ, failure destination and alarms. */
 export class RolloutTrigger extends Construct {
@@ -147,8 +150,12 @@ export class RolloutTrigger extends Construct {
       description: 'Slipway rollout: pin an uploaded model in a new task-definition revision and redeploy',
     });
 
-    if (serial) Annotations.of(this.function).addInfo(SERIAL_ROLLOUTS_NEED_CONCURRENCY);
-    else Annotations.of(this).addWarningV2('@slipway/infra:rolloutsNotSerial', ROLLOUTS_NOT_SERIAL);
+    // The note matters until someone has chosen; an explicit true is that choice, so synth stays quiet.
+    if (props.serialRollouts === undefined) {
+      Annotations.of(this.function).addInfo(SERIAL_ROLLOUTS_NEED_CONCURRENCY);
+    } else if (!serial) {
+      Annotations.of(this).addWarningV2('@slipway/infra:rolloutsNotSerial', ROLLOUTS_NOT_SERIAL);
+    }
 
     this.function.addToRolePolicy(
       new iam.PolicyStatement({

@@ -29,8 +29,9 @@ describe('parseConfig', () => {
       internetFacing: false,
       initialModelUri: NO_MODEL_URI,
       logRetentionDays: 30,
-      serialRollouts: true,
     });
+    // Unset, not true: the rollout reserves concurrency either way, and notes why only while unset.
+    expect(config.serialRollouts).toBeUndefined();
     expect(config.imageTag).toBeUndefined();
     expect(config.desiredCount).toBeUndefined();
   });

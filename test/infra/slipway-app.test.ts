@@ -515,6 +515,7 @@ describe('rollout trigger', () => {
       "decreases account's UnreservedConcurrentExecution below its minimum value of [10]",
     );
     expect(SERIAL_ROLLOUTS_NEED_CONCURRENCY).toContain('-c serialRollouts=false');
+    expect(SERIAL_ROLLOUTS_NEED_CONCURRENCY).toContain('set "serialRollouts": true in cdk.json');
     Annotations.fromStack(built.platform).hasNoWarning('*', ROLLOUTS_NOT_SERIAL);
   });
 
@@ -1038,6 +1039,17 @@ describe('config variants', () => {
         prefix,
       ).toHaveLength(1);
     }
+  });
+
+  it('says nothing about concurrency once serialRollouts is set to true, and still reserves 1 for the rollout', () => {
+    const { app, findings: variantFindings } = synthVariant({ serialRollouts: 'true' });
+    expect(variantFindings).toEqual([]);
+    Template.fromStack(app.platform!).hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.handler',
+      ReservedConcurrentExecutions: 1,
+    });
+    Annotations.fromStack(app.platform!).hasNoInfo('*', SERIAL_ROLLOUTS_NEED_CONCURRENCY);
+    Annotations.fromStack(app.platform!).hasNoWarning('*', ROLLOUTS_NOT_SERIAL);
   });
 
   it('reserves no concurrency for the rollout with serialRollouts=false, says what that gives up, and passes cdk-nag', () => {

@@ -23,6 +23,7 @@ import { RolloutError } from './errors.ts';
 import { headWithS3, resolveObjectKey, type HeadObject } from './event-key.ts';
 import { eventField, matchesEventPattern, readableS3EventKey } from './event.ts';
 import { rolloutModelEvent, type RolloutOutcome } from './operations.ts';
+import { ROLLOUT_LOG_MESSAGES, loggedObjectOf } from './outcome-log.ts';
 
 /** The handler's configuration, read from the environment. */
 export interface RolloutConfig {
@@ -97,10 +98,11 @@ export function createRolloutHandler(
         objectKey === undefined ? {} : { objectKey },
       );
     } catch (err) {
-      logger.error('rollout failed', {
+      logger.error(ROLLOUT_LOG_MESSAGES.failed, {
         error: err instanceof Error ? err : String(err),
         code: err instanceof RolloutError ? err.code : undefined,
         modelUri: modelUriOf(event, objectKey),
+        object: loggedObjectOf(event, objectKey),
         eventId: eventField(event, 'id'),
       });
       throw err;
@@ -108,8 +110,9 @@ export function createRolloutHandler(
     switch (outcome.kind) {
       case 'deploy': {
         const { result, decision } = outcome;
-        logger.info('rollout started', {
+        logger.info(ROLLOUT_LOG_MESSAGES.deployed, {
           modelUri: decision.model.uri,
+          object: loggedObjectOf(event, objectKey),
           deploymentId: result.deploymentId,
           revision: result.revision,
           previousRevision: result.previousRevision,
@@ -124,10 +127,11 @@ export function createRolloutHandler(
       }
       case 'skip': {
         const { decision } = outcome;
-        logger.info('rollout skipped', {
+        logger.info(ROLLOUT_LOG_MESSAGES.skipped, {
           reason: decision.reason,
           detail: decision.detail,
           modelUri: decision.event?.uri ?? modelUriOf(event, objectKey),
+          object: loggedObjectOf(event, objectKey),
           eventId: eventField(event, 'id'),
         });
         return {
@@ -137,8 +141,10 @@ export function createRolloutHandler(
         };
       }
       case 'reject': {
-        logger.error('rollout rejected an invalid event', {
+        logger.error(ROLLOUT_LOG_MESSAGES.rejected, {
           reason: outcome.decision.reason,
+          modelUri: modelUriOf(event, objectKey),
+          object: loggedObjectOf(event, objectKey),
           eventId: eventField(event, 'id'),
         });
         // Thrown so the bad event lands in the failure destination instead of vanishing.

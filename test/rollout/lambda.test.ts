@@ -165,6 +165,24 @@ describe('rollout Lambda handler', () => {
     ]);
   });
 
+  it('names the object of every outcome it logs, which is how deploy --wait finds its upload', async () => {
+    const object = {
+      bucket: MODELS_BUCKET,
+      key: 'training/job-1/output/model.tar.gz',
+      versionId: DOCUMENTED_OBJECT_CREATED_EVENT.detail.object['version-id'],
+      etag: DOCUMENTED_OBJECT_CREATED_EVENT.detail.object.etag,
+    };
+    await handler(modelEvent());
+    await handler(modelEvent());
+    await handler(modelEvent({ size: 'five' as unknown as number })).catch(() => undefined);
+
+    expect(logLines().map((l) => [l.message, l.object])).toEqual([
+      ['rollout started', object],
+      ['rollout skipped', object],
+      ['rollout rejected an invalid event', object],
+    ]);
+  });
+
   it('throws on an event from another bucket so it lands in the failure destination', async () => {
     const error = await handler(modelEvent({ bucket: 'not-the-models-bucket' })).catch((e: unknown) => e);
 
@@ -191,6 +209,7 @@ describe('rollout Lambda handler', () => {
         message: 'rollout failed',
         code: 'ROLLOUT_ACCESS_DENIED',
         modelUri: `s3://${MODELS_BUCKET}/training/job 1/output/model.tar.gz`,
+        object: expect.objectContaining({ key: 'training/job 1/output/model.tar.gz' }),
       }),
     );
   });

@@ -79,6 +79,13 @@ export const REVISION_TAGS = {
   deployment: 'slipway:deployment',
 } as const;
 
+/**
+ * How many times Lambda retries a rollout invocation that failed before the event goes to the
+ * failure queue (infra sets it; `slipway deploy --wait` stops waiting after that many failures
+ * and the first).
+ */
+export const ROLLOUT_RETRY_ATTEMPTS = 2;
+
 /** Default port of the inference service and of the local load balancer. */
 export const DEFAULT_PORT = 8080;
 
@@ -141,6 +148,8 @@ export const STACK_OUTPUTS = {
   trainingSecurityGroup: 'TrainingSecurityGroupId',
   fileSystemId: 'FileSystemId',
   alarmTopicArn: 'AlarmTopicArn',
+  /** The rollout function's log group: `deploy --cloud --wait` reads each upload's outcome there. */
+  rolloutLogGroup: 'RolloutLogGroupName',
 } as const;
 
 /** Default name of the CloudFormation stack. */

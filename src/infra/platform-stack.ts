@@ -284,6 +284,7 @@ export class PlatformStack extends Stack {
       trainingSecurityGroup: this.training.jobSecurityGroup.securityGroupId,
       fileSystemId: this.fileSystem.fileSystem.fileSystemId,
       alarmTopicArn: this.alarms.topic.topicArn,
+      rolloutLogGroup: this.rollout.logGroup.logGroupName,
     };
     for (const [key, value] of Object.entries(outputs) as Array<[keyof typeof STACK_OUTPUTS, string]>) {
       // The logical ID is the output key the CLI and workflows look up: never let the CDK rename it.

@@ -14,7 +14,13 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { ENV, INFERENCE_CONTAINER_NAME, REVISION_TAGS, modelUploadEventPattern } from '../names.ts';
+import {
+  ENV,
+  INFERENCE_CONTAINER_NAME,
+  REVISION_TAGS,
+  ROLLOUT_RETRY_ATTEMPTS,
+  modelUploadEventPattern,
+} from '../names.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -77,6 +83,8 @@ export const SERIAL_ROLLOUTS_NEED_CONCURRENCY =
 export class RolloutTrigger extends Construct {
   /** The rollout function. */
   readonly function: nodejs.NodejsFunction;
+  /** The function's log: one JSON line per outcome of an event (`slipway deploy --wait` reads it). */
+  readonly logGroup: logs.ILogGroup;
   /** The rule matching `model.tar.gz` uploads to the models bucket. */
   readonly rule: events.Rule;
   /** Events EventBridge could not deliver after its retries. */
@@ -113,6 +121,7 @@ export class RolloutTrigger extends Construct {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    this.logGroup = logGroup;
     this.function = new nodejs.NodejsFunction(this, 'Function', {
       entry,
       handler: 'handler',
@@ -144,7 +153,7 @@ export class RolloutTrigger extends Construct {
           "import { createRequire as __slipwayCreateRequire } from 'node:module';const require = __slipwayCreateRequire(import.meta.url);",
         externalModules: [],
       },
-      retryAttempts: 2,
+      retryAttempts: ROLLOUT_RETRY_ATTEMPTS,
       maxEventAge: Duration.hours(1),
       onFailure: new destinations.SqsDestination(this.failureQueue),
       description: 'Slipway rollout: pin an uploaded model in a new task-definition revision and redeploy',

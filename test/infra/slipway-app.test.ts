@@ -344,6 +344,16 @@ describe('outputs', () => {
   it('joins the training subnets with commas', () => {
     platform.hasOutput(STACK_OUTPUTS.trainingSubnets, { Value: { 'Fn::Join': [',', Match.anyValue()] } });
   });
+
+  it('names the log group the rollout function writes to, where deploy --wait reads outcomes', () => {
+    platform.hasOutput(STACK_OUTPUTS.rolloutLogGroup, {
+      Value: { Ref: id(built.platform.rollout.logGroup) },
+    });
+    platform.hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.handler',
+      LoggingConfig: { LogGroup: { Ref: id(built.platform.rollout.logGroup) } },
+    });
+  });
 });
 
 describe('image registry', () => {

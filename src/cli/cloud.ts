@@ -1,4 +1,5 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { CloudWatchLogsClient, FilterLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { SlipwayError, UsageError } from '../errors.ts';
 import { DEFAULT_STACK_NAME, STACK_OUTPUTS } from '../names.ts';
@@ -13,6 +14,38 @@ export interface CloudContext {
   readonly loadBalancerUrl: string | undefined;
   readonly target: EcsDeployTarget;
   readonly store: ObjectStore;
+  /** The rollout function's log; undefined for a stack deployed before it had the output. */
+  readonly rolloutLog: RolloutLog | undefined;
+}
+
+/** The rollout function's log group in CloudWatch Logs, read with FilterLogEvents. */
+export class RolloutLog {
+  readonly #client: CloudWatchLogsClient;
+
+  constructor(
+    readonly logGroupName: string,
+    client: CloudWatchLogsClient = new CloudWatchLogsClient({}),
+  ) {
+    this.#client = client;
+  }
+
+  /** Every message logged at or after `startTime` (epoch milliseconds), oldest first. */
+  async messagesSince(startTime: number): Promise<string[]> {
+    const messages: string[] = [];
+    let nextToken: string | undefined;
+    do {
+      const page = await this.#client.send(
+        new FilterLogEventsCommand({
+          logGroupName: this.logGroupName,
+          startTime,
+          ...(nextToken === undefined ? {} : { nextToken }),
+        }),
+      );
+      for (const event of page.events ?? []) if (event.message !== undefined) messages.push(event.message);
+      nextToken = page.nextToken;
+    } while (nextToken !== undefined);
+    return messages;
+  }
 }
 
 /** Reads a CloudFormation stack's outputs as a key -> value map. */
@@ -59,6 +92,7 @@ export async function cloudContext(stackName = DEFAULT_STACK_NAME): Promise<Clou
     if (!value) throw new UsageError(`stack ${stackName} has no output ${key}; is it a Slipway stack?`);
     return value;
   };
+  const rolloutLogGroup = outputs[STACK_OUTPUTS.rolloutLogGroup];
   return {
     stackName,
     modelsBucket: need(STACK_OUTPUTS.modelsBucket),
@@ -69,5 +103,6 @@ export async function cloudContext(stackName = DEFAULT_STACK_NAME): Promise<Clou
       service: need(STACK_OUTPUTS.service),
     }),
     store: createStore({}),
+    rolloutLog: rolloutLogGroup ? new RolloutLog(rolloutLogGroup) : undefined,
   };
 }

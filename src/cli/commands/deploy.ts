@@ -6,12 +6,14 @@ import type { Command } from 'commander';
 import { SlipwayError, UsageError } from '../../errors.ts';
 import { toDeploymentInfo } from '../../local/local-deploy-target.ts';
 import { LOCAL_S3_CREDENTIALS } from '../../local/s3-server.ts';
-import { ARTIFACT } from '../../names.ts';
+import { ARTIFACT, ROLLOUT_RETRY_ATTEMPTS, STACK_OUTPUTS } from '../../names.ts';
 import type { DeployTarget, DeploymentInfo, PinnedModel } from '../../rollout/deploy-target.ts';
 import { followDeployment } from '../../rollout/operations.ts';
+import { loggedOutcome, type LoggedObject, type LoggedOutcome } from '../../rollout/outcome-log.ts';
 import { createStore } from '../../store/create-store.ts';
 import type { ObjectInfo, ObjectStore } from '../../store/types.ts';
 import { looksLikeUri, parseStoreUri } from '../../store/uri.ts';
+import type { CloudContext } from '../cloud.ts';
 import { printJson, secondsOption } from '../options.ts';
 import { progressPrinter, resolveWhere, whereOptions } from '../targets.ts';
 import type { Where, WhereFlags } from '../targets.ts';
@@ -32,7 +34,8 @@ export function registerDeploy(program: Command): void {
       .description(
         'Upload a model.tar.gz to the models bucket. The upload event starts the rollout by itself; ' +
           'with --wait, follow it until the new model serves (exit 0; also when that very object is ' +
-          'already live) or the rollout fails, rejects or skips the upload (exit 1).',
+          'already live) or the rollout fails, rejects or skips the upload (exit 1, naming why; with --cloud ' +
+          "read from the rollout function's log, which needs logs:FilterLogEvents).",
       ),
   )
     .option(
@@ -82,14 +85,14 @@ export function registerDeploy(program: Command): void {
       const deployment = await findDeployment(where, key, uploaded, before, deadline);
       if ('decision' in deployment) {
         const reason = `${deployment.decision}: ${deployment.detail}`;
-        const outcome = deployment.decision === 'reject' ? 'rejected' : 'skipped';
+        const outcome = noRolloutOutcome(deployment.decision);
         if (flags.json) printJson({ uri: uploaded.uri, outcome, reason });
         else process.stdout.write(`no rollout: ${reason}\n`);
         // Only a duplicate means the upload is what serves; any other skip leaves another model live.
         if (deployment.decision !== DUPLICATE) {
           throw new SlipwayError(
             `ROLLOUT_${outcome.toUpperCase()}`,
-            `the rollout ${outcome} ${uploaded.uri}; see \`npx slipway status\``,
+            `${noRolloutSentence(uploaded.uri, deployment)}; see \`npx slipway status\``,
           );
         }
         return;
@@ -159,7 +162,10 @@ async function openSource(source: Source, where: Where): Promise<{ body: Readabl
   return { body: createReadStream(source.path), size: source.size };
 }
 
-/** Why the rollout started no deployment for an upload, in the twin's words (`skip (<reason>)` or `reject`). */
+/**
+ * Why the rollout started no deployment for an upload, in the twin's words (`skip (<reason>)` or
+ * `reject`), or `fail` when the rollout function failed on it every time Lambda tried.
+ */
 export interface NoRollout {
   readonly decision: string;
   readonly detail: string;
@@ -167,6 +173,21 @@ export interface NoRollout {
 
 /** The decision of an upload that is already the live model: nothing to roll out, and nothing wrong. */
 const DUPLICATE = 'skip (duplicate)';
+
+/** The decision of an upload the rollout function failed on at every attempt Lambda made. */
+const FAILED = 'fail';
+
+function noRolloutOutcome(decision: string): 'skipped' | 'rejected' | 'failed' {
+  return decision === 'reject' ? 'rejected' : decision === FAILED ? 'failed' : 'skipped';
+}
+
+/** One sentence naming what the rollout did with `uri` and why, for the error line. */
+function noRolloutSentence(uri: string, no: NoRollout): string {
+  const skip = /^skip \((.+)\)$/.exec(no.decision)?.[1];
+  if (skip !== undefined) return `the rollout skipped ${uri} as ${skip}: ${no.detail}`;
+  if (no.decision === FAILED) return `the rollout failed on ${uri}: ${no.detail}`;
+  return `the rollout rejected ${uri}: ${no.detail}`;
+}
 
 /** What the service had before the upload: its deployments and (on the twin) its recent events. */
 export interface Before {
@@ -197,7 +218,8 @@ function pinsUpload(model: PinnedModel | undefined, key: string, uploaded: Objec
  * Waits for the deployment this upload started, or returns why the rollout started none.
  * Deployments that existed before the upload never count: a re-upload of the live model must not be
  * taken for its rollout (the rollout skips it as a duplicate), nor a re-upload of a model rolled
- * back from for its old, failed deployment.
+ * back from for its old, failed deployment. On the twin, its recent events say what the rollout
+ * decided; on AWS, the rollout function's log does (see {@link CloudRolloutWatch}).
  */
 export async function findDeployment(
   where: Where,
@@ -209,6 +231,7 @@ export async function findDeployment(
   const target: DeployTarget = where.target;
   const isNew = (d: { readonly id: string; readonly model: PinnedModel | undefined }): boolean =>
     !before.deploymentIds.has(d.id) && pinsUpload(d.model, key, uploaded);
+  const watch = where.kind === 'cloud' ? new CloudRolloutWatch(where.cloud, key, uploaded) : undefined;
   for (;;) {
     const status = await target.status();
     const match = status.deployments.find(isNew);
@@ -221,26 +244,113 @@ export async function findDeployment(
       if (skipped && skipped.decision !== 'deploy') {
         return { decision: skipped.decision, detail: skipped.detail };
       }
-    } else {
-      // The Lambda's log is not at hand; in a bucket without versions, the same bytes under the
-      // live model's key are what the rollout skips as a duplicate (decideRollout's rule).
-      const live = (await target.describe()).model;
-      if (
-        uploaded.versionId === undefined &&
-        uploaded.etag !== undefined &&
-        live?.key === key &&
-        live.versionId === undefined &&
-        live.etag === uploaded.etag
-      ) {
-        return { decision: DUPLICATE, detail: `${uploaded.uri} is already the live model` };
-      }
+    } else if (watch !== undefined) {
+      const found = await watch.look();
+      if (found !== undefined) return found;
     }
     if (Date.now() > deadline) {
       throw new SlipwayError(
         'ROLLOUT_NOT_STARTED',
-        `no rollout started for ${key} in time; check \`npx slipway status\``,
+        `no rollout started for ${key} in time${watch === undefined ? '' : `: ${watch.silence()}`}; check \`npx slipway status\``,
       );
     }
     await new Promise((r) => setTimeout(r, where.kind === 'cloud' ? 5_000 : 250));
   }
+}
+
+/**
+ * What the rollout on AWS did with one upload, looked up on each poll: the rollout function's log
+ * (every outcome, `../../rollout/outcome-log.ts`), and, where that log cannot be read, the one
+ * skip the service itself shows (the same bytes under the live model's key).
+ */
+class CloudRolloutWatch {
+  readonly #cloud: CloudContext;
+  readonly #key: string;
+  readonly #uploaded: ObjectInfo;
+  readonly #object: LoggedObject;
+  #failing: Extract<LoggedOutcome, { kind: 'failing' }> | undefined;
+  #logProblem: string | undefined;
+
+  constructor(cloud: CloudContext, key: string, uploaded: ObjectInfo) {
+    this.#cloud = cloud;
+    this.#key = key;
+    this.#uploaded = uploaded;
+    this.#object = {
+      bucket: cloud.modelsBucket,
+      key,
+      ...(uploaded.versionId === undefined ? {} : { versionId: uploaded.versionId }),
+      ...(uploaded.etag === undefined ? {} : { etag: uploaded.etag }),
+    };
+    if (cloud.rolloutLog === undefined) {
+      this.#logProblem = `stack ${cloud.stackName} has no ${STACK_OUTPUTS.rolloutLogGroup} output (deploy the stack again to get it)`;
+    }
+  }
+
+  /** The deployment the upload started or why it started none; undefined while undecided. */
+  async look(): Promise<DeploymentInfo | NoRollout | undefined> {
+    const duplicate = await this.#duplicate();
+    if (duplicate !== undefined) return duplicate;
+    const logged = await this.#logged();
+    switch (logged?.kind) {
+      case undefined:
+        return undefined;
+      case 'deployed':
+        // Logged after UpdateService, so the deployment is listed (isNew finds it on the next look
+        // at the latest, should this read be older than the log line).
+        return (await this.#cloud.target.status()).deployments.find((d) => d.id === logged.deploymentId);
+      case 'skipped':
+        return { decision: `skip (${logged.reason})`, detail: logged.detail };
+      case 'rejected':
+        return { decision: 'reject', detail: logged.reason };
+      case 'failing':
+        this.#failing = logged;
+        return logged.attempts > ROLLOUT_RETRY_ATTEMPTS
+          ? {
+              decision: FAILED,
+              detail: `${failure(logged)}, on every attempt; the event is in the failure queue`,
+            }
+          : undefined;
+    }
+  }
+
+  /** Why the wait saw no outcome, for the timeout message. */
+  silence(): string {
+    if (this.#failing !== undefined) return `${failure(this.#failing)} (Lambda retries it)`;
+    if (this.#logProblem !== undefined) {
+      return `only a deployment or a duplicate shows without the rollout function's log, and ${this.#logProblem}`;
+    }
+    return `the rollout function logged nothing for it; see the dead-letter queue (docs: Operations, DLQ messages)`;
+  }
+
+  async #logged(): Promise<LoggedOutcome | undefined> {
+    const log = this.#cloud.rolloutLog;
+    if (log === undefined) return undefined;
+    try {
+      // S3's LastModified is whole seconds, rounded down: no earlier than the upload's own event.
+      const messages = await log.messagesSince(this.#uploaded.lastModified.getTime());
+      this.#logProblem = undefined;
+      return loggedOutcome(messages, this.#object);
+    } catch (err) {
+      const first = this.#logProblem === undefined;
+      this.#logProblem = `reading ${log.logGroupName} failed: ${err instanceof Error ? err.message : String(err)} (it needs logs:FilterLogEvents)`;
+      if (first) process.stderr.write(`  note: ${this.#logProblem}\n`);
+      return undefined;
+    }
+  }
+
+  /** In a bucket without versions, the same bytes under the live model's key: decideRollout's duplicate. */
+  async #duplicate(): Promise<NoRollout | undefined> {
+    const { versionId, etag, uri } = this.#uploaded;
+    if (versionId !== undefined || etag === undefined) return undefined;
+    const live = (await this.#cloud.target.describe()).model;
+    if (live?.key === this.#key && live.versionId === undefined && live.etag === etag) {
+      return { decision: DUPLICATE, detail: `${uri} is already the live model` };
+    }
+    return undefined;
+  }
+}
+
+function failure(failing: Extract<LoggedOutcome, { kind: 'failing' }>): string {
+  const times = failing.attempts === 1 ? 'once' : `${failing.attempts} times`;
+  return `the rollout function failed on it ${times}, last with ${failing.code ?? 'an error'}: ${failing.error}`;
 }

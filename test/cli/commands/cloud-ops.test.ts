@@ -4,8 +4,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { ECSClient, RegisterTaskDefinitionCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { CloudWatchLogsClient, FilterLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
+import {
+  AccessDeniedException,
+  ECSClient,
+  RegisterTaskDefinitionCommand,
+  UpdateServiceCommand,
+} from '@aws-sdk/client-ecs';
 import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Logger } from '@aws-lambda-powertools/logger';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { captureOutput } from '../../helpers/capture-output.ts';
@@ -13,6 +20,7 @@ import type { CapturedOutput } from '../../helpers/capture-output.ts';
 import { runCli } from '../../../src/cli/program.ts';
 import { STACK_OUTPUTS } from '../../../src/names.ts';
 import { EcsDeployTarget } from '../../../src/rollout/ecs-target.ts';
+import { createRolloutHandler } from '../../../src/rollout/lambda.ts';
 import { rolloutModelEvent } from '../../../src/rollout/operations.ts';
 import { CLUSTER, MODELS_BUCKET, SERVICE, modelEvent, simulateEcs } from '../../rollout/fixtures.ts';
 import type { EcsWorld } from '../../rollout/fixtures.ts';
@@ -20,6 +28,7 @@ import type { EcsWorld } from '../../rollout/fixtures.ts';
 const cloudformation = mockClient(CloudFormationClient);
 const ecs = mockClient(ECSClient);
 const s3 = mockClient(S3Client);
+const logs = mockClient(CloudWatchLogsClient);
 
 const outputs: Record<string, string> = {
   [STACK_OUTPUTS.modelsBucket]: MODELS_BUCKET,
@@ -75,6 +84,7 @@ afterEach(() => {
   cloudformation.reset();
   ecs.reset();
   s3.reset();
+  logs.reset();
 });
 
 describe('--cloud operations read the deployed stack and drive ECS', () => {
@@ -224,6 +234,150 @@ describe('deploy --cloud and predict --cloud', () => {
     expect(result.outcome).toBe('skipped');
     expect(result.deploymentId).toBeUndefined();
     expect(result.reason).toMatch(/duplicate.*is already the live model/);
+  });
+
+  describe("with the rollout function's log", () => {
+    const LOG_GROUP = 'Slipway-RolloutLogs1A2B3C4D-x1y2z3';
+    /** What the rollout function logged so far, as FilterLogEvents returns it. */
+    let logged: string[];
+
+    beforeEach(() => {
+      logged = [];
+      stackWith({ ...outputs, [STACK_OUTPUTS.rolloutLogGroup]: LOG_GROUP });
+      logs.on(FilterLogEventsCommand).callsFake(() => ({
+        events: logged.map((message, i) => ({
+          message,
+          timestamp: Date.parse('2026-03-01T14:00:05Z'),
+          eventId: `${i}`,
+        })),
+      }));
+    });
+
+    /**
+     * Invoke the real rollout handler on `event` as Lambda would, `attempts` times, and append what it
+     * logged to the function's log (out of the CLI's own output, which captures the same streams).
+     */
+    async function invokeRollout(event: Record<string, unknown>, attempts = 1): Promise<void> {
+      const handle = createRolloutHandler({
+        target: new EcsDeployTarget({ client: new ECSClient({}), cluster: CLUSTER, service: SERVICE }),
+        modelsBucket: MODELS_BUCKET,
+        logger: new Logger({ serviceName: 'slipway-rollout' }),
+      });
+      for (let attempt = 0; attempt < attempts; attempt++) {
+        const start = { stdout: output.stdout.length, stderr: output.stderr.length };
+        await handle(event).catch(() => undefined);
+        const lines = `${output.stdout.slice(start.stdout)}${output.stderr.slice(start.stderr)}`;
+        output.stdout = output.stdout.slice(0, start.stdout);
+        output.stderr = output.stderr.slice(0, start.stderr);
+        logged.push(...lines.split('\n').filter((l) => l.startsWith('{')));
+      }
+    }
+
+    async function deployWait(): Promise<number> {
+      return runCli([
+        'node',
+        'slipway',
+        'deploy',
+        tarball,
+        '--cloud',
+        '--key',
+        KEY,
+        '--wait',
+        '--json',
+        '--timeout',
+        '1',
+      ]);
+    }
+
+    it('exits 1 at once naming the skip when the rollout skips the upload as older than the live model', async () => {
+      await deployAThenB();
+      // The upload's event is older than b's (say b landed while c was uploading): the rollout skips it.
+      s3.on(PutObjectCommand).callsFake(async () => {
+        await invokeRollout(
+          modelEvent({ key: KEY, versionId: 'vc', etag: 'etag-c', time: '2026-03-01T12:30:00Z' }),
+        );
+        return { ETag: '"etag-c"', VersionId: 'vc' };
+      });
+      const updates = ecs.commandCalls(UpdateServiceCommand).length;
+
+      const code = await deployWait();
+
+      expect(code).toBe(1);
+      const result = JSON.parse(output.stdout) as { outcome: string; reason: string };
+      expect(result.outcome).toBe('skipped');
+      expect(result.reason).toMatch(
+        /^skip \(older-than-live\): .*runs\/c\/model\.tar\.gz.* is older than the live model .*runs\/b/,
+      );
+      expect(output.stderr).toMatch(
+        /the rollout skipped s3:\/\/\S+runs\/c\/model\.tar\.gz\S* as older-than-live: /,
+      );
+      expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(updates);
+      // Read from the upload's own time on (S3's LastModified), once: the first look decided.
+      expect(logs.commandCalls(FilterLogEventsCommand).map((call) => call.args[0].input)).toStrictEqual([
+        { logGroupName: LOG_GROUP, startTime: Date.parse('2026-03-01T14:00:00Z') },
+      ]);
+    });
+
+    it('follows the deployment the log names, as without the log', async () => {
+      s3.on(PutObjectCommand).callsFake(async () => {
+        await invokeRollout(
+          modelEvent({ key: KEY, versionId: 'vc', etag: 'etag-c', time: '2026-03-01T14:00:00Z' }),
+        );
+        world.deployments = world.deployments.slice(0, 1).map((d) => ({ ...d, rolloutState: 'COMPLETED' }));
+        return { ETag: '"etag-c"', VersionId: 'vc' };
+      });
+
+      const code = await deployWait();
+
+      expect(code).toBe(0);
+      expect(JSON.parse(output.stdout)).toMatchObject({
+        outcome: 'completed',
+        deploymentId: world.deployments[0]!.id,
+      });
+    });
+
+    it('says why it saw no outcome when it may not read the log, and still recognises nothing else', async () => {
+      logs.on(FilterLogEventsCommand).rejects(
+        Object.assign(new Error('not authorized to perform: logs:FilterLogEvents'), {
+          name: 'AccessDeniedException',
+        }),
+      );
+      s3.on(PutObjectCommand).resolves({ ETag: '"etag-c"', VersionId: 'vc' });
+
+      const code = await deployWait();
+
+      expect(code).toBe(1);
+      expect(output.stderr.match(/note: reading Slipway-RolloutLogs\S+ failed/g)).toHaveLength(1);
+      expect(output.stderr).toMatch(
+        /no rollout started for runs\/c\/model\.tar\.gz in time: only a deployment or a duplicate shows without the rollout function's log, and reading \S+ failed: not authorized .*\(it needs logs:FilterLogEvents\)/,
+      );
+    });
+
+    it('exits 1 naming the error once the rollout function failed on the upload at every attempt Lambda makes', async () => {
+      ecs
+        .on(RegisterTaskDefinitionCommand)
+        .rejects(
+          new AccessDeniedException({ message: 'not authorized: ecs:RegisterTaskDefinition', $metadata: {} }),
+        );
+      s3.on(PutObjectCommand).callsFake(async () => {
+        // The first attempt and Lambda's 2 retries.
+        await invokeRollout(
+          modelEvent({ key: KEY, versionId: 'vc', etag: 'etag-c', time: '2026-03-01T14:00:00Z' }),
+          3,
+        );
+        return { ETag: '"etag-c"', VersionId: 'vc' };
+      });
+
+      const code = await deployWait();
+
+      expect(code).toBe(1);
+      const result = JSON.parse(output.stdout) as { outcome: string; reason: string };
+      expect(result.outcome).toBe('failed');
+      expect(result.reason).toMatch(
+        /^fail: the rollout function failed on it 3 times, last with ROLLOUT_ACCESS_DENIED: .*ecs:RegisterTaskDefinition/,
+      );
+      expect(output.stderr).toMatch(/failure queue/);
+    });
   });
 
   it('slipway deploy --cloud refuses a key the rollout would never see, before any upload', async () => {

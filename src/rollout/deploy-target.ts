@@ -40,8 +40,9 @@ export interface ServiceState {
    * Models the service was rolled back from (by the circuit breaker or by hand). A late or
    * repeated delivery of one of their events is skipped instead of deploying a model that already
    * failed; uploading the model again (a new object version or sequencer) deploys it. ECS: the
-   * models of the family's ACTIVE revisions newer than the current one; the twin: its deployments
-   * that were rolled back. Absent means none are known.
+   * models of the family's ACTIVE revisions the service ran that are newer than the current one,
+   * or between it and the revision it came from; the twin: its deployments that were rolled back.
+   * Absent means none are known.
    */
   readonly rolledBack?: readonly PinnedModel[];
 }

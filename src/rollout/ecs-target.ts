@@ -118,8 +118,8 @@ interface ChainLink {
 /**
  * Deploys to an ECS service by task-definition revisions.
  *
- * describe: DescribeServices -> DescribeTaskDefinition (with tags) -> ListTaskDefinitions (newer
- * revisions: models the service was rolled back from).
+ * describe: DescribeServices -> DescribeTaskDefinition (with tags) -> ListTaskDefinitions (the
+ * revisions around the current one: models the service was rolled back from).
  * deploy: DescribeServices -> DescribeTaskDefinition (with tags) -> RegisterTaskDefinition (every
  * field of the current revision copied, only the model environment changed, tagged with the base
  * revision) -> DescribeServices (re-check that nobody switched the service meanwhile) ->
@@ -168,33 +168,48 @@ export class EcsDeployTarget implements DeployTarget {
   async describe(): Promise<ServiceState> {
     const service = await this.#describeService();
     const revision = requireTaskDefinition(service);
-    const { taskDefinition } = await this.#describeTaskDefinition(revision);
+    const current = await this.#describeTaskDefinition(revision);
     return {
       revision,
-      model: this.#modelOf(taskDefinition),
-      rolledBack: await this.#rolledBackModels(taskDefinition),
+      model: this.#modelOf(current.taskDefinition),
+      rolledBack: await this.#rolledBackModels(current),
     };
   }
 
   /**
-   * The models of the family's ACTIVE revisions newer than `current` that the service ran: it ran
-   * towards each of them and came back (circuit breaker or rollback by hand). A newer revision the
-   * service never ran (a rollout that failed, or died, between registering it and switching to
-   * it) does not count: its event must still deploy when it is retried. Scans at most
-   * {@link REVISION_SCAN} newer revisions.
+   * The models of the family's ACTIVE revisions the service ran and left: those newer than
+   * `current` (it ran towards each of them and came back, by the circuit breaker or by hand), and
+   * those between `current` and the revision it came from (see `#cameFrom`: left before `current`
+   * was registered, so a late event of theirs must not replace it either). A revision the service
+   * never ran (a rollout that failed, or died, between registering it and switching to it) does
+   * not count: its event must still deploy when it is retried. Reads at most
+   * {@link REVISION_SCAN} revisions on either side; with a base record next to `current` (every
+   * rollout but one that found the service moved), none on the older side.
    */
-  async #rolledBackModels(current: TaskDefinition): Promise<PinnedModel[]> {
-    const { family, revision } = current;
+  async #rolledBackModels(current: DescribedTaskDefinition): Promise<PinnedModel[]> {
+    const { family, revision } = current.taskDefinition;
     if (family === undefined || revision === undefined) return [];
+    const link: ChainLink = { revision, tags: current.tags, model: this.#modelOf(current.taskDefinition) };
+    const floor = recordedBaseRevision(revision, current.tags) ?? 0;
+    const newer: Revision[] = [];
+    const older: Revision[] = [];
+    for await (const listed of this.#revisions(family)) {
+      if (listed.revision <= floor || older.length === REVISION_SCAN) break;
+      if (listed.revision > revision) {
+        if (newer.length === REVISION_SCAN) break;
+        newer.push(listed);
+      } else if (listed.revision < revision) {
+        older.push(listed);
+      }
+    }
     const models: PinnedModel[] = [];
-    let scanned = 0;
-    for await (const candidate of this.#revisions(family)) {
-      if (candidate.revision <= revision || ++scanned > REVISION_SCAN) break;
+    for (const { arn } of newer) {
       // Read fresh: the deployment tag is added after registration, maybe by another instance.
-      const { taskDefinition, tags } = await this.#describeTaskDefinition(candidate.arn, { fresh: true });
+      const { taskDefinition, tags } = await this.#describeTaskDefinition(arn, { fresh: true });
       const model = this.#modelOf(taskDefinition);
       if (model !== undefined && ranOnService(tags)) models.push(model);
     }
+    models.push(...(await this.#cameFrom(link, older, { fresh: true })).left);
     return models;
   }
 
@@ -315,7 +330,7 @@ export class EcsDeployTarget implements DeployTarget {
    * model the circuit breaker rejected sits between the two (A live, B deployed and rolled back to
    * A, C deployed from A: C's base is A, and B is never a rollback target). A revision with no
    * record (one a code deploy or a person registered) links to the newest older revision that pins
-   * its model and ran (see `#predecessor`), else to the next lower ACTIVE revision. Revisions that
+   * its model and ran (see `#cameFrom`), else to the next lower ACTIVE revision. Revisions that
    * pin the current model (or no model), and revisions the service never ran, are passed over.
    */
   async rollback(): Promise<DeployResult> {
@@ -333,7 +348,7 @@ export class EcsDeployTarget implements DeployTarget {
     }
     let link: ChainLink = { revision: currentRevision, tags: current.tags, model: currentModel };
     for (;;) {
-      const before = await this.#predecessor(link, older);
+      const before = (await this.#cameFrom(link, older)).revision;
       const next = older.find(({ revision }) => revision <= before);
       if (next === undefined) break;
       const candidate = await this.#describeTaskDefinition(next.arn);
@@ -352,9 +367,11 @@ export class EcsDeployTarget implements DeployTarget {
   }
 
   /**
-   * The highest revision number the service may have run before `link`: its recorded base
-   * revision; else, for a revision with no record, the newest of the next {@link REVISION_SCAN}
-   * older revisions that pins the same model and ran; else any lower one.
+   * Where the service came to `link` from: `revision`, the highest revision number it may have
+   * run before (the recorded base revision; else, for a revision with no record, the newest of the
+   * next {@link REVISION_SCAN} older revisions that pins the same model and ran; else any lower
+   * one), and `left`, the models of the revisions between the two that it ran, which it had left
+   * by then. `older` lists the family's revisions newest first.
    *
    * A revision with no record is a code deploy's (or a person's). A code deploy pins the model
    * that was live when it ran (deploy.yml reads it from the live deployment into
@@ -362,18 +379,27 @@ export class EcsDeployTarget implements DeployTarget {
    * and the revisions between the two pin models the service had left by then: rolled back by the
    * circuit breaker or by hand, never a rollback target.
    */
-  async #predecessor(link: ChainLink, older: readonly Revision[]): Promise<number> {
+  async #cameFrom(
+    link: ChainLink,
+    older: readonly Revision[],
+    options: { readonly fresh?: boolean } = {},
+  ): Promise<{ readonly revision: number; readonly left: readonly PinnedModel[] }> {
     const recorded = recordedBaseRevision(link.revision, link.tags);
-    if (recorded !== undefined) return recorded;
-    if (link.model !== undefined) {
-      const scan = older.filter(({ revision }) => revision < link.revision).slice(0, REVISION_SCAN);
-      for (const { arn, revision } of scan) {
-        const { taskDefinition, tags } = await this.#describeTaskDefinition(arn);
+    const left: PinnedModel[] = [];
+    if (recorded !== undefined || link.model !== undefined) {
+      const between = older
+        .filter(({ revision }) => revision < link.revision && revision > (recorded ?? 0))
+        .slice(0, REVISION_SCAN);
+      for (const { arn, revision } of between) {
+        const { taskDefinition, tags } = await this.#describeTaskDefinition(arn, options);
         const model = this.#modelOf(taskDefinition);
-        if (model !== undefined && sameModel(model, link.model) && ranOnService(tags)) return revision;
+        if (model === undefined || !ranOnService(tags)) continue;
+        if (recorded === undefined && sameModel(model, link.model)) return { revision, left };
+        left.push(model);
       }
     }
-    return link.revision - 1;
+    // With no record and no revision of the same model, nothing is known of what was left.
+    return recorded === undefined ? { revision: link.revision - 1, left: [] } : { revision: recorded, left };
   }
 
   /** Poll DescribeServices until the deployment completes, fails, rolls back or is superseded. */

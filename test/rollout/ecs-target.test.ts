@@ -64,6 +64,18 @@ function liveModelUri(): string | undefined {
   return live.containerDefinitions![0]!.environment!.find((e) => e.name === 'MODEL_URI')?.value;
 }
 
+/** A code deploy: a revision copied from `from` (same model and record) with only the stack's tags, made live. */
+function codeDeployFrom(from: number): number {
+  const source = world.taskDefinitions.get(taskDefinitionArn(from))!.taskDefinition;
+  const revision = ++world.lastRevision;
+  world.taskDefinitions.set(taskDefinitionArn(revision), {
+    taskDefinition: { ...source, revision, taskDefinitionArn: taskDefinitionArn(revision) },
+    tags: INITIAL_TAGS,
+  });
+  world.serviceTaskDefinition = taskDefinitionArn(revision);
+  return revision;
+}
+
 beforeEach(() => {
   ecs.reset();
   sleeps = [];
@@ -233,6 +245,55 @@ describe('EcsDeployTarget deploying a model event', () => {
     const fixed = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T14:00:00Z', versionId: 'vb2' });
     expect((await rolloutModelEvent(fixed, newTarget(), policy)).kind).toBe('deploy');
     expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/b/model.tar.gz?versionId=vb2`);
+  });
+
+  it('does not deploy again a model rolled back from just before a code deploy when its event comes late', async () => {
+    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:01Z', versionId: 'va' });
+    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
+    await rolloutModelEvent(a, newTarget(), policy);
+    await rolloutModelEvent(b, newTarget(), policy);
+    world.serviceTaskDefinition = taskDefinitionArn(6);
+    // The code deploy (revision 8) keeps a; b's revision 7 is now older than the live one.
+    codeDeployFrom(6);
+
+    const late = await rolloutModelEvent(b, newTarget(), policy);
+
+    expect(late.kind === 'skip' && late.decision.reason).toBe('rolled-back');
+    expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(2);
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+  });
+
+  it('does not deploy again a model the service left before the live one was deployed, when its newer event comes late', async () => {
+    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
+    const x = modelEvent({ key: 'runs/x/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vx' });
+    const c = modelEvent({ key: 'runs/c/model.tar.gz', time: '2026-03-01T12:30:00Z', versionId: 'vc' });
+    await rolloutModelEvent(a, newTarget(), policy);
+    await rolloutModelEvent(x, newTarget(), policy);
+    world.serviceTaskDefinition = taskDefinitionArn(6);
+    // c's event came after x's rollback (a retry), and is newer than a: revision 8, base 6.
+    await rolloutModelEvent(c, newTarget(), policy);
+    ecs.resetHistory();
+
+    const late = await rolloutModelEvent(x, newTarget(), policy);
+
+    expect(late.kind === 'skip' && late.decision.reason).toBe('rolled-back');
+    expect(ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(0);
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/c/model.tar.gz?versionId=vc`);
+  });
+
+  it('reads no older revision for the rolled-back models when the live one records the revision right below it', async () => {
+    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
+    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
+    await rolloutModelEvent(a, newTarget(), policy);
+    await rolloutModelEvent(b, newTarget(), policy);
+    ecs.resetHistory();
+
+    expect((await newTarget().describe()).rolledBack).toEqual([]);
+    expect(commandNames(ecs)).toEqual([
+      'DescribeServicesCommand',
+      'DescribeTaskDefinitionCommand',
+      'ListTaskDefinitionsCommand',
+    ]);
   });
 
   it.each([
@@ -637,18 +698,6 @@ describe('EcsDeployTarget rollback', () => {
     expect(result.revision).toBe(taskDefinitionArn(6));
     expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
   });
-
-  /** A code deploy: a revision copied from `from` (same model and record) with only the stack's tags, made live. */
-  function codeDeployFrom(from: number): number {
-    const source = world.taskDefinitions.get(taskDefinitionArn(from))!.taskDefinition;
-    const revision = ++world.lastRevision;
-    world.taskDefinitions.set(taskDefinitionArn(revision), {
-      taskDefinition: { ...source, revision, taskDefinitionArn: taskDefinitionArn(revision) },
-      tags: INITIAL_TAGS,
-    });
-    world.serviceTaskDefinition = taskDefinitionArn(revision);
-    return revision;
-  }
 
   it('passes over a model the circuit breaker rejected just before a code deploy, to the model before the live one', async () => {
     // z live on 6, a on 7; b (8) rolled back to 7 by the circuit breaker; then a code deploy (9) keeps a.

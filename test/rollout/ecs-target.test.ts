@@ -76,6 +76,11 @@ function codeDeployFrom(from: number): number {
   return revision;
 }
 
+/** The upload event of model `name`: key runs/<name>/model.tar.gz, version v<name>, at `time`. */
+function runEvent(name: string, time: string): Record<string, unknown> {
+  return modelEvent({ key: `runs/${name}/model.tar.gz`, time, versionId: `v${name}` });
+}
+
 beforeEach(() => {
   ecs.reset();
   sleeps = [];
@@ -248,8 +253,8 @@ describe('EcsDeployTarget deploying a model event', () => {
   });
 
   it('does not deploy again a model rolled back from just before a code deploy when its event comes late', async () => {
-    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:01Z', versionId: 'va' });
-    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
+    const a = runEvent('a', '2026-03-01T12:00:01Z');
+    const b = runEvent('b', '2026-03-01T13:00:00Z');
     await rolloutModelEvent(a, newTarget(), policy);
     await rolloutModelEvent(b, newTarget(), policy);
     world.serviceTaskDefinition = taskDefinitionArn(6);
@@ -264,9 +269,9 @@ describe('EcsDeployTarget deploying a model event', () => {
   });
 
   it('does not deploy again a model the service left before the live one was deployed, when its newer event comes late', async () => {
-    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
-    const x = modelEvent({ key: 'runs/x/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vx' });
-    const c = modelEvent({ key: 'runs/c/model.tar.gz', time: '2026-03-01T12:30:00Z', versionId: 'vc' });
+    const a = runEvent('a', '2026-03-01T12:00:00Z');
+    const x = runEvent('x', '2026-03-01T13:00:00Z');
+    const c = runEvent('c', '2026-03-01T12:30:00Z');
     await rolloutModelEvent(a, newTarget(), policy);
     await rolloutModelEvent(x, newTarget(), policy);
     world.serviceTaskDefinition = taskDefinitionArn(6);
@@ -282,8 +287,8 @@ describe('EcsDeployTarget deploying a model event', () => {
   });
 
   it('reads no older revision for the rolled-back models when the live one records the revision right below it', async () => {
-    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
-    const b = modelEvent({ key: 'runs/b/model.tar.gz', time: '2026-03-01T13:00:00Z', versionId: 'vb' });
+    const a = runEvent('a', '2026-03-01T12:00:00Z');
+    const b = runEvent('b', '2026-03-01T13:00:00Z');
     await rolloutModelEvent(a, newTarget(), policy);
     await rolloutModelEvent(b, newTarget(), policy);
     ecs.resetHistory();
@@ -701,13 +706,7 @@ describe('EcsDeployTarget rollback', () => {
 
   it('passes over a model the circuit breaker rejected just before a code deploy, to the model before the live one', async () => {
     // z live on 6, a on 7; b (8) rolled back to 7 by the circuit breaker; then a code deploy (9) keeps a.
-    const [z, a, b] = ['z', 'a', 'b'].map((name, hour) =>
-      modelEvent({
-        key: `runs/${name}/model.tar.gz`,
-        time: `2026-03-01T1${hour}:00:00Z`,
-        versionId: `v${name}`,
-      }),
-    );
+    const [z, a, b] = ['z', 'a', 'b'].map((name, hour) => runEvent(name, `2026-03-01T1${hour}:00:00Z`));
     for (const event of [z, a, b]) await rolloutModelEvent(event, newTarget(), policy);
     world.serviceTaskDefinition = taskDefinitionArn(7);
     expect(codeDeployFrom(7)).toBe(9);
@@ -728,13 +727,7 @@ describe('EcsDeployTarget rollback', () => {
 
   it('goes back through a code deploy revision to the model before it, after a later model', async () => {
     // a live on 6; b (7) rolled back; code deploy 8 keeps a; c deployed from 8 (9).
-    const [a, b, c] = ['a', 'b', 'c'].map((name, hour) =>
-      modelEvent({
-        key: `runs/${name}/model.tar.gz`,
-        time: `2026-03-01T1${hour}:00:00Z`,
-        versionId: `v${name}`,
-      }),
-    );
+    const [a, b, c] = ['a', 'b', 'c'].map((name, hour) => runEvent(name, `2026-03-01T1${hour}:00:00Z`));
     await rolloutModelEvent(a, newTarget(), policy);
     await rolloutModelEvent(b, newTarget(), policy);
     world.serviceTaskDefinition = taskDefinitionArn(6);
@@ -755,7 +748,7 @@ describe('EcsDeployTarget rollback', () => {
   });
 
   it('passes over a revision the service never ran (its switch failed and it could not be deregistered)', async () => {
-    const a = modelEvent({ key: 'runs/a/model.tar.gz', time: '2026-03-01T12:00:00Z', versionId: 'va' });
+    const a = runEvent('a', '2026-03-01T12:00:00Z');
     await rolloutModelEvent(a, newTarget(), policy);
     // Revision 7 pins b and records base 6, but no deployment ever switched to it.
     const six = world.taskDefinitions.get(taskDefinitionArn(6))!;

@@ -146,6 +146,12 @@ describe('deploy --cloud and predict --cloud', () => {
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
+  /** `slipway deploy <tarball> --cloud --key KEY --wait --json`, then `extra`. */
+  function deployWait(...extra: string[]): Promise<number> {
+    const flags = ['--cloud', '--key', KEY, '--wait', '--json', ...extra];
+    return runCli(['node', 'slipway', 'deploy', tarball, ...flags]);
+  }
+
   it('slipway deploy --cloud uploads to the models bucket named by the stack, as one PutObject', async () => {
     stackWith(outputs);
     s3.on(PutObjectCommand).resolves({ ETag: '"etag-c"', VersionId: 'vc' });
@@ -181,17 +187,7 @@ describe('deploy --cloud and predict --cloud', () => {
       return { ETag: '"etag-c"', VersionId: 'vc' };
     });
 
-    const code = await runCli([
-      'node',
-      'slipway',
-      'deploy',
-      tarball,
-      '--cloud',
-      '--key',
-      KEY,
-      '--wait',
-      '--json',
-    ]);
+    const code = await deployWait();
 
     expect(code).toBe(0);
     const result = JSON.parse(output.stdout) as { deploymentId: string; outcome: string; uri: string };
@@ -217,17 +213,7 @@ describe('deploy --cloud and predict --cloud', () => {
       LastModified: new Date('2026-03-01T15:00:00Z'),
     });
 
-    const code = await runCli([
-      'node',
-      'slipway',
-      'deploy',
-      tarball,
-      '--cloud',
-      '--key',
-      KEY,
-      '--wait',
-      '--json',
-    ]);
+    const code = await deployWait();
 
     expect(code).toBe(0);
     const result = JSON.parse(output.stdout) as { outcome: string; reason: string; deploymentId?: string };
@@ -273,22 +259,6 @@ describe('deploy --cloud and predict --cloud', () => {
       }
     }
 
-    async function deployWait(): Promise<number> {
-      return runCli([
-        'node',
-        'slipway',
-        'deploy',
-        tarball,
-        '--cloud',
-        '--key',
-        KEY,
-        '--wait',
-        '--json',
-        '--timeout',
-        '1',
-      ]);
-    }
-
     it('exits 1 at once naming the skip when the rollout skips the upload as older than the live model', async () => {
       await deployAThenB();
       // The upload's event is older than b's (say b landed while c was uploading): the rollout skips it.
@@ -300,7 +270,7 @@ describe('deploy --cloud and predict --cloud', () => {
       });
       const updates = ecs.commandCalls(UpdateServiceCommand).length;
 
-      const code = await deployWait();
+      const code = await deployWait('--timeout', '1');
 
       expect(code).toBe(1);
       const result = JSON.parse(output.stdout) as { outcome: string; reason: string };
@@ -344,7 +314,7 @@ describe('deploy --cloud and predict --cloud', () => {
       );
       s3.on(PutObjectCommand).resolves({ ETag: '"etag-c"', VersionId: 'vc' });
 
-      const code = await deployWait();
+      const code = await deployWait('--timeout', '1');
 
       expect(code).toBe(1);
       expect(output.stderr.match(/note: reading Slipway-RolloutLogs\S+ failed/g)).toHaveLength(1);
@@ -368,7 +338,7 @@ describe('deploy --cloud and predict --cloud', () => {
         return { ETag: '"etag-c"', VersionId: 'vc' };
       });
 
-      const code = await deployWait();
+      const code = await deployWait('--timeout', '1');
 
       expect(code).toBe(1);
       const result = JSON.parse(output.stdout) as { outcome: string; reason: string };

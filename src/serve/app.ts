@@ -1,7 +1,13 @@
 import { maxHeaderSize } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController } from 'fastify';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  FastifyServerOptions,
+} from 'fastify';
 import type { ServeConfig } from './config.ts';
 import { isServeError } from './errors.ts';
 import { registerBodyParsers } from './json-body.ts';
@@ -121,6 +127,33 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
   // The status answerClientError wrote on a socket whose request had already reached the routes
   // (a body cut by a parse error or the request timeout): what the metrics count that request as.
   const answeredOnSocket = new WeakMap<Socket, string>();
+  const metrics = createMetrics();
+  // In-flight requests, counted until their response is finished or the socket closes. Requests are
+  // counted in the metrics when their response closes, not in onResponse: a client that goes away
+  // mid-body, or while its request waits for inference, closes the response unfinished, and Fastify
+  // runs no onResponse for that (nor onRequestAbort once the body is in). Such a request counts as
+  // 499, unless answerClientError answered it on the socket.
+  let inflight = 0;
+  let drained: (() => void) | undefined;
+  const track = (request: FastifyRequest, reply: FastifyReply): void => {
+    const started = performance.now();
+    inflight++;
+    metrics.inflight.inc();
+    reply.raw.once('close', () => {
+      inflight--;
+      metrics.inflight.dec();
+      const route = request.routeOptions.url ?? 'unmatched';
+      const status = reply.raw.writableFinished
+        ? String(reply.statusCode)
+        : (answeredOnSocket.get(request.raw.socket) ?? CLIENT_CLOSED_STATUS);
+      metrics.requests.inc({ route, method: request.method, status });
+      metrics.requestDuration.observe(
+        { route, method: request.method },
+        (performance.now() - started) / 1000,
+      );
+      if (inflight === 0) drained?.();
+    });
+  };
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: config.bodyLimit,
@@ -138,8 +171,9 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     // and its connection closed, instead of holding a socket and a body buffer for ever.
     requestTimeout: REQUEST_TIMEOUT_MS,
     // Errors Fastify answers before routing (a malformed URL, a too-long parameter) get the same
-    // {"error"} body as every other error.
-    frameworkErrors: (err, _request, reply) => {
+    // {"error"} body as every other error. Fastify runs no hooks for them, so they are tracked here.
+    frameworkErrors: (err, request, reply) => {
+      track(request, reply);
       void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: frameworkErrorMessage(err) });
     },
     // Requests the HTTP parser itself refuses (duplicate Content-Length, bad chunking, oversized
@@ -153,7 +187,6 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
       }
     },
   });
-  const metrics = createMetrics();
   const host = new ModelHost({ config, log: app.log, metrics });
 
   const jsonPool = new JsonParsePool({
@@ -177,31 +210,8 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
 
   // Hooks take callbacks rather than being async: at inference rates a promise per hook per request
   // is measurable main-thread work.
-  // In-flight requests, counted until their response is finished or the socket closes. Requests are
-  // counted in the metrics when their response closes, not in onResponse: a client that goes away
-  // mid-body, or while its request waits for inference, closes the response unfinished, and Fastify
-  // runs no onResponse for that (nor onRequestAbort once the body is in). Such a request counts as
-  // 499, unless answerClientError answered it on the socket.
-  let inflight = 0;
-  let drained: (() => void) | undefined;
   app.addHook('onRequest', (request, reply, done) => {
-    const started = performance.now();
-    inflight++;
-    metrics.inflight.inc();
-    reply.raw.once('close', () => {
-      inflight--;
-      metrics.inflight.dec();
-      const route = request.routeOptions.url ?? 'unmatched';
-      const status = reply.raw.writableFinished
-        ? String(reply.statusCode)
-        : (answeredOnSocket.get(request.raw.socket) ?? CLIENT_CLOSED_STATUS);
-      metrics.requests.inc({ route, method: request.method, status });
-      metrics.requestDuration.observe(
-        { route, method: request.method },
-        (performance.now() - started) / 1000,
-      );
-      if (inflight === 0) drained?.();
-    });
+    track(request, reply);
     done();
   });
   app.addHook('onSend', (_request, reply, payload, done) => {

@@ -11,7 +11,7 @@ import type { Classification } from '../../src/serve/routes/sagemaker.ts';
 import { buildConstant, writeClassifierDir } from './fixtures/onnx-builder.ts';
 import { binaryRequest, encodeTensorBytes, postBinary } from './fixtures/binary-client.ts';
 import { assertMatchesSchema } from './fixtures/openapi.ts';
-import { getJson, listenApp, postJson, testConfig } from './fixtures/serve-app.ts';
+import { getJson, listenApp, postJson, requestsCounted, testConfig } from './fixtures/serve-app.ts';
 import type { ListeningApp } from './fixtures/serve-app.ts';
 
 let root: string;
@@ -53,6 +53,18 @@ describe('with MODEL_URI=none (first deployment, no model yet)', () => {
         error: 'no model is deployed yet; upload a model.tar.gz to the models bucket',
       });
     }
+  });
+
+  it('counts the answers Fastify gives before routing (a bad percent-escape, a too-long parameter) as unmatched', async () => {
+    const unmatched = (status: string) =>
+      requestsCounted(server.metrics, { route: 'unmatched', method: 'GET', status });
+    const [before400, before414] = [await unmatched('400'), await unmatched('414')];
+    expect((await getJson(`${server.url}/v2/models/a%zz/ready`)).status).toBe(400);
+    expect((await getJson(`${server.url}/v2/models/${'x'.repeat(1100)}/ready`)).status).toBe(414);
+    await vi.waitFor(async () => expect(await unmatched('414')).toBe(before414 + 1));
+    expect(await unmatched('400')).toBe(before400 + 1);
+    expect(server.inflightRequests()).toBe(0);
+    expect((await server.metrics.inflight.get()).values[0]!.value).toBe(0);
   });
 
   describe('a known path asked with a method it does not answer', () => {
@@ -135,10 +147,8 @@ describe('requests whose connection closes before the answer', () => {
   });
   afterAll(() => server.close());
 
-  const requestsCounted = async (route: string, status: string): Promise<number> =>
-    (await server.metrics.requests.get()).values
-      .filter((v) => v.labels.route === route && v.labels.method === 'POST' && v.labels.status === status)
-      .reduce((sum, v) => sum + v.value, 0);
+  const postsCounted = (route: string, status: string): Promise<number> =>
+    requestsCounted(server.metrics, { route, method: 'POST', status });
   const inflightGauge = async (): Promise<number> => (await server.metrics.inflight.get()).values[0]!.value;
 
   /** Opens a raw connection, writes `text`, and resolves once the server has taken the request. */
@@ -156,16 +166,16 @@ describe('requests whose connection closes before the answer', () => {
   ])(
     'counts a request whose client %s its connection mid-body as 499 and leaves nothing in flight',
     async (_how, cut) => {
-      const before = await requestsCounted('/invocations', '499');
+      const before = await postsCounted('/invocations', '499');
       const socket = await sendPart(
         'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
           'Content-Length: 100\r\n\r\n{"instances": [[1, 2',
       );
       cut(socket);
-      await vi.waitFor(async () => expect(await requestsCounted('/invocations', '499')).toBe(before + 1));
+      await vi.waitFor(async () => expect(await postsCounted('/invocations', '499')).toBe(before + 1));
       expect(server.inflightRequests()).toBe(0);
       expect(await inflightGauge()).toBe(0);
-      expect(await requestsCounted('/invocations', '400')).toBe(0);
+      expect(await postsCounted('/invocations', '400')).toBe(0);
     },
   );
 
@@ -174,17 +184,17 @@ describe('requests whose connection closes before the answer', () => {
       'POST /test/held HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
     );
     socket.destroy();
-    await vi.waitFor(async () => expect(await requestsCounted('/test/held', '499')).toBe(1));
+    await vi.waitFor(async () => expect(await postsCounted('/test/held', '499')).toBe(1));
     expect(await inflightGauge()).toBe(0);
     release();
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(await requestsCounted('/test/held', '499')).toBe(1);
-    expect(await requestsCounted('/test/held', '200')).toBe(0);
+    expect(await postsCounted('/test/held', '499')).toBe(1);
+    expect(await postsCounted('/test/held', '200')).toBe(0);
   });
 
   it('counts a body the HTTP parser refuses mid-way under the status it answered, not as 499', async () => {
-    const before = await requestsCounted('/invocations', '499');
-    const before400 = await requestsCounted('/invocations', '400');
+    const before = await postsCounted('/invocations', '499');
+    const before400 = await postsCounted('/invocations', '400');
     const socket = await sendPart(
       'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
         'Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n',
@@ -196,8 +206,8 @@ describe('requests whose connection closes before the answer', () => {
     });
     socket.write('zz\r\n');
     expect(await answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
-    await vi.waitFor(async () => expect(await requestsCounted('/invocations', '400')).toBe(before400 + 1));
-    expect(await requestsCounted('/invocations', '499')).toBe(before);
+    await vi.waitFor(async () => expect(await postsCounted('/invocations', '400')).toBe(before400 + 1));
+    expect(await postsCounted('/invocations', '499')).toBe(before);
     expect(await inflightGauge()).toBe(0);
   });
 });

@@ -204,14 +204,21 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
     return reply.code(status).send({ error: message });
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` }),
-  );
+  const notFound = (request: FastifyRequest) => ({
+    error: `no route ${request.method} ${request.url.split('?')[0]}`,
+  });
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(notFound(request)));
 
   // Hooks take callbacks rather than being async: at inference rates a promise per hook per request
   // is measurable main-thread work.
   app.addHook('onRequest', (request, reply, done) => {
     track(request, reply);
+    // A path the service does not have is a 404 whatever the body: answered before the body is
+    // read, so it is never parsed, nor refused as too large, malformed or of the wrong type.
+    if (request.is404) {
+      void reply.code(404).send(notFound(request));
+      return;
+    }
     done();
   });
   app.addHook('onSend', (_request, reply, payload, done) => {

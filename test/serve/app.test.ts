@@ -119,6 +119,24 @@ describe('with MODEL_URI=none (first deployment, no model yet)', () => {
       expect((await send('HEAD', '/ping')).status).toBe(200);
     });
 
+    it('answers 404 on an unknown path before reading the body, whatever its type, size or method', async () => {
+      const cases: [string, string, RequestInit][] = [
+        ['POST', '/nope', { headers: { 'content-type': 'application/json' }, body: '{"inputs": [' }],
+        [
+          'PUT',
+          '/v2/models/x/nope',
+          { headers: { 'content-type': 'application/json' }, body: '{'.repeat(2 << 20) },
+        ],
+        ['POST', '/nope', { headers: { 'content-type': 'text/csv' }, body: 'a,b' }],
+        ['QUERY', '/nope', {}],
+      ];
+      for (const [method, path, init] of cases) {
+        const res = await send(method, path, init);
+        expect({ method, path, status: res.status }).toEqual({ method, path, status: 404 });
+        expect(JSON.parse(res.text)).toEqual({ error: `no route ${method} ${path}` });
+      }
+    });
+
     it('counts 405s under the route pattern, not the path asked', async () => {
       await send('DELETE', '/v2/models/some-model-name/infer');
       const text = await (await fetch(`${server.url}/metrics`)).text();

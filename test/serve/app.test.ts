@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { METHODS } from 'node:http';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,15 @@ import type { Classification } from '../../src/serve/routes/sagemaker.ts';
 import { buildConstant, writeClassifierDir } from './fixtures/onnx-builder.ts';
 import { binaryRequest, encodeTensorBytes, postBinary } from './fixtures/binary-client.ts';
 import { assertMatchesSchema } from './fixtures/openapi.ts';
-import { getJson, listenApp, postJson, requestsCounted, testConfig } from './fixtures/serve-app.ts';
+import {
+  getJson,
+  listenApp,
+  parseRawResponse,
+  postJson,
+  requestsCounted,
+  sendRaw,
+  testConfig,
+} from './fixtures/serve-app.ts';
 import type { ListeningApp } from './fixtures/serve-app.ts';
 
 let root: string;
@@ -103,6 +112,34 @@ describe('with MODEL_URI=none (first deployment, no model yet)', () => {
         body: 'x'.repeat(2 * 1024 * 1024),
       });
       expect(big.status).toBe(405);
+    });
+
+    it('answers every other method the HTTP parser accepts (PROPFIND, MKCOL, M-SEARCH, ...) the same way, counted', async () => {
+      // CONNECT never reaches the routes; HEAD and POST are served on /invocations or answered above.
+      const methods = METHODS.filter((method) => !['CONNECT', 'HEAD', 'POST'].includes(method));
+      for (const method of methods) {
+        const ask = async (path: string) =>
+          parseRawResponse(
+            await sendRaw(server.url, `${method} ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+          );
+        const known = await ask('/invocations');
+        expect({ method, status: known.status, allow: known.headers.get('allow') }).toEqual({
+          method,
+          status: 405,
+          allow: 'POST',
+        });
+        expect(JSON.parse(known.body)).toEqual({
+          error: `method ${method} is not allowed on /invocations; use POST`,
+        });
+        const unknown = await ask('/nope');
+        expect({ method, status: unknown.status }).toEqual({ method, status: 404 });
+        expect(JSON.parse(unknown.body)).toEqual({ error: `no route ${method} /nope` });
+      }
+      const counted = (method: string, route: string, status: string) =>
+        requestsCounted(server.metrics, { route, method, status });
+      await vi.waitFor(async () => expect(await counted('PROPFIND', 'unmatched', '404')).toBe(1));
+      expect(await counted('PROPFIND', '/invocations', '405')).toBe(1);
+      expect(await counted('M-SEARCH', '/invocations', '405')).toBe(1);
     });
 
     it('answers HEAD on a POST-only path with 405 and no body', async () => {
@@ -573,18 +610,11 @@ describe('serving a classifier with a manifest', () => {
     expect(long.body).toEqual({ error: expect.stringMatching(/longer than 1024 characters/) as unknown });
     // 300 characters is within the limit: an unknown model, not a router error.
     expect((await getJson(`${server.url}/v2/models/${'x'.repeat(300)}/ready`)).status).toBe(404);
-    const raw = await new Promise<string>((resolve, reject) => {
-      const socket = connect(Number(new URL(server.url).port), '127.0.0.1', () => {
-        socket.end(
-          'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
-            'Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
-        );
-      });
-      let text = '';
-      socket.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
-      socket.on('close', () => resolve(text));
-      socket.on('error', reject);
-    });
+    const raw = await sendRaw(
+      server.url,
+      'POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+        'Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+    );
     expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({
       error: expect.stringMatching(/the HTTP request is malformed/) as unknown,

@@ -7,6 +7,7 @@ export type ServeErrorCode =
   | 'SERVE_UNAVAILABLE'
   | 'SERVE_NO_MODEL'
   | 'SERVE_INFERENCE_FAILED'
+  | 'SERVE_ABANDONED'
   | 'SERVE_INTERNAL'
   | 'SERVE_CONFIG';
 

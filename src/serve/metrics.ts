@@ -9,6 +9,7 @@ export interface ServeMetrics {
   readonly batchSize: Histogram;
   readonly batchRequests: Histogram;
   readonly queueDepth: Gauge;
+  readonly abandoned: Counter;
   readonly inflight: Gauge;
   readonly modelInfo: Gauge<'name' | 'version' | 'sha256' | 'source'>;
   readonly modelReady: Gauge;
@@ -62,6 +63,11 @@ export function createMetrics(): ServeMetrics {
     queueDepth: new Gauge({
       name: 'slipway_queue_depth',
       help: 'Inference requests waiting for a worker',
+      registers,
+    }),
+    abandoned: new Counter({
+      name: 'slipway_inference_abandoned_total',
+      help: 'Inference requests dropped without running because their client closed the connection while they waited for a worker',
       registers,
     }),
     inflight: new Gauge({

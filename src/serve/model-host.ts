@@ -16,6 +16,7 @@ import {
 import type { Manifest, ModelSignature, TensorSpec } from '../model/index.ts';
 import { createStore } from '../store/index.ts';
 import type { ServeConfig } from './config.ts';
+import { isServeError } from './errors.ts';
 import type { ServeMetrics } from './metrics.ts';
 import { Scheduler } from './scheduler.ts';
 import type { InferenceRequest } from './scheduler.ts';
@@ -276,6 +277,7 @@ export class ModelHost {
             this.#metrics.batchRequests.observe(requests);
           },
           onQueueDepth: (depth) => this.#metrics.queueDepth.set(depth),
+          onAbandon: () => this.#metrics.abandoned.inc(),
         },
       );
       await this.#warmUp(model.signature);
@@ -332,16 +334,23 @@ export class ModelHost {
     await Promise.all(runs);
   }
 
-  /** Runs one inference on the worker pool (batched when the model allows). */
+  /**
+   * Runs one inference on the worker pool (batched when the model allows). One whose client goes
+   * away before it reaches a worker is dropped and rejects with `SERVE_ABANDONED`.
+   */
   async infer(request: InferenceRequest): Promise<InferenceOutputs> {
     if (!this.#scheduler) throw new Error('no model loaded');
     const end = this.#metrics.inferenceDuration.startTimer({
       model: this.#state.status === 'ready' ? this.#state.model.name : '',
     });
     try {
-      return await this.#scheduler.infer(request);
-    } finally {
+      const outputs = await this.#scheduler.infer(request);
       end();
+      return outputs;
+    } catch (err) {
+      // A request dropped before it ran has no inference to time.
+      if (!isServeError(err) || err.code !== 'SERVE_ABANDONED') end();
+      throw err;
     }
   }
 

@@ -10,18 +10,47 @@ export interface InferenceRequest {
   readonly feeds: Record<string, WireTensor>;
   /** Output names to compute; all outputs when undefined. */
   readonly fetches: readonly string[] | undefined;
+  /**
+   * Whether the client is still there: a request still waiting for a worker when it goes away is
+   * dropped, and one already running finishes (its answer has nobody to go to).
+   */
+  readonly client?: ClientPresence | undefined;
+}
+
+/**
+ * How the scheduler learns that a request's client went away. Not an AbortSignal: in Node 20 a
+ * listener on a fresh AbortSignal costs about 15 µs, more than a small model's whole inference.
+ */
+export interface ClientPresence {
+  /** True once the client has gone away. */
+  readonly gone: boolean;
+  /** Sets the one function to call when the client goes away (`undefined`: none). */
+  onGone(listener: (() => void) | undefined): void;
 }
 
 /** Observers for metrics. */
 export interface SchedulerHooks {
   onBatch?(rows: number, requests: number): void;
   onQueueDepth?(depth: number): void;
+  /** A request was dropped without running because its client went away. */
+  onAbandon?(): void;
 }
+
+/** What the scheduler needs of the {@link WorkerPool}. */
+export type SchedulerPool = Pick<WorkerPool, 'size' | 'idleWorkers' | 'recycler' | 'run' | 'onIdle'>;
 
 interface Pending extends QueuedItem {
   readonly request: InferenceRequest;
   readonly resolve: (outputs: InferenceOutputs) => void;
   readonly reject: (err: unknown) => void;
+}
+
+/**
+ * What a dropped request rejects with. Its client is gone, so nobody reads it; the route's
+ * metrics count the request as 499 when its response closes.
+ */
+function abandoned(): ServeError {
+  return new ServeError('SERVE_ABANDONED', 499, 'the client closed the connection before its inference ran');
 }
 
 function batchKey(feeds: Record<string, WireTensor>): { key: string; rows: number } | undefined {
@@ -53,7 +82,7 @@ function pick(outputs: InferenceOutputs, fetches: readonly string[] | undefined)
  * back per request. `batchable` is false when the model's dim 0 is fixed, so each request runs alone.
  */
 export class Scheduler {
-  readonly #pool: WorkerPool;
+  readonly #pool: SchedulerPool;
   readonly #policy: BatchPolicy;
   readonly #batchable: boolean;
   readonly #hooks: SchedulerHooks;
@@ -61,7 +90,7 @@ export class Scheduler {
   #timer: NodeJS.Timeout | undefined;
   #seq = 0;
 
-  constructor(pool: WorkerPool, policy: BatchPolicy, batchable: boolean, hooks: SchedulerHooks = {}) {
+  constructor(pool: SchedulerPool, policy: BatchPolicy, batchable: boolean, hooks: SchedulerHooks = {}) {
     this.#pool = pool;
     this.#policy = policy;
     this.#batchable = batchable;
@@ -74,11 +103,14 @@ export class Scheduler {
     return this.#queue.length;
   }
 
-  /** Queues one inference and resolves with its own outputs. */
+  /**
+   * Queues one inference and resolves with its own outputs. A request whose client goes away while
+   * it waits for a worker leaves the queue at once and rejects with `SERVE_ABANDONED`.
+   */
   infer(request: InferenceRequest): Promise<InferenceOutputs> {
     return new Promise<InferenceOutputs>((resolve, reject) => {
       const batch = this.#batchable && this.#policy.maxBatchSize > 1 ? batchKey(request.feeds) : undefined;
-      this.#queue.push({
+      const item: Pending = {
         key: batch?.key ?? `solo:${this.#seq++}`,
         rows: batch?.rows ?? 1,
         batchable: batch !== undefined,
@@ -86,10 +118,31 @@ export class Scheduler {
         request,
         resolve,
         reject,
-      });
+      };
+      const { client } = request;
+      if (client?.gone) {
+        this.#abandon(item);
+        return;
+      }
+      client?.onGone(() => this.#withdraw(item));
+      this.#queue.push(item);
       this.#hooks.onQueueDepth?.(this.#queue.length);
       this.#pump();
     });
+  }
+
+  /** Takes a request whose client went away out of the queue; one already taken is left to finish. */
+  #withdraw(item: Pending): void {
+    const index = this.#queue.indexOf(item);
+    if (index < 0) return;
+    this.#queue.splice(index, 1);
+    this.#hooks.onQueueDepth?.(this.#queue.length);
+    this.#abandon(item);
+  }
+
+  #abandon(item: Pending): void {
+    this.#hooks.onAbandon?.();
+    item.reject(abandoned());
   }
 
   #pump(): void {
@@ -111,6 +164,7 @@ export class Scheduler {
       }
       const taken = new Set(decision.take);
       const items = decision.take.map((i) => this.#queue[i]!);
+      for (const item of items) item.request.client?.onGone(undefined);
       let w = 0;
       for (let i = 0; i < this.#queue.length; i++) {
         if (!taken.has(i)) this.#queue[w++] = this.#queue[i]!;
@@ -120,6 +174,15 @@ export class Scheduler {
       this.#hooks.onBatch?.(decision.rows, items.length);
       this.#execute(items);
     }
+  }
+
+  /** Runs one request of a failed or unsplittable batch again on its own, unless its client has left. */
+  #runAlone(item: Pending): void {
+    if (item.request.client?.gone) {
+      this.#abandon(item);
+      return;
+    }
+    this.#pool.run(item.request.feeds, item.request.fetches).then(item.resolve, item.reject);
   }
 
   #execute(items: readonly Pending[]): void {
@@ -150,9 +213,7 @@ export class Scheduler {
         // An output whose dim 0 is not the batch (e.g. a global statistic) cannot be split:
         // fall back to running each request on its own rather than answer wrongly.
         if (Object.values(outputs).some((t) => t.dims[0] !== total)) {
-          for (const item of items) {
-            this.#pool.run(item.request.feeds, item.request.fetches).then(item.resolve, item.reject);
-          }
+          for (const item of items) this.#runAlone(item);
           return;
         }
         let offset = 0;
@@ -165,9 +226,7 @@ export class Scheduler {
       },
       () => {
         // One bad request must not fail its batch-mates: retry each alone so only it fails.
-        for (const item of items) {
-          this.#pool.run(item.request.feeds, item.request.fetches).then(item.resolve, item.reject);
-        }
+        for (const item of items) this.#runAlone(item);
       },
     );
   }
@@ -176,6 +235,7 @@ export class Scheduler {
   close(): void {
     if (this.#timer) clearTimeout(this.#timer);
     for (const item of this.#queue.splice(0)) {
+      item.request.client?.onGone(undefined);
       item.reject(
         new ServeError(
           'SERVE_UNAVAILABLE',

@@ -1,8 +1,10 @@
+import type { FastifyReply } from 'fastify';
 import type { ModelHost, ModelInfo } from '../model-host.ts';
 import { NO_MODEL_MESSAGE } from '../model-host.ts';
 import { ServeError } from '../errors.ts';
 import type { ServeConfig } from '../config.ts';
 import type { ServeMetrics } from '../metrics.ts';
+import type { ClientPresence } from '../scheduler.ts';
 
 /** What every route plugin receives. */
 export interface RouteOptions {
@@ -45,4 +47,25 @@ export function requireModel(host: ModelHost, name?: string, version?: string): 
     );
   }
   return model;
+}
+
+/**
+ * Whether the client of `reply` is still there: it has gone once the response closed unfinished
+ * (possibly before the handler ran, while the body was parsed on a parser thread). An inference
+ * still waiting for a worker is then dropped instead of run for nobody.
+ */
+export function clientPresence(reply: FastifyReply): ClientPresence {
+  const response = reply.raw;
+  let listener: (() => void) | undefined;
+  response.once('close', () => {
+    if (!response.writableFinished) listener?.();
+  });
+  return {
+    get gone() {
+      return response.destroyed && !response.writableFinished;
+    },
+    onGone(fn) {
+      listener = fn;
+    },
+  };
 }

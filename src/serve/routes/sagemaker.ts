@@ -19,7 +19,7 @@ import {
 import type { WireTensor } from '../tensor-codec.ts';
 import type { InferenceOutputs } from '../worker-pool.ts';
 import type { RouteOptions } from './common.ts';
-import { requireModel } from './common.ts';
+import { clientPresence, requireModel } from './common.ts';
 
 /**
  * One classified instance: the top label, its index and every class score. Scores that are not
@@ -269,7 +269,7 @@ export function sagemakerRoutes(
     return reply.code(503).send({ status: 'not ready', error: host.notReadyReason ?? 'not ready' });
   });
 
-  app.post(INVOCATIONS_ROUTE, async (request) => {
+  app.post(INVOCATIONS_ROUTE, async (request, reply) => {
     const model = requireModel(host);
     if (isRecord(request.body) && BINARY_PART in request.body) {
       throw badRequest(
@@ -277,7 +277,7 @@ export function sagemakerRoutes(
       );
     }
     const { feeds, count } = invocationFeeds(request.body, model, config.maxRequestRows);
-    const outputs = await host.infer({ feeds, fetches: undefined });
+    const outputs = await host.infer({ feeds, fetches: undefined, client: clientPresence(reply) });
     return { predictions: predictionsOf(outputs, model, count) };
   });
   done();

@@ -13,7 +13,7 @@ import { ORT_TO_DATATYPE, decodeV2Input, encodeV2Output } from '../tensor-codec.
 import type { V2Input, V2Output, WireTensor } from '../tensor-codec.ts';
 import type { ModelInfo } from '../model-host.ts';
 import type { RouteOptions } from './common.ts';
-import { requireModel } from './common.ts';
+import { clientPresence, requireModel } from './common.ts';
 
 /** Server name and version reported by `GET /v2`. */
 export const SERVER_METADATA = {
@@ -271,7 +271,7 @@ export function v2Routes(
   ): Promise<V2InferResponse | Buffer> => {
     const model = requireModel(host, request.params.name, request.params.version);
     const { feeds, fetches, binaryOutputs } = decodeV2Request(request.body, model, config.maxRequestRows);
-    const outputs = await host.infer({ feeds, fetches });
+    const outputs = await host.infer({ feeds, fetches, client: clientPresence(reply) });
     const order = model.signature.outputs.map((s) => s.name);
     const names = fetches ?? [
       ...order.filter((n) => outputs[n] !== undefined),

@@ -15,7 +15,29 @@ const pair: ModelInfo = {
   batchable: true,
 };
 
+/** A single-input model whose input has the given shape. */
+const single = (shape: number[]): ModelInfo => ({
+  ...pair,
+  name: 'single',
+  signature: { inputs: [spec('x', 'FP32', shape)], outputs: [] },
+});
+
 describe('invocationFeeds', () => {
+  it('takes plain numbers as instances of a model whose input is a batch of scalars', () => {
+    const { feeds, count } = invocationFeeds({ instances: [1, 2, 3] }, single([-1]), 8);
+    expect(count).toBe(3);
+    expect(feeds.x).toEqual({ type: 'float32', dims: [3], data: new Float32Array([1, 2, 3]) });
+  });
+
+  it.each([
+    [{ instances: [1, 2, 3, 4] }, "input 'x' has shape [4] but the model expects rank 2"],
+    [{ inputs: [[1, 2], 3] }, "input 'x': instance 1 has 1 values but instance 0 has 2"],
+  ])('refuses plain numbers where the model expects rows with a 400 (%j)', (body, message) => {
+    expect(() => invocationFeeds(body, single([-1, 2]), 8)).toThrow(
+      expect.objectContaining({ statusCode: 400, message: expect.stringContaining(message) as unknown }),
+    );
+  });
+
   it('stacks every input and counts its instances', () => {
     const { feeds, count } = invocationFeeds(
       {

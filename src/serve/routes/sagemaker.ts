@@ -69,8 +69,9 @@ function stackRows(rows: Rows, spec: TensorSpec, maxRows: number): WireTensor {
   } else {
     const values: unknown[] = [];
     (rows as readonly unknown[]).forEach((row, i) => {
+      // A plain number is an instance of one value; only an array can be mis-nested.
       const own = Array.isArray(row) ? flattenData(row, `${what} instance ${i}`) : [row];
-      const nesting = own === row ? undefined : nestedShapeProblem(row as unknown[], dims);
+      const nesting = Array.isArray(row) && own !== row ? nestedShapeProblem(row, dims) : undefined;
       if (nesting !== undefined) throw badRequest(`${what} instance ${i}: ${nesting}`);
       sameLength(i, own.length);
       for (const v of own) values.push(v);

@@ -44,10 +44,14 @@ export const REQUEST_TIMEOUT_MS = 60_000;
 /** Longest path parameter: model names may be 256 characters (the manifest's limit), URL-encoded up to 3x. */
 const MAX_PARAM_LENGTH = 1024;
 
-function frameworkErrorMessage(err: FastifyError): string {
+function frameworkErrorMessage(err: FastifyError, url: string): string {
   switch (err.code) {
     case 'FST_ERR_BAD_URL':
-      return 'the URL is not valid: a percent-escape in it does not decode (use %25 for a literal %)';
+      // The router also calls a target that is neither a path nor an http(s) URL a bad URL
+      // (CONNECT's host:port, for one).
+      return url.startsWith('/') || /^https?:\/\//i.test(url)
+        ? 'the URL is not valid: a percent-escape in it does not decode (use %25 for a literal %)'
+        : 'the request target is not a path: it must start with / (this service is not a proxy)';
     case 'FST_ERR_MAX_PARAM_LENGTH':
       return `a path parameter (model name or version) is longer than ${MAX_PARAM_LENGTH} characters`;
     default:
@@ -174,7 +178,9 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     // {"error"} body as every other error. Fastify runs no hooks for them, so they are tracked here.
     frameworkErrors: (err, request, reply) => {
       track(request, reply);
-      void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: frameworkErrorMessage(err) });
+      void (reply as FastifyReply)
+        .code(err.statusCode ?? 400)
+        .send({ error: frameworkErrorMessage(err, request.url) });
     },
     // Requests the HTTP parser itself refuses (duplicate Content-Length, bad chunking, oversized
     // headers, a request timeout) are answered on the socket, also as {"error"}.

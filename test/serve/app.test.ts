@@ -142,6 +142,32 @@ describe('with MODEL_URI=none (first deployment, no model yet)', () => {
       expect(await counted('M-SEARCH', '/invocations', '405')).toBe(1);
     });
 
+    it('answers CONNECT, which Node never hands to the routes, the same way, counted, and then closes', async () => {
+      const known = parseRawResponse(
+        await sendRaw(server.url, 'CONNECT /invocations HTTP/1.1\r\nHost: x\r\n\r\n'),
+      );
+      expect({ status: known.status, allow: known.headers.get('allow') }).toEqual({
+        status: 405,
+        allow: 'POST',
+      });
+      expect(known.headers.get('connection')).toBe('close');
+      expect(JSON.parse(known.body)).toEqual({
+        error: 'method CONNECT is not allowed on /invocations; use POST',
+      });
+      const tunnel = parseRawResponse(
+        await sendRaw(server.url, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'),
+      );
+      expect(tunnel.status).toBe(400);
+      expect(JSON.parse(tunnel.body)).toEqual({
+        error: 'the request target is not a path: it must start with / (this service is not a proxy)',
+      });
+      const counted = (route: string, status: string) =>
+        requestsCounted(server.metrics, { route, method: 'CONNECT', status });
+      await vi.waitFor(async () => expect(await counted('unmatched', '400')).toBe(1));
+      expect(await counted('/invocations', '405')).toBe(1);
+      expect(server.inflightRequests()).toBe(0);
+    });
+
     it('answers HEAD on a POST-only path with 405 and no body', async () => {
       expect(await send('HEAD', '/invocations')).toEqual({ status: 405, allow: 'POST', text: '' });
     });

@@ -39,6 +39,8 @@ export const ENV = {
   maxBatchDelayMs: 'SLIPWAY_MAX_BATCH_DELAY_MS',
   /** Maximum request body in bytes. */
   bodyLimit: 'SLIPWAY_BODY_LIMIT',
+  /** Most input bytes that may wait for an inference worker (503 above it). */
+  maxQueuedBytes: 'SLIPWAY_MAX_QUEUED_BYTES',
   /** Custom S3 endpoint (s3rver, MinIO, LocalStack). */
   s3Endpoint: 'SLIPWAY_S3_ENDPOINT',
   /** Lambda: ECS cluster name or ARN of the inference service. */

@@ -25,6 +25,12 @@ export const DEFAULT_WORKER_NICE = 10;
  */
 export const SERVE_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
 
+/**
+ * Default of {@link ServeConfig.maxQueuedBytes}: 256 MiB, an eighth of the service's default 2 GiB
+ * task. At the benchmark's 64 clients the CNN's queue holds about 3 MB.
+ */
+export const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024;
+
 /** Where SageMaker hosting puts the unpacked model; served when MODEL_URI is unset. */
 export const SAGEMAKER_MODEL_DIR = '/opt/ml/model';
 
@@ -64,6 +70,11 @@ export interface ServeConfig {
   readonly maxRequestRows: number;
   /** Maximum request body in bytes (413 above it). */
   readonly bodyLimit: number;
+  /**
+   * Most input bytes that may wait for a worker; a request that would go over it gets 503 with
+   * Retry-After. Bounds memory under overload (each waiting request holds its inputs).
+   */
+  readonly maxQueuedBytes: number;
   /** How long SIGTERM waits for in-flight requests. */
   readonly shutdownTimeoutMs: number;
   /** Custom S3 endpoint (s3rver, MinIO). */
@@ -164,6 +175,7 @@ export function loadServeConfig(
     maxBatchDelayMs: overrides.maxBatchDelayMs ?? intFrom(env, ENV.maxBatchDelayMs, 0, 10_000) ?? 0,
     maxRequestRows: Math.max(maxBatchSize, 1024),
     bodyLimit: intFrom(env, ENV.bodyLimit, 1024) ?? 32 * 1024 * 1024,
+    maxQueuedBytes: intFrom(env, ENV.maxQueuedBytes, 1) ?? DEFAULT_MAX_QUEUED_BYTES,
     shutdownTimeoutMs: intFrom(env, ENV.shutdownTimeoutMs, 0) ?? 20_000,
     s3Endpoint: env[ENV.s3Endpoint]?.trim() || undefined,
   };

@@ -8,6 +8,7 @@ export type ServeErrorCode =
   | 'SERVE_NO_MODEL'
   | 'SERVE_INFERENCE_FAILED'
   | 'SERVE_ABANDONED'
+  | 'SERVE_OVERLOADED'
   | 'SERVE_INTERNAL'
   | 'SERVE_CONFIG';
 

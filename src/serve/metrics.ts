@@ -10,6 +10,7 @@ export interface ServeMetrics {
   readonly batchRequests: Histogram;
   readonly queueDepth: Gauge;
   readonly abandoned: Counter;
+  readonly shed: Counter;
   readonly inflight: Gauge;
   readonly modelInfo: Gauge<'name' | 'version' | 'sha256' | 'source'>;
   readonly modelReady: Gauge;
@@ -68,6 +69,11 @@ export function createMetrics(): ServeMetrics {
     abandoned: new Counter({
       name: 'slipway_inference_abandoned_total',
       help: 'Inference requests dropped without running because their client closed the connection while they waited for a worker',
+      registers,
+    }),
+    shed: new Counter({
+      name: 'slipway_inference_shed_total',
+      help: 'Inference requests refused with 503 because the inputs already waiting for a worker reached SLIPWAY_MAX_QUEUED_BYTES',
       registers,
     }),
     inflight: new Gauge({

@@ -269,7 +269,11 @@ export class ModelHost {
       this.#scheduler?.close();
       this.#scheduler = new Scheduler(
         this.#pool,
-        { maxBatchSize: this.#config.maxBatchSize, maxDelayMs: this.#config.maxBatchDelayMs },
+        {
+          maxBatchSize: this.#config.maxBatchSize,
+          maxDelayMs: this.#config.maxBatchDelayMs,
+          maxQueuedBytes: this.#config.maxQueuedBytes,
+        },
         model.batchable,
         {
           onBatch: (rows, requests) => {
@@ -278,6 +282,7 @@ export class ModelHost {
           },
           onQueueDepth: (depth) => this.#metrics.queueDepth.set(depth),
           onAbandon: () => this.#metrics.abandoned.inc(),
+          onShed: () => this.#metrics.shed.inc(),
         },
       );
       await this.#warmUp(model.signature);

@@ -34,13 +34,31 @@ export interface SchedulerHooks {
   onQueueDepth?(depth: number): void;
   /** A request was dropped without running because its client went away. */
   onAbandon?(): void;
+  /** A request was refused because the queue already held `maxQueuedBytes` of inputs. */
+  onShed?(): void;
 }
+
+/** How the scheduler batches, and how much input it lets wait. */
+export interface SchedulerPolicy extends BatchPolicy {
+  /**
+   * Most input bytes that may wait for a worker. A request that would go over it gets 503 with
+   * Retry-After instead of queueing, unless the queue is empty: under overload memory stays bounded
+   * and clients learn at once, instead of every queued request holding its body until it times out.
+   * @default unlimited
+   */
+  readonly maxQueuedBytes?: number;
+}
+
+/** Seconds an overloaded server asks a client to wait before it tries again. */
+const OVERLOADED_RETRY_AFTER_S = 1;
 
 /** What the scheduler needs of the {@link WorkerPool}. */
 export type SchedulerPool = Pick<WorkerPool, 'size' | 'idleWorkers' | 'recycler' | 'run' | 'onIdle'>;
 
 interface Pending extends QueuedItem {
   readonly request: InferenceRequest;
+  /** Input bytes it holds while it waits. */
+  readonly bytes: number;
   readonly resolve: (outputs: InferenceOutputs) => void;
   readonly reject: (err: unknown) => void;
 }
@@ -51,6 +69,16 @@ interface Pending extends QueuedItem {
  */
 function abandoned(): ServeError {
   return new ServeError('SERVE_ABANDONED', 499, 'the client closed the connection before its inference ran');
+}
+
+/** Bytes of a request's inputs (a BYTES tensor counts its strings' UTF-16 length, about what it holds). */
+function inputBytes(feeds: Record<string, WireTensor>): number {
+  let bytes = 0;
+  for (const { data } of Object.values(feeds)) {
+    if (Array.isArray(data)) for (const value of data) bytes += value.length * 2;
+    else bytes += data.byteLength;
+  }
+  return bytes;
 }
 
 function batchKey(feeds: Record<string, WireTensor>): { key: string; rows: number } | undefined {
@@ -83,14 +111,16 @@ function pick(outputs: InferenceOutputs, fetches: readonly string[] | undefined)
  */
 export class Scheduler {
   readonly #pool: SchedulerPool;
-  readonly #policy: BatchPolicy;
+  readonly #policy: SchedulerPolicy;
   readonly #batchable: boolean;
   readonly #hooks: SchedulerHooks;
   readonly #queue: Pending[] = [];
+  /** Input bytes of the requests in the queue. */
+  #queuedBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #seq = 0;
 
-  constructor(pool: SchedulerPool, policy: BatchPolicy, batchable: boolean, hooks: SchedulerHooks = {}) {
+  constructor(pool: SchedulerPool, policy: SchedulerPolicy, batchable: boolean, hooks: SchedulerHooks = {}) {
     this.#pool = pool;
     this.#policy = policy;
     this.#batchable = batchable;
@@ -103,12 +133,32 @@ export class Scheduler {
     return this.#queue.length;
   }
 
+  /** Input bytes of the requests waiting for a worker. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
   /**
    * Queues one inference and resolves with its own outputs. A request whose client goes away while
-   * it waits for a worker leaves the queue at once and rejects with `SERVE_ABANDONED`.
+   * it waits for a worker leaves the queue at once and rejects with `SERVE_ABANDONED`; one that
+   * would take the queue over `maxQueuedBytes` rejects at once with `SERVE_OVERLOADED` (503).
    */
   infer(request: InferenceRequest): Promise<InferenceOutputs> {
     return new Promise<InferenceOutputs>((resolve, reject) => {
+      const bytes = inputBytes(request.feeds);
+      const limit = this.#policy.maxQueuedBytes;
+      if (limit !== undefined && this.#queue.length > 0 && this.#queuedBytes + bytes > limit) {
+        this.#hooks.onShed?.();
+        reject(
+          new ServeError(
+            'SERVE_OVERLOADED',
+            503,
+            `the server is overloaded: ${this.#queue.length} requests with ${this.#queuedBytes} bytes of inputs already wait for a worker (limit ${limit} bytes, SLIPWAY_MAX_QUEUED_BYTES); retry later`,
+            { retryAfterSeconds: OVERLOADED_RETRY_AFTER_S },
+          ),
+        );
+        return;
+      }
       const batch = this.#batchable && this.#policy.maxBatchSize > 1 ? batchKey(request.feeds) : undefined;
       const item: Pending = {
         key: batch?.key ?? `solo:${this.#seq++}`,
@@ -116,6 +166,7 @@ export class Scheduler {
         batchable: batch !== undefined,
         enqueuedAt: performance.now(),
         request,
+        bytes,
         resolve,
         reject,
       };
@@ -126,6 +177,7 @@ export class Scheduler {
       }
       client?.onGone(() => this.#withdraw(item));
       this.#queue.push(item);
+      this.#queuedBytes += bytes;
       this.#hooks.onQueueDepth?.(this.#queue.length);
       this.#pump();
     });
@@ -136,6 +188,7 @@ export class Scheduler {
     const index = this.#queue.indexOf(item);
     if (index < 0) return;
     this.#queue.splice(index, 1);
+    this.#queuedBytes -= item.bytes;
     this.#hooks.onQueueDepth?.(this.#queue.length);
     this.#abandon(item);
   }
@@ -164,7 +217,10 @@ export class Scheduler {
       }
       const taken = new Set(decision.take);
       const items = decision.take.map((i) => this.#queue[i]!);
-      for (const item of items) item.request.client?.onGone(undefined);
+      for (const item of items) {
+        item.request.client?.onGone(undefined);
+        this.#queuedBytes -= item.bytes;
+      }
       let w = 0;
       for (let i = 0; i < this.#queue.length; i++) {
         if (!taken.has(i)) this.#queue[w++] = this.#queue[i]!;
@@ -234,6 +290,7 @@ export class Scheduler {
   /** Stops the batching timer (queued requests are settled by the pool closing). */
   close(): void {
     if (this.#timer) clearTimeout(this.#timer);
+    this.#queuedBytes = 0;
     for (const item of this.#queue.splice(0)) {
       item.request.client?.onGone(undefined);
       item.reject(

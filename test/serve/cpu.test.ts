@@ -66,6 +66,14 @@ describe('loadServeConfig', () => {
     },
   );
 
+  it('takes the queue limit from SLIPWAY_MAX_QUEUED_BYTES (256 MiB by default) and refuses a bad one', () => {
+    expect(loadServeConfig({}).maxQueuedBytes).toBe(256 * 1024 * 1024);
+    expect(loadServeConfig({ SLIPWAY_MAX_QUEUED_BYTES: '1048576' }).maxQueuedBytes).toBe(1048576);
+    expect(() => loadServeConfig({ SLIPWAY_MAX_QUEUED_BYTES: '0' })).toThrow(
+      'SLIPWAY_MAX_QUEUED_BYTES must be a whole number >= 1, got "0"',
+    );
+  });
+
   it.each([
     ['s3:/models/model.tar.gz', 'expected s3://bucket/key'],
     ['http://models.internal/model.tar.gz', 'unsupported scheme "http:"'],

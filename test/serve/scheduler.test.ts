@@ -56,15 +56,17 @@ const row = (value: number): WireTensor => ({
   data: new Float32Array([value]),
 });
 
-function setUp() {
+function setUp(maxQueuedBytes?: number) {
   const pool = new HeldPool();
-  const seen = { depths: [] as number[], abandoned: 0 };
-  const scheduler = new Scheduler(pool, { maxBatchSize: 8, maxDelayMs: 0 }, true, {
+  const seen = { depths: [] as number[], abandoned: 0, shed: 0 };
+  const scheduler = new Scheduler(pool, { maxBatchSize: 8, maxDelayMs: 0, maxQueuedBytes }, true, {
     onQueueDepth: (depth) => seen.depths.push(depth),
     onAbandon: () => seen.abandoned++,
+    onShed: () => seen.shed++,
   });
-  const infer = (value: number, client?: Client) => {
-    const request: InferenceRequest = { feeds: { x: row(value) }, fetches: undefined, client };
+  const infer = (value: number | WireTensor, client?: Client) => {
+    const x = typeof value === 'number' ? row(value) : value;
+    const request: InferenceRequest = { feeds: { x }, fetches: undefined, client };
     const outcome = scheduler.infer(request).then(
       (outputs) => ({ value: Array.from(outputs.y!.data as Float32Array) }),
       (err: unknown) => ({ error: err as { code?: string; statusCode?: number } }),
@@ -137,5 +139,61 @@ describe('Scheduler, when a request is abandoned (its client went away)', () => 
     pool.finish();
     expect(await kept).toEqual({ value: [2] });
     expect(seen.abandoned).toBe(1);
+  });
+});
+
+describe('Scheduler, with a limit on the input bytes waiting for a worker', () => {
+  it('refuses a request that would go over it with 503 and Retry-After, and takes requests again once the queue drains', async () => {
+    const { pool, seen, scheduler, infer } = setUp(8);
+    const running = infer(0); // taken by the worker at once: not queued
+    const queued = [infer(1), infer(2)]; // 4 bytes each: the queue is at the limit
+    expect(scheduler.queuedBytes).toBe(8);
+    const refused = await infer(3);
+    expect(refused).toEqual({
+      error: expect.objectContaining({ code: 'SERVE_OVERLOADED', statusCode: 503, retryAfterSeconds: 1 }),
+    });
+    expect((refused as { error: Error }).error.message).toMatch(
+      /2 requests with 8 bytes .*SLIPWAY_MAX_QUEUED_BYTES/,
+    );
+    expect(seen.shed).toBe(1);
+
+    pool.finish(); // the worker takes both queued rows as one batch
+    expect(scheduler.queuedBytes).toBe(0);
+    const later = infer(4);
+    pool.finish();
+    pool.finish();
+    expect(await running).toEqual({ value: [0] });
+    expect(await Promise.all(queued)).toEqual([{ value: [1] }, { value: [2] }]);
+    expect(await later).toEqual({ value: [4] });
+    expect(pool.runs).toHaveLength(0);
+  });
+
+  it('queues a request larger than the limit when nothing waits (the body limit bounds one request)', async () => {
+    const { pool, scheduler, infer } = setUp(8);
+    const running = infer(0);
+    const big: WireTensor = { type: 'float32', dims: [4, 1], data: new Float32Array([1, 2, 3, 4]) };
+    const queued = infer(big);
+    expect(scheduler.queuedBytes).toBe(16);
+    pool.finish();
+    pool.finish();
+    expect(await running).toEqual({ value: [0] });
+    expect(await queued).toEqual({ value: [1, 2, 3, 4] });
+  });
+
+  it('frees the bytes of a request whose client went away', async () => {
+    const { pool, seen, scheduler, infer } = setUp(8);
+    const running = infer(0);
+    const client = new Client();
+    const leaving = infer(1, client);
+    const staying = infer(2);
+    client.leave();
+    expect(scheduler.queuedBytes).toBe(4);
+    const admitted = infer(3); // fits again: 8 bytes
+    expect(seen.shed).toBe(0);
+    pool.finish();
+    pool.finish();
+    expect(await running).toEqual({ value: [0] });
+    expect(await leaving).toEqual({ error: expect.objectContaining({ code: 'SERVE_ABANDONED' }) });
+    expect(await Promise.all([staying, admitted])).toEqual([{ value: [2] }, { value: [3] }]);
   });
 });

@@ -52,8 +52,10 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const gauge = async (metric: 'queueDepth' | 'inflight' | 'abandoned'): Promise<number> =>
-  (await server.metrics[metric].get()).values[0]?.value ?? 0;
+const gauge = async (
+  metric: 'queueDepth' | 'inflight' | 'abandoned' | 'shed',
+  of: ListeningApp = server,
+): Promise<number> => (await of.metrics[metric].get()).values[0]?.value ?? 0;
 const histogramSum = async (metric: 'batchSize' | 'batchRequests'): Promise<number> =>
   (await server.metrics[metric].get()).values.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0;
 
@@ -104,5 +106,52 @@ describe('a request whose client goes away while it waits for a worker', () => {
     expect(await gauge('abandoned')).toBe(3);
     const text = await (await fetch(`${server.url}/metrics`)).text();
     expect(text).toMatch(/^slipway_inference_abandoned_total 3$/m);
+  });
+});
+
+describe('an inference that arrives while the queue holds SLIPWAY_MAX_QUEUED_BYTES of inputs', () => {
+  it('gets 503 with Retry-After at once, is counted as shed, and the queued requests still run', async () => {
+    // One FP32 row of 4 values is 16 bytes: one request fits in the queue, a second does not.
+    const small = await listenApp(
+      testConfig({ workers: 1, maxBatchSize: 8, maxBatchDelayMs: 0, maxQueuedBytes: 20 }),
+    );
+    try {
+      expect((await small.host.load(await writeClassifierDir(join(root, 'iris-small')))).status).toBe(
+        'ready',
+      );
+      pools.held = true;
+      const queued = postJson(`${small.url}/v2/models/iris/infer`, JSON.parse(v2Body));
+      await vi.waitFor(async () => expect(await gauge('queueDepth', small)).toBe(1));
+
+      const refused = await fetch(`${small.url}/v2/models/iris/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: v2Body,
+      });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect(((await refused.json()) as { error: string }).error).toMatch(
+        /overloaded: 1 requests with 16 bytes of inputs already wait .*limit 20 bytes, SLIPWAY_MAX_QUEUED_BYTES/,
+      );
+      expect(await gauge('shed', small)).toBe(1);
+      expect(await gauge('queueDepth', small)).toBe(1);
+      // Health checks never queue: the task stays healthy while it sheds load.
+      expect((await fetch(`${small.url}/ping`)).status).toBe(200);
+
+      releasePools();
+      expect((await queued).status).toBe(200);
+      const after = await postJson(`${small.url}/invocations`, JSON.parse(invocationsBody));
+      expect(after.status).toBe(200);
+      expect(
+        await requestsCounted(small.metrics, {
+          route: '/v2/models/:name/infer',
+          method: 'POST',
+          status: '503',
+        }),
+      ).toBe(1);
+    } finally {
+      releasePools();
+      await small.close();
+    }
   });
 });

@@ -35,6 +35,14 @@ export function threadEnvironment(cpuUnits: number): Record<string, string> {
   };
 }
 
+/**
+ * The queue limit for a task of `memoryMiB`: an eighth of its memory (the server's default, 256 MiB,
+ * is an eighth of the default 2 GiB task), so a smaller task sheds load before it runs out.
+ */
+export function queueEnvironment(memoryMiB: number): Record<string, string> {
+  return { [ENV.maxQueuedBytes]: String(Math.floor((memoryMiB * 1024 * 1024) / 8)) };
+}
+
 /** Properties of `InferenceService`. */
 export interface InferenceServiceProps {
   /** The VPC. */
@@ -148,6 +156,8 @@ export class InferenceService extends Construct {
         // Fargate may show the container more cores than the task's CPU units and no cgroup quota
         // of its own, so the server would size its pools from the host: pin them to the task.
         ...threadEnvironment(props.cpu ?? 1024),
+        // Requests waiting for a worker hold their inputs: bound them by the task's memory.
+        ...queueEnvironment(props.memoryMiB ?? 2048),
       },
       logging: ecs.LogDrivers.awsLogs({
         logGroup,

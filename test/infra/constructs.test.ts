@@ -8,7 +8,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { InfraConfigError } from '../../src/infra/config.ts';
 import { GithubOidc } from '../../src/infra/github-oidc.ts';
 import { ImageRegistry } from '../../src/infra/image-registry.ts';
-import { InferenceService, threadEnvironment } from '../../src/infra/inference-service.ts';
+import { InferenceService, queueEnvironment, threadEnvironment } from '../../src/infra/inference-service.ts';
+import { DEFAULT_MAX_QUEUED_BYTES } from '../../src/serve/config.ts';
 import { ENV } from '../../src/names.ts';
 import { decideRollout } from '../../src/rollout/decision.ts';
 import { pinnedModelFromEnvironment } from '../../src/rollout/pinned-model.ts';
@@ -131,6 +132,19 @@ describe('InferenceService', () => {
       [ENV.idleIntraOpThreads]: '1',
     });
     expect(threadEnvironment(2048)[ENV.workers]).toBe('2');
+  });
+
+  it('bounds the inputs waiting for a worker at an eighth of the task’s memory', () => {
+    const s = stack();
+    new InferenceService(s, 'Svc', { ...inferenceProps(s), cpu: 1024, memoryMiB: 4096 });
+    Template.fromStack(s).hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([{ Name: ENV.maxQueuedBytes, Value: String(512 * 1024 * 1024) }]),
+        }),
+      ],
+    });
+    expect(queueEnvironment(2048)).toEqual({ [ENV.maxQueuedBytes]: String(DEFAULT_MAX_QUEUED_BYTES) });
   });
 
   it('keeps the rollout ordering record of the initial model, so an older event is still skipped after a code deploy', () => {

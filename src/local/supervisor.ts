@@ -19,6 +19,18 @@ export type RolloutState = 'IN_PROGRESS' | 'COMPLETED' | 'FAILED';
  * state still in progress after a crash); a restart replays its upload.
  */
 export const INTERRUPTED_REASON = 'interrupted: the twin stopped during the rollout';
+/** Why a deployment queued behind another failed when the twin stopped cleanly; a restart replays it too. */
+export const INTERRUPTED_QUEUED_REASON = 'interrupted: the twin stopped before the rollout started';
+// What a clean stop called a queued deployment before it was replayed (state files of older twins).
+const STOPPED_QUEUED_REASON = 'the service stopped before the rollout started';
+
+/** Whether the twin stopped in (or before) a deployment's rollout, so that a restart replays its upload. */
+export function wasInterrupted(d: Pick<Deployment, 'rolloutState' | 'rolloutStateReason'>): boolean {
+  return (
+    d.rolloutState === 'FAILED' &&
+    (d.rolloutStateReason.startsWith('interrupted:') || d.rolloutStateReason === STOPPED_QUEUED_REASON)
+  );
+}
 
 /** ECS task lifecycle, reduced to what the twin distinguishes. */
 export type TaskStatus = 'PROVISIONING' | 'RUNNING' | 'DEACTIVATING' | 'STOPPED';
@@ -285,21 +297,28 @@ export class Supervisor {
     });
   }
 
-  /** Stops every task (SIGTERM, then SIGKILL after the stop timeout) and refuses new deployments. */
+  /**
+   * Stops every task (SIGTERM, then SIGKILL after the stop timeout) and refuses new deployments.
+   * Resolves once the rollout in progress has settled; it and the one queued behind it end as
+   * interrupted, so a restart replays them in order.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const waiting of this.queued) {
+      waiting.status = 'INACTIVE';
+      this.finish(waiting, 'FAILED', INTERRUPTED_QUEUED_REASON);
+    }
+    this.queued.clear();
     await Promise.all([...this.taskMap.values()].map((t) => this.stopTask(t, 'service stopping', false)));
+    await this.queue;
     this.changed();
   }
 
   /** Runs one deployment; `rollbackOf` is the deployment a rollback by hand goes back from. */
   private async roll(deployment: Deployment, rollbackOf?: Deployment): Promise<void> {
     this.queued.delete(deployment);
-    if (deployment.supersededBy !== undefined) return;
-    if (this.stopped) {
-      this.finish(deployment, 'FAILED', 'the service stopped before the rollout started');
-      return;
-    }
+    // Superseded, or interrupted by a stop, while it waited.
+    if (deployment.rolloutState !== 'IN_PROGRESS') return;
     const previous = this.deploymentList.find((d) => d.status === 'PRIMARY');
     if (previous) previous.status = 'ACTIVE';
     deployment.status = 'PRIMARY';

@@ -19,7 +19,7 @@ import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3-server.ts';
 import type { LocalS3 } from './s3-server.ts';
 import { claimStateDir, statePaths, writeJsonAtomic } from './state-dir.ts';
 import type { StatePaths, TrainerRecord, TwinRuntimeFile } from './state-dir.ts';
-import { INTERRUPTED_REASON, Supervisor } from './supervisor.ts';
+import { Supervisor, wasInterrupted } from './supervisor.ts';
 import type { Deployment, TaskSpawner } from './supervisor.ts';
 
 /** Bucket names of the twin's local S3 store. */
@@ -319,9 +319,10 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
 }
 
 /**
- * The uploads whose rollout the last twin stopped in (newer than the deployment it resumes), oldest
- * first, each with the event that started it. An object overwritten since is left out: its newer
- * upload is the store's newest, or was rolled out on its own.
+ * The uploads whose rollout the last twin stopped in or before (newer than the deployment it
+ * resumes: the one in progress, and the one queued behind it), oldest first, each with the event
+ * that started it; superseded ones are not among them. An object overwritten since is left out:
+ * its newer upload is the store's newest, or was rolled out on its own.
  */
 async function interruptedUploads(
   deployments: readonly Deployment[],
@@ -333,8 +334,9 @@ async function interruptedUploads(
     deployments.findIndex((d) => d.id === resumeFrom.id),
   );
   const uploads: { info: ObjectInfo; event: S3ObjectCreatedEvent | undefined }[] = [];
-  for (const { model, rolloutStateReason } of newer.reverse()) {
-    if (rolloutStateReason !== INTERRUPTED_REASON || !model.sequencer || !model.eventTime) continue;
+  for (const deployment of newer.reverse()) {
+    const { model } = deployment;
+    if (!wasInterrupted(deployment) || !model.sequencer || !model.eventTime) continue;
     const info = await store.head(model.uri).catch(() => undefined);
     if (info === undefined || info.etag !== model.etag) continue;
     uploads.push({

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LoadBalancer, MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
 import { LocalDeployTarget } from '../../src/local/local-deploy-target.ts';
 import { loadGenerator } from '../helpers/load-generator.ts';
-import { Supervisor } from '../../src/local/supervisor.ts';
+import { INTERRUPTED_QUEUED_REASON, Supervisor, wasInterrupted } from '../../src/local/supervisor.ts';
 import type { SupervisorOptions } from '../../src/local/supervisor.ts';
 import { fakeSpawner, isAlive, waitFor } from './helpers.ts';
 
@@ -144,6 +144,27 @@ describe('Supervisor', () => {
     });
     const follow = await new LocalDeployTarget(sup).follow(older.deployment.id);
     expect(follow.outcome).toBe('superseded');
+  });
+
+  it('leaves the deployment queued behind the one in progress interrupted when it stops, and a superseded one superseded', async () => {
+    const { sup } = await setup({ desiredCount: 1 });
+    await sup.deploy('s3://m/v1');
+    const inProgress = sup.begin('s3://m/stuck');
+    await waitFor(() => sup.primary()?.modelUri === 's3://m/stuck');
+    const superseded = sup.begin('s3://m/v2');
+    const queued = sup.begin('s3://m/v3');
+    await sup.stop();
+    const byId = new Map(sup.deployments().map((d) => [d.id, d]));
+    expect(byId.get(inProgress.deployment.id)).toMatchObject({ rolloutState: 'FAILED' });
+    expect(wasInterrupted(byId.get(inProgress.deployment.id)!)).toBe(true);
+    expect(byId.get(queued.deployment.id)).toMatchObject({
+      status: 'INACTIVE',
+      rolloutState: 'FAILED',
+      rolloutStateReason: INTERRUPTED_QUEUED_REASON,
+    });
+    expect(wasInterrupted(byId.get(queued.deployment.id)!)).toBe(true);
+    expect(wasInterrupted(byId.get(superseded.deployment.id)!)).toBe(false);
+    expect(await queued.done).toMatchObject({ rolloutStateReason: INTERRUPTED_QUEUED_REASON });
   });
 
   it('keeps the live deployment through more failed rollouts than the history holds', async () => {

@@ -8,7 +8,7 @@ import { StateDirError } from '../../src/local/errors.ts';
 import { MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
 import { LOCAL_S3_CREDENTIALS } from '../../src/local/s3-server.ts';
 import { LOCAL_BUCKETS, startTwin } from '../../src/local/twin.ts';
-import type { TwinRuntimeFile } from '../../src/local/state-dir.ts';
+import type { TwinRuntimeFile, TwinStateFile } from '../../src/local/state-dir.ts';
 import type { Twin } from '../../src/local/twin.ts';
 import { isAlive, modelKeySpawner, startTwinProcess, waitFor } from './helpers.ts';
 
@@ -186,17 +186,24 @@ describe('startTwin', () => {
 
 describe('startTwin after a stop in the middle of a rollout', () => {
   // The first twin runs in a process of its own, so that it can be killed; the second in this one.
-  async function stopMidRollout(signal: NodeJS.Signals, key: string): Promise<string> {
+  // `queued` are uploaded once `key` rolls out, so they wait behind it (the newest superseding the others).
+  async function stopMidRollout(signal: NodeJS.Signals, key: string, queued: string[] = []): Promise<string> {
     const stateDir = await tempDir();
     const first = await startTwinProcess(stateDir, 20_000);
     cleanups.push(async () => {
       first.child.kill('SIGKILL');
       await first.exited;
     });
+    const state = (): Promise<string> => readFile(join(stateDir, 'state.json'), 'utf8');
     await upload(first, 'v1/output/model.tar.gz');
     await waitFor(async () => (await versionServed(first)) === '1');
     await upload(first, key);
-    await waitFor(async () => (await readFile(join(stateDir, 'state.json'), 'utf8')).includes('IN_PROGRESS'));
+    await waitFor(async () => (await state()).includes('IN_PROGRESS'));
+    for (const queuedKey of queued) await upload(first, queuedKey);
+    await waitFor(async () => {
+      const text = await state();
+      return queued.every((k) => text.includes(k));
+    });
     first.child.kill(signal);
     await first.exited;
     return stateDir;
@@ -229,5 +236,37 @@ describe('startTwin after a stop in the middle of a rollout', () => {
       status: 'PRIMARY',
       rolloutState: 'COMPLETED',
     });
+  }, 120_000);
+
+  it('after a clean stop, rolls out the uploads queued behind the rollout it stopped in, in order, but not a superseded one', async () => {
+    const stateDir = await stopMidRollout('SIGTERM', 'v2-stuck/output/model.tar.gz', [
+      'v3/output/model.tar.gz',
+      'v4/output/model.tar.gz',
+    ]);
+    const stopped = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')) as TwinStateFile;
+    const before = new Set(stopped.deployments.map((d) => d.id));
+    const logs: string[] = [];
+    const twin = await startTwin({
+      stateDir,
+      port: 0,
+      tasks: 1,
+      spawn,
+      readinessTimeoutMs: 2_000,
+      log: (m) => logs.push(m),
+    });
+    cleanups.push(() => twin.stop());
+    await waitFor(async () => (await versionServed(twin)) === '4', 40_000);
+    await settled(twin);
+    const since = twin.supervisor
+      .deployments()
+      .filter((d) => !before.has(d.id))
+      .reverse()
+      .map((d) => `${d.modelUri.replace('s3://slipway-models/', '').split('/')[0]!} ${d.rolloutState}`);
+    expect(since).toEqual(['v1 COMPLETED', 'v2-stuck FAILED', 'v4 COMPLETED']);
+    // Replayed with its own event, as the upload it stopped in is: not left to the newest-object check.
+    expect(logs.filter((l) => l.startsWith('checking an interrupted model'))).toEqual([
+      'checking an interrupted model in the store: s3://slipway-models/v2-stuck/output/model.tar.gz',
+      'checking an interrupted model in the store: s3://slipway-models/v4/output/model.tar.gz',
+    ]);
   }, 120_000);
 });

@@ -12,13 +12,11 @@ import type {
 } from '../rollout/deploy-target.ts';
 import { pollUntilSettled } from '../rollout/follow.ts';
 import { DeploymentError } from './errors.ts';
+import { INITIAL_REVISION } from './supervisor.ts';
 import type { Deployment, Supervisor } from './supervisor.ts';
 
 /** Default time between two reads when following a twin deployment: it settles in seconds. */
 const TWIN_FOLLOW_INTERVAL_MS = 250;
-
-/** Revision of the twin's service before its first deployment (the no-model state). */
-export const INITIAL_REVISION = 'slipway-inference:0';
 
 /** The rollout's {@link DeployTarget} backed by the twin's supervisor. */
 export class LocalDeployTarget implements DeployTarget {
@@ -35,7 +33,7 @@ export class LocalDeployTarget implements DeployTarget {
    * models of the deployments it was rolled back from.
    */
   describe(): Promise<ServiceState> {
-    const current = this.current();
+    const current = this.supervisor.current();
     return Promise.resolve({
       revision: current?.revision ?? INITIAL_REVISION,
       model: current?.model,
@@ -45,7 +43,7 @@ export class LocalDeployTarget implements DeployTarget {
 
   /** Starts a rolling deployment of `model`; resolves once the supervisor accepted it. */
   deploy(model: PinnedModel, options: DeployOptions = {}): Promise<DeployResult> {
-    const previous = this.current();
+    const previous = this.supervisor.current();
     const previousRevision = previous?.revision ?? INITIAL_REVISION;
     if (options.ifRevision !== undefined && options.ifRevision !== previousRevision) {
       return Promise.reject(
@@ -65,9 +63,9 @@ export class LocalDeployTarget implements DeployTarget {
     });
   }
 
-  /** Redeploys the newest earlier model that completed a rollout. */
+  /** Redeploys the revision the current one was based on (see `Supervisor.beginRollback`). */
   rollback(): Promise<DeployResult> {
-    const previousRevision = this.current()?.revision ?? INITIAL_REVISION;
+    const previousRevision = this.supervisor.current()?.revision ?? INITIAL_REVISION;
     try {
       const { deployment } = this.supervisor.beginRollback();
       return Promise.resolve({
@@ -107,15 +105,6 @@ export class LocalDeployTarget implements DeployTarget {
       runningCount: this.supervisor.tasks().filter((t) => t.lastStatus === 'RUNNING').length,
       deployments: ordered.map(toDeploymentInfo),
     });
-  }
-
-  // In-flight or live deployments count; a FAILED one never became the service's revision.
-  private current(): Deployment | undefined {
-    return this.supervisor
-      .deployments()
-      .find(
-        (d) => d.rolloutState === 'IN_PROGRESS' || (d.status === 'PRIMARY' && d.rolloutState === 'COMPLETED'),
-      );
   }
 }
 

@@ -32,14 +32,42 @@ export function wasInterrupted(d: Pick<Deployment, 'rolloutState' | 'rolloutStat
   );
 }
 
+/** Revision of the twin's service before its first deployment (the no-model state). */
+export const INITIAL_REVISION = 'slipway-inference:0';
+
+/** The number of a twin revision (`slipway-inference:<n>`); 0 for one that is not. */
+export function revisionNumber(revision: string): number {
+  return Number(/:(\d+)$/.exec(revision)?.[1] ?? 0);
+}
+
+/**
+ * The deployment the service is driven to (ECS: the service's task definition): the newest one in
+ * progress or queued, else the live one. A FAILED one never became the service's revision.
+ */
+export function currentDeployment<T extends Pick<Deployment, 'status' | 'rolloutState'>>(
+  deployments: readonly T[],
+): T | undefined {
+  return deployments.find(
+    (d) => d.rolloutState === 'IN_PROGRESS' || (d.status === 'PRIMARY' && d.rolloutState === 'COMPLETED'),
+  );
+}
+
 /** ECS task lifecycle, reduced to what the twin distinguishes. */
 export type TaskStatus = 'PROVISIONING' | 'RUNNING' | 'DEACTIVATING' | 'STOPPED';
 
 /** One deployment of the service, shaped like an ECS service deployment. */
 export interface Deployment {
   readonly id: string;
-  /** Task-definition-like revision (`slipway-inference:<n>`), one per deployment. */
+  /**
+   * Task-definition-like revision (`slipway-inference:<n>`): a new one per deployment of a model,
+   * the earlier one's again for a rollback (and for the model a restart resumes).
+   */
   readonly revision: string;
+  /**
+   * The revision the service was driven to when this revision was made (ECS: the rollout's
+   * `slipway:base-revision` tag): where a rollback from it goes. Absent in older state files.
+   */
+  readonly baseRevision?: string;
   status: DeploymentStatus;
   rolloutState: RolloutState;
   rolloutStateReason: string;
@@ -167,10 +195,7 @@ export class Supervisor {
       rolloutState: d.rolloutState === 'IN_PROGRESS' ? 'FAILED' : d.rolloutState,
       rolloutStateReason: d.rolloutState === 'IN_PROGRESS' ? INTERRUPTED_REASON : d.rolloutStateReason,
     }));
-    this.revisionCounter = Math.max(
-      0,
-      ...this.deploymentList.map((d) => Number(d.revision.split(':')[1]) || 0),
-    );
+    this.revisionCounter = Math.max(0, ...this.deploymentList.map((d) => revisionNumber(d.revision)));
   }
 
   /** Deployments, newest first. */
@@ -181,6 +206,12 @@ export class Supervisor {
   /** The deployment currently serving (or being rolled out). */
   primary(): Deployment | undefined {
     const d = this.deploymentList.find((x) => x.status === 'PRIMARY');
+    return d ? { ...d } : undefined;
+  }
+
+  /** The deployment the service is driven to (see {@link currentDeployment}). */
+  current(): Deployment | undefined {
+    const d = currentDeployment(this.deploymentList);
     return d ? { ...d } : undefined;
   }
 
@@ -230,18 +261,35 @@ export class Supervisor {
     return this.begin(model, options).done;
   }
 
-  /** Queues a rollout and returns its deployment at once, plus a promise of how it ends. */
+  /**
+   * Queues a rollout and returns its deployment at once, plus a promise of how it ends. The
+   * deployment gets a new revision based on the current one, or with `redeploy` that deployment's
+   * revision again (its model, and its base).
+   */
   begin(
     model: PinnedModel | string,
-    options: { modelVersion?: string; rollbackOf?: Deployment } = {},
+    options: { modelVersion?: string; rollbackOf?: Deployment; redeploy?: Deployment } = {},
   ): { deployment: Deployment; done: Promise<Deployment> } {
     if (this.stopped) throw new DeploymentError('the service is stopping');
     const pinned: PinnedModel = typeof model === 'string' ? { uri: model } : model;
     const now = new Date().toISOString();
-    this.revisionCounter += 1;
+    const { redeploy } = options;
+    let revision: { revision: string; baseRevision?: string };
+    if (redeploy) {
+      revision = {
+        revision: redeploy.revision,
+        ...(redeploy.baseRevision !== undefined ? { baseRevision: redeploy.baseRevision } : {}),
+      };
+    } else {
+      this.revisionCounter += 1;
+      revision = {
+        revision: `slipway-inference:${this.revisionCounter}`,
+        baseRevision: currentDeployment(this.deploymentList)?.revision ?? INITIAL_REVISION,
+      };
+    }
     const deployment: Deployment = {
       id: `ecs-svc/${randomBytes(8).toString('hex')}`,
-      revision: `slipway-inference:${this.revisionCounter}`,
+      ...revision,
       status: 'ACTIVE',
       rolloutState: 'IN_PROGRESS',
       rolloutStateReason: 'queued behind the deployment in progress',
@@ -272,29 +320,59 @@ export class Supervisor {
   }
 
   /**
-   * Rolls back to the newest COMPLETED deployment before the current one, as a new deployment.
-   * Throws when there is nothing to roll back to.
+   * Rolls back to the revision the current one was based on, as a new deployment of that revision.
+   * Throws when there is nothing to roll back to. See {@link beginRollback}.
    */
   rollback(): Promise<Deployment> {
     return this.beginRollback().done;
   }
 
-  /** Like {@link rollback}, but returns the new deployment at once. */
+  /**
+   * Like {@link rollback}, but returns the new deployment at once.
+   *
+   * The way back is the chain of base revisions, as the ECS target follows the rollout's
+   * `slipway:base-revision` tags: a second rollback goes on from where the first went (A, B, C
+   * deployed: back to B, then to A), and a model that never completed a rollout (rejected by the
+   * circuit breaker, superseded, interrupted) is passed over, as are revisions that pin the
+   * current model. Where a link is missing (history from an older twin, or trimmed), it goes on
+   * with the next lower revision.
+   */
   beginRollback(): { deployment: Deployment; done: Promise<Deployment> } {
-    const current = this.deploymentList.find((d) => d.status === 'PRIMARY');
-    const target = this.deploymentList.find(
-      (d) => d !== current && d.rolloutState === 'COMPLETED' && d.modelUri !== current?.modelUri,
-    );
+    const current = currentDeployment(this.deploymentList);
+    const target = this.rollbackTarget(current);
     if (!target) {
       throw new DeploymentError(
         'nothing to roll back to: no earlier completed deployment with another model',
       );
     }
-    this.options.log?.(`rollback requested: redeploying ${target.modelUri} (from deployment ${target.id})`);
+    this.options.log?.(
+      `rollback requested: redeploying ${target.revision} with ${target.modelUri} (from deployment ${target.id})`,
+    );
+    // The deployment serving (or rolling out) now is the one the service goes back from.
+    const serving = this.deploymentList.find((d) => d.status === 'PRIMARY');
     return this.begin(target.model, {
       ...(target.modelVersion !== undefined ? { modelVersion: target.modelVersion } : {}),
-      ...(current ? { rollbackOf: current } : {}),
+      ...(serving ? { rollbackOf: serving } : {}),
+      redeploy: target,
     });
+  }
+
+  /** The newest completed deployment of the first revision back along the base chain with another model. */
+  private rollbackTarget(from: Deployment | undefined): Deployment | undefined {
+    const ofRevision = (n: number): Deployment[] =>
+      this.deploymentList.filter((d) => revisionNumber(d.revision) === n);
+    const numbers = [...new Set(this.deploymentList.map((d) => revisionNumber(d.revision)))].sort(
+      (a, b) => b - a,
+    );
+    let before = from ? previousRevision(from) : Infinity;
+    for (const n of numbers) {
+      if (n > before) continue;
+      const link = ofRevision(n);
+      const completed = link.find((d) => d.rolloutState === 'COMPLETED');
+      if (completed && completed.modelUri !== from?.modelUri) return completed;
+      before = previousRevision(link[0]!);
+    }
+    return undefined;
   }
 
   /**
@@ -623,6 +701,13 @@ export class Supervisor {
     this.options.log?.(`replacement task ${task.id} is serving`);
     setTimeout(() => (this.restartDelayMs = 0), 30_000).unref();
   }
+}
+
+/** The highest revision number a rollback from `d` may go to: its recorded base, or any lower one. */
+function previousRevision(d: Deployment): number {
+  const n = revisionNumber(d.revision);
+  const base = d.baseRevision === undefined ? n : revisionNumber(d.baseRevision);
+  return base < n ? base : n - 1;
 }
 
 function lastWords(output: readonly string[]): string {

@@ -246,7 +246,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   };
   if (resumeFrom) {
     log(`resuming the last deployed model ${resumeFrom.modelUri}`);
-    const resumed = supervisor.begin(resumeFrom.model).done;
+    // Its revision again, as ECS would still run it: rollbacks go on along the same chain.
+    const resumed = supervisor.begin(resumeFrom.model, { redeploy: resumeFrom }).done;
     void resumed.catch(() => undefined).then(catchUp);
   } else if (newest) {
     void catchUp();

@@ -159,8 +159,10 @@ export interface DeployTarget {
   /**
    * Switch the service back to the last model it ran before the current one, passing over models
    * it was rolled back from and revisions that pin the current model (the no-model state is never
-   * a rollback target). ECS follows the base revision each rollout recorded; the twin takes its
-   * newest earlier completed deployment. Throws `ROLLOUT_NO_PREVIOUS_MODEL` if there is none.
+   * a rollback target). Both targets follow the base revision each rollout recorded (ECS: the
+   * `slipway:base-revision` tag; the twin: each deployment's `baseRevision`), so a second rollback
+   * goes on further back (A, B, C deployed: back to B, then to A), never to the revision it came
+   * from. Throws `ROLLOUT_NO_PREVIOUS_MODEL` if there is none.
    */
   rollback(): Promise<DeployResult>;
 

@@ -188,6 +188,32 @@ describe('Supervisor', () => {
     expect(sup.deployments()).toHaveLength(3);
   });
 
+  it('walks further back on a second rollback, as ECS follows the base revisions, instead of toggling', async () => {
+    const { sup } = await setup({ desiredCount: 1 });
+    const v1 = await sup.deploy('s3://m/v1');
+    const v2 = await sup.deploy('s3://m/v2');
+    await sup.deploy('s3://m/v3');
+    const first = await sup.rollback();
+    expect(first).toMatchObject({ modelUri: 's3://m/v2', revision: v2.revision, rolloutState: 'COMPLETED' });
+    const second = await sup.rollback();
+    expect(second).toMatchObject({ modelUri: 's3://m/v1', revision: v1.revision, rolloutState: 'COMPLETED' });
+    expect(() => sup.rollback()).toThrow(/nothing to roll back to/);
+  });
+
+  it('never rolls back to a model the circuit breaker rejected, nor one a newer upload superseded', async () => {
+    const { sup } = await setup({ desiredCount: 1, readinessTimeoutMs: 4_000 });
+    await sup.deploy('s3://m/v1');
+    expect((await sup.deploy('s3://m/broken')).rolloutState).toBe('FAILED');
+    const stuck = sup.begin('s3://m/stuck');
+    await waitFor(() => sup.primary()?.modelUri === 's3://m/stuck');
+    const superseded = sup.begin('s3://m/v3');
+    const v4 = sup.begin('s3://m/v4');
+    expect((await superseded.done).supersededBy).toBe(v4.deployment.id);
+    expect((await stuck.done).rolloutState).toBe('FAILED');
+    expect((await v4.done).rolloutState).toBe('COMPLETED');
+    expect(await sup.rollback()).toMatchObject({ modelUri: 's3://m/v1', rolloutState: 'COMPLETED' });
+  });
+
   it('refuses a rollback when there is nothing earlier to go back to', async () => {
     const { sup } = await setup({ desiredCount: 1 });
     await sup.deploy('s3://m/v1');

@@ -132,6 +132,28 @@ describe('startTwin', () => {
     expect(second.supervisor.deployments().length).toBe(2);
   });
 
+  it('rolls back twice in a row along the deployments made before a restart: C, then B, then A', async () => {
+    const stateDir = await tempDir();
+    const first = await start(stateDir);
+    for (const v of ['1', '2', '3']) {
+      await upload(first, `v${v}/output/model.tar.gz`);
+      await waitFor(async () => (await versionServed(first)) === v);
+    }
+    await first.stop();
+
+    const second = await start(stateDir);
+    await waitFor(async () => (await versionServed(second)) === '3');
+    for (const v of ['2', '1']) {
+      const res = await fetch(`${second.url}/_slipway/rollback`, { method: 'POST' });
+      expect(res.status).toBe(202);
+      await settled(second);
+      expect(await versionServed(second)).toBe(v);
+    }
+    const res = await fetch(`${second.url}/_slipway/rollback`, { method: 'POST' });
+    expect(res.status).toBe(409);
+    expect(await res.json()).toMatchObject({ code: 'ROLLOUT_NO_PREVIOUS_MODEL' });
+  });
+
   it('refuses a state directory that a running twin owns', async () => {
     const stateDir = await tempDir();
     await start(stateDir);

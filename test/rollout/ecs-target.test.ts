@@ -686,6 +686,27 @@ describe('EcsDeployTarget rollback', () => {
     ]);
   });
 
+  it('goes on further back on a second rollback: A, B, C deployed, back to B, then to A (as the twin does)', async () => {
+    // The twin's counterpart: test/local/supervisor.test.ts, "walks further back on a second rollback".
+    for (const [hour, name] of ['a', 'b', 'c'].entries()) {
+      const event = modelEvent({
+        key: `runs/${name}/model.tar.gz`,
+        time: `2026-03-01T1${hour}:00:00Z`,
+        versionId: `v${name}`,
+      });
+      await rolloutModelEvent(event, newTarget(), policy);
+    }
+
+    expect((await newTarget().rollback()).revision).toBe(taskDefinitionArn(7));
+    expect((await newTarget().rollback()).revision).toBe(taskDefinitionArn(6));
+
+    expect(liveModelUri()).toBe(`s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`);
+    const error = await newTarget()
+      .rollback()
+      .catch((e: unknown) => e);
+    expect((error as RolloutError).code).toBe('ROLLOUT_NO_PREVIOUS_MODEL');
+  });
+
   it('goes on along the chain from a revision with no base record (a code deploy by CloudFormation)', async () => {
     await deployAThenFailedBThenC();
     // A code deploy: revision 9 keeps model c and carries only the stack's tags.

@@ -1,6 +1,7 @@
 import { readRuntimeFile, statePaths } from '../local/state-dir.ts';
 import type { TwinRuntimeFile } from '../local/state-dir.ts';
 import { TwinNotRunningError } from '../local/errors.ts';
+import { INITIAL_REVISION, currentDeployment } from '../local/supervisor.ts';
 import type { Deployment, TaskInfo } from '../local/supervisor.ts';
 import { CONTROL_STATUS_PATH, type TargetSnapshot } from '../local/load-balancer.ts';
 import type { RolloutRecord, TrainingState } from '../local/twin.ts';
@@ -117,13 +118,13 @@ export class RemoteTwinTarget implements DeployTarget {
     this.client = client;
   }
 
-  /** The twin's live revision and model, and the models it was rolled back from. */
+  /** The revision the twin is driven to and its model, and the models it was rolled back from. */
   async describe(): Promise<ServiceState> {
     const status = await this.client.status();
-    const primary = status.service.deployments.find((d) => d.status === 'PRIMARY');
+    const current = currentDeployment(status.deployments);
     return {
-      revision: primary?.revision ?? 'slipway-inference:0',
-      model: primary?.model,
+      revision: current?.revision ?? INITIAL_REVISION,
+      model: current?.model,
       rolledBack: rolledBackModels(status.deployments),
     };
   }

@@ -12,7 +12,7 @@ import type {
 } from '../rollout/deploy-target.ts';
 import { pollUntilSettled } from '../rollout/follow.ts';
 import { DeploymentError } from './errors.ts';
-import { INITIAL_REVISION } from './supervisor.ts';
+import { INITIAL_REVISION, currentDeployment, revisionNumber, wasInterrupted } from './supervisor.ts';
 import type { Deployment, Supervisor } from './supervisor.ts';
 
 /** Default time between two reads when following a twin deployment: it settles in seconds. */
@@ -108,9 +108,22 @@ export class LocalDeployTarget implements DeployTarget {
   }
 }
 
-/** The models of the twin's deployments the service was rolled back from (`ServiceState.rolledBack`). */
+/**
+ * The models of the twin's deployments the service went back from (`ServiceState.rolledBack`), as
+ * the ECS target counts them: every deployment (a superseded one included) of a revision newer
+ * than the current one, or between it and the revision it was based on (left before it was made),
+ * and every deployment the service was rolled back from. Interrupted ones do not count: a restart
+ * replays them.
+ */
 export function rolledBackModels(deployments: readonly Deployment[]): PinnedModel[] {
-  return deployments.flatMap((d) => (d.rolledBackTo === undefined ? [] : [d.model]));
+  const current = currentDeployment(deployments);
+  const n = revisionNumber(current?.revision ?? INITIAL_REVISION);
+  const base = current?.baseRevision === undefined ? n : revisionNumber(current.baseRevision);
+  const left = (d: Deployment): boolean => {
+    const revision = revisionNumber(d.revision);
+    return !wasInterrupted(d) && (revision > n || (revision > base && revision < n));
+  };
+  return deployments.flatMap((d) => (d.rolledBackTo !== undefined || left(d) ? [d.model] : []));
 }
 
 /** Maps a supervisor deployment onto the rollout's vocabulary. */

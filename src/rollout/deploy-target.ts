@@ -41,7 +41,8 @@ export interface ServiceState {
    * repeated delivery of one of their events is skipped instead of deploying a model that already
    * failed; uploading the model again (a new object version or sequencer) deploys it. ECS: the
    * models of the family's ACTIVE revisions the service ran that are newer than the current one,
-   * or between it and the revision it came from; the twin: its deployments that were rolled back.
+   * or between it and the revision it came from; the twin: the same of its deployments (a
+   * superseded one included, an interrupted one not), and those it was rolled back from.
    * Absent means none are known.
    */
   readonly rolledBack?: readonly PinnedModel[];

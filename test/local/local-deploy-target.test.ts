@@ -4,11 +4,17 @@ import { LocalDeployTarget, followTwinDeployment } from '../../src/local/local-d
 import { Supervisor } from '../../src/local/supervisor.ts';
 import type { Deployment } from '../../src/local/supervisor.ts';
 import { RolloutError } from '../../src/rollout/errors.ts';
+import { rolloutModelEvent } from '../../src/rollout/operations.ts';
+import { MODELS_BUCKET, modelEvent } from '../rollout/fixtures.ts';
 import { fakeSpawner } from './helpers.ts';
 
-// s3://m/v<N> serves version N; s3://m/broken crashes at start.
+// s3://m/v<N> serves version N; s3://m/broken crashes at start; a model under v<N>-stuck/ never gets ready.
 const spawn = fakeSpawner((uri): Record<string, string> =>
-  uri.endsWith('broken') ? { FAKE_MODE: 'crash-on-start' } : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
+  uri.endsWith('broken')
+    ? { FAKE_MODE: 'crash-on-start' }
+    : uri.includes('-stuck/')
+      ? { FAKE_MODE: 'never-ready' }
+      : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
 );
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -16,14 +22,14 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function target(): Promise<LocalDeployTarget> {
+async function target(readinessTimeoutMs = 15_000): Promise<LocalDeployTarget> {
   const lb = new LoadBalancer({ port: 0, healthIntervalMs: 200 });
   await lb.listen();
   const sup = new Supervisor({
     spawn,
     router: lb,
     desiredCount: 1,
-    readinessTimeoutMs: 15_000,
+    readinessTimeoutMs,
     drainTimeoutMs: 1_000,
   });
   cleanups.push(async () => {
@@ -84,6 +90,55 @@ describe('LocalDeployTarget.describe', () => {
     const state = await t.describe();
     expect(state.model).toEqual({ uri: 's3://m/v1' });
     expect(state.rolledBack).toEqual([{ uri: 's3://m/v2' }, { uri: 's3://m/broken' }]);
+  });
+});
+
+describe('rolloutModelEvent on the twin', () => {
+  /** The event of an upload under `<name>/` in second `second` of a minute. */
+  const upload = (name: string, second: number): Record<string, unknown> =>
+    modelEvent({
+      key: `${name}/output/model.tar.gz`,
+      versionId: null,
+      etag: `etag-${name}`,
+      sequencer: `0${second}`,
+      time: `2026-03-01T12:00:0${second}Z`,
+    });
+
+  it('skips a redelivered event of an upload a rollback superseded before it started, as ECS does', async () => {
+    const t = await target(4_000);
+    const roll = (event: unknown) => rolloutModelEvent(event, t, { modelsBucket: MODELS_BUCKET });
+    const deployed = async (event: unknown): Promise<string> => {
+      const outcome = await roll(event);
+      if (outcome.kind !== 'deploy') throw new Error(`expected a deploy, got ${outcome.kind}`);
+      return outcome.result.deploymentId;
+    };
+    const expectSkipped = async (...late: unknown[]): Promise<void> => {
+      for (const event of late) {
+        const outcome = await roll(event);
+        expect(outcome.kind === 'skip' && outcome.decision.reason).toBe('rolled-back');
+      }
+    };
+    const v1 = upload('v1', 1);
+    const stuck = upload('v2-stuck', 2);
+    const v4 = upload('v4', 4);
+    expect((await t.follow(await deployed(v1), { intervalMs: 20 })).outcome).toBe('completed');
+    await deployed(stuck);
+    const queued = await deployed(v4);
+
+    const back = await t.rollback();
+    expect(back.model?.key).toBe('v1/output/model.tar.gz');
+    expect((await t.follow(queued, { intervalMs: 20 })).outcome).toBe('superseded');
+    expect((await t.follow(back.deploymentId, { intervalMs: 20 })).outcome).toBe('completed');
+    await expectSkipped(v4, stuck);
+    expect((await t.describe()).rolledBack?.map((m) => m.key)).toEqual([
+      'v4/output/model.tar.gz',
+      'v2-stuck/output/model.tar.gz',
+    ]);
+
+    // An upload older than v4 but newer than v1, delivered late, rolls out from v1; v4 stays left.
+    const v3 = upload('v3', 3);
+    expect((await t.follow(await deployed(v3), { intervalMs: 20 })).outcome).toBe('completed');
+    await expectSkipped(v4, stuck);
   });
 });
 

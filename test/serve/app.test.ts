@@ -366,6 +366,17 @@ describe('serving a classifier with a manifest', () => {
     expect((await getJson(`${server.url}/v2/models/iris/versions/3/ready`)).status).toBe(200);
   });
 
+  it('reads a JSON body that starts with a UTF-8 byte order mark', async () => {
+    const body = JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: row }] });
+    const res = await fetch(`${server.url}/v2/models/iris/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(body)]),
+    });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { outputs: unknown[] }).outputs.length).toBeGreaterThan(0);
+  });
+
   it('infers over v2, echoing the id and honouring requested outputs', async () => {
     const res = await postJson(`${server.url}/v2/models/iris/versions/3/infer`, {
       id: 'req-1',

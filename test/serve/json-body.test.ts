@@ -25,6 +25,12 @@ describe('parseJsonBody', () => {
     expect(jsonDepthExceeds('[[[[1]]]]', 3)).toBe(true);
   });
 
+  it('ignores a leading byte order mark, as RFC 8259 allows (and only a leading one)', () => {
+    expect(parseJsonBody('\uFEFF{"a":1}')).toEqual({ a: 1 });
+    expect(() => parseJsonBody('\uFEFF')).toThrow(/empty/);
+    expect(() => parseJsonBody('{"a":1}\uFEFF')).toThrow(/malformed JSON/);
+  });
+
   it('rejects empty and malformed bodies with a message that says what is wrong', () => {
     expect(() => parseJsonBody('  ')).toThrow(/empty/);
     expect(() => parseJsonBody('{"a":')).toThrow(/malformed JSON/);

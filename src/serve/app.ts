@@ -1,4 +1,5 @@
 import { maxHeaderSize } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController } from 'fastify';
 import type {
@@ -194,6 +195,14 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     },
   });
   const host = new ModelHost({ config, log: app.log, metrics });
+  // Node answers an Expect header other than 100-continue with a bare 417 of its own, which no
+  // route sees and the metrics never count. Such requests go to the routes instead, marked, and
+  // get the 417 from onRequest, as {"error"}.
+  const unmetExpectations = new WeakSet<IncomingMessage>();
+  app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    unmetExpectations.add(request);
+    app.server.emit('request', request, response);
+  });
 
   const jsonPool = new JsonParsePool({
     threads: config.workers,
@@ -223,6 +232,15 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     // read, so it is never parsed, nor refused as too large, malformed or of the wrong type.
     if (request.is404) {
       void reply.code(404).send(notFound(request));
+      return;
+    }
+    if (unmetExpectations.has(request.raw)) {
+      void reply
+        .code(417)
+        .header('connection', 'close')
+        .send({
+          error: `the Expect header ${JSON.stringify(request.headers.expect)} is not supported; send none, or Expect: 100-continue`,
+        });
       return;
     }
     done();

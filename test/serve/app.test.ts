@@ -168,6 +168,26 @@ describe('with MODEL_URI=none (first deployment, no model yet)', () => {
       expect(server.inflightRequests()).toBe(0);
     });
 
+    it('answers an Expect header other than 100-continue with a 417 that says so, counted under the route', async () => {
+      const reply = parseRawResponse(
+        await sendRaw(
+          server.url,
+          'POST /invocations HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+        ),
+      );
+      expect(reply.status).toBe(417);
+      expect(reply.headers.get('connection')).toBe('close');
+      expect(JSON.parse(reply.body)).toEqual({
+        error: 'the Expect header "200-ok" is not supported; send none, or Expect: 100-continue',
+      });
+      await vi.waitFor(async () =>
+        expect(
+          await requestsCounted(server.metrics, { route: '/invocations', method: 'POST', status: '417' }),
+        ).toBe(1),
+      );
+      expect(server.inflightRequests()).toBe(0);
+    });
+
     it('answers HEAD on a POST-only path with 405 and no body', async () => {
       expect(await send('HEAD', '/invocations')).toEqual({ status: 405, allow: 'POST', text: '' });
     });

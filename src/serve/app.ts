@@ -175,6 +175,9 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     // A client that sends its request slower than this (a stalled upload, a slowloris) gets a 408
     // and its connection closed, instead of holding a socket and a body buffer for ever.
     requestTimeout: REQUEST_TIMEOUT_MS,
+    // An HTTP/1.1 request without Host is refused in onRequest, as {"error"} and counted, rather
+    // than with the bare 400 Node would send before any route or metric sees it.
+    http: { requireHostHeader: false },
     // Errors Fastify answers before routing (a malformed URL, a too-long parameter) get the same
     // {"error"} body as every other error. Fastify runs no hooks for them, so they are tracked here.
     frameworkErrors: (err, request, reply) => {
@@ -232,6 +235,13 @@ export async function createApp(options: CreateAppOptions): Promise<ServeApp> {
     // read, so it is never parsed, nor refused as too large, malformed or of the wrong type.
     if (request.is404) {
       void reply.code(404).send(notFound(request));
+      return;
+    }
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      void reply
+        .code(400)
+        .header('connection', 'close')
+        .send({ error: 'the request has no Host header, which HTTP/1.1 requires' });
       return;
     }
     if (unmetExpectations.has(request.raw)) {

@@ -188,6 +188,22 @@ describe('with MODEL_URI=none (first deployment, no model yet)', () => {
       expect(server.inflightRequests()).toBe(0);
     });
 
+    it('answers an HTTP/1.1 request without Host with a 400 that says so, counted; HTTP/1.0 needs none', async () => {
+      const reply = parseRawResponse(await sendRaw(server.url, 'GET /v2/health/live HTTP/1.1\r\n\r\n'));
+      expect(reply.status).toBe(400);
+      expect(reply.headers.get('connection')).toBe('close');
+      expect(JSON.parse(reply.body)).toEqual({
+        error: 'the request has no Host header, which HTTP/1.1 requires',
+      });
+      await vi.waitFor(async () =>
+        expect(
+          await requestsCounted(server.metrics, { route: '/v2/health/live', method: 'GET', status: '400' }),
+        ).toBe(1),
+      );
+      const old = parseRawResponse(await sendRaw(server.url, 'GET /v2/health/live HTTP/1.0\r\n\r\n'));
+      expect(old.status).toBe(200);
+    });
+
     it('answers HEAD on a POST-only path with 405 and no body', async () => {
       expect(await send('HEAD', '/invocations')).toEqual({ status: 405, allow: 'POST', text: '' });
     });

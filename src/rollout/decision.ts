@@ -4,7 +4,7 @@
  * at-least-once delivery is harmless (a redelivered event finds its own model live: duplicate).
  */
 import { ARTIFACT, modelUploadEventPattern } from '../names.ts';
-import { compareUploads } from '../shared/upload-order.ts';
+import { compareStrings, compareUploads } from '../shared/upload-order.ts';
 import type { PinnedModel, ServiceState } from './deploy-target.ts';
 import { RolloutError } from './errors.ts';
 import {
@@ -197,10 +197,6 @@ function compareToLive(model: DeployableModel, live: PinnedModel): 'duplicate' |
 export function compareSequencers(a: string, b: string): number {
   const width = Math.max(a.length, b.length);
   return compareStrings(a.toUpperCase().padStart(width, '0'), b.toUpperCase().padStart(width, '0'));
-}
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function describeField(value: unknown, ...path: string[]): string {

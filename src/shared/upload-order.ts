@@ -23,7 +23,8 @@ function isDigitRun(token: string): boolean {
   return first >= 0x30 && first <= 0x39;
 }
 
-function compareStrings(a: string, b: string): number {
+/** Plain string order by UTF-16 code unit (no locale, so every machine agrees). Negative when `a` comes first. */
+export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 

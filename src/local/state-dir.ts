@@ -206,18 +206,20 @@ function cmdline(pid: number): string | undefined {
  * Whether the live process `runtime.pid` is the twin that wrote `runtime`: its control API answers
  * with that pid or, for a twin too busy to answer, its command is `slipway up`. A pid the system
  * gave to another process since (any other node process, say) is neither. Without /proc to read
- * the command from, a live pid counts as the twin.
+ * the command from, a live pid counts as the twin. The command is read first: it costs no wait,
+ * where asking a hung twin takes up to the request's timeout.
  */
 async function isRecordedTwin(runtime: TwinRuntimeFile): Promise<boolean> {
+  const cmd = cmdline(runtime.pid);
+  if (cmd === undefined || (/slipway/.test(cmd) && /\sup(\s|$)/.test(cmd))) return true;
   try {
     const res = await fetch(`${runtime.url}${CONTROL_STATUS_PATH}`, { signal: AbortSignal.timeout(2_000) });
     const status = (await res.json()) as { twin?: { pid?: unknown } };
-    if (status.twin?.pid === runtime.pid) return true;
+    return status.twin?.pid === runtime.pid;
   } catch {
     // Nothing answers there, or something that is not a twin.
+    return false;
   }
-  const cmd = cmdline(runtime.pid);
-  return cmd === undefined || (/slipway/.test(cmd) && /\sup(\s|$)/.test(cmd));
 }
 
 function killGroup(pgid: number): void {

@@ -203,9 +203,13 @@ export class EventBus {
 
   private async deliver(event: S3ObjectCreatedEvent): Promise<void> {
     const maxAttempts = this.options.maxAttempts ?? 2;
+    // Read the object once: a retry after the handler failed delivers the same event, never one
+    // completed from a newer object written to the key since.
+    let completed: S3ObjectCreatedEvent | undefined;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       try {
-        await this.options.handler(await this.complete(event));
+        completed ??= await this.complete(event);
+        await this.options.handler(completed);
         return;
       } catch (err) {
         this.options.onError?.(err, event, attempt);

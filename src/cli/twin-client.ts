@@ -1,7 +1,6 @@
 import { readRuntimeFile, statePaths } from '../local/state-dir.ts';
 import type { TwinRuntimeFile } from '../local/state-dir.ts';
 import { TwinNotRunningError } from '../local/errors.ts';
-import { INITIAL_REVISION, currentDeployment } from '../local/supervisor.ts';
 import type { Deployment, TaskInfo } from '../local/supervisor.ts';
 import { CONTROL_STATUS_PATH, type TargetSnapshot } from '../local/load-balancer.ts';
 import type { RolloutRecord, TrainingState } from '../local/twin.ts';
@@ -14,7 +13,7 @@ import type {
   ServiceStatus,
 } from '../rollout/deploy-target.ts';
 import { RolloutError } from '../rollout/errors.ts';
-import { followTwinDeployment, rolledBackModels } from '../local/local-deploy-target.ts';
+import { followTwinDeployment, serviceStateOf } from '../local/local-deploy-target.ts';
 import { SlipwayError, UsageError } from '../errors.ts';
 
 /** What `GET /_slipway/status` answers. */
@@ -120,13 +119,7 @@ export class RemoteTwinTarget implements DeployTarget {
 
   /** The revision the twin is driven to and its model, and the models it was rolled back from. */
   async describe(): Promise<ServiceState> {
-    const status = await this.client.status();
-    const current = currentDeployment(status.deployments);
-    return {
-      revision: current?.revision ?? INITIAL_REVISION,
-      model: current?.model,
-      rolledBack: rolledBackModels(status.deployments),
-    };
+    return serviceStateOf((await this.client.status()).deployments);
   }
 
   /** Deploys happen by uploading to the models bucket (the event starts the rollout), not by call. */

@@ -33,12 +33,7 @@ export class LocalDeployTarget implements DeployTarget {
    * models of the deployments it was rolled back from.
    */
   describe(): Promise<ServiceState> {
-    const current = this.supervisor.current();
-    return Promise.resolve({
-      revision: current?.revision ?? INITIAL_REVISION,
-      model: current?.model,
-      rolledBack: rolledBackModels(this.supervisor.deployments()),
-    });
+    return Promise.resolve(serviceStateOf(this.supervisor.deployments()));
   }
 
   /** Starts a rolling deployment of `model`; resolves once the supervisor accepted it. */
@@ -109,14 +104,30 @@ export class LocalDeployTarget implements DeployTarget {
 }
 
 /**
+ * The twin's service state as the rollout sees it, from its deployments (the supervisor's own, or
+ * as the control API lists them): the revision it is driven to (the newest deployment that did not
+ * fail), its model, and the models it was rolled back from.
+ */
+export function serviceStateOf(deployments: readonly Deployment[]): ServiceState {
+  const current = currentDeployment(deployments);
+  return {
+    revision: current?.revision ?? INITIAL_REVISION,
+    model: current?.model,
+    rolledBack: rolledBackModels(deployments, current),
+  };
+}
+
+/**
  * The models of the twin's deployments the service went back from (`ServiceState.rolledBack`), as
  * the ECS target counts them: every deployment (a superseded one included) of a revision newer
  * than the current one, or between it and the revision it was based on (left before it was made),
  * and every deployment the service was rolled back from. Interrupted ones do not count: a restart
  * replays them.
  */
-export function rolledBackModels(deployments: readonly Deployment[]): PinnedModel[] {
-  const current = currentDeployment(deployments);
+function rolledBackModels(
+  deployments: readonly Deployment[],
+  current: Deployment | undefined,
+): PinnedModel[] {
   const n = revisionNumber(current?.revision ?? INITIAL_REVISION);
   const base = current?.baseRevision === undefined ? n : revisionNumber(current.baseRevision);
   const left = (d: Deployment): boolean => {

@@ -12,7 +12,13 @@ import type {
 } from '../rollout/deploy-target.ts';
 import { pollUntilSettled } from '../rollout/follow.ts';
 import { DeploymentError } from './errors.ts';
-import { INITIAL_REVISION, currentDeployment, revisionNumber, wasInterrupted } from './supervisor.ts';
+import {
+  INITIAL_REVISION,
+  baseRevisionNumber,
+  currentDeployment,
+  revisionNumber,
+  wasInterrupted,
+} from './supervisor.ts';
 import type { Deployment, Supervisor } from './supervisor.ts';
 
 /** Default time between two reads when following a twin deployment: it settles in seconds. */
@@ -129,7 +135,7 @@ function rolledBackModels(
   current: Deployment | undefined,
 ): PinnedModel[] {
   const n = revisionNumber(current?.revision ?? INITIAL_REVISION);
-  const base = current?.baseRevision === undefined ? n : revisionNumber(current.baseRevision);
+  const base = current ? baseRevisionNumber(current) : n;
   const left = (d: Deployment): boolean => {
     const revision = revisionNumber(d.revision);
     return !wasInterrupted(d) && (revision > n || (revision > base && revision < n));

@@ -709,10 +709,15 @@ export class Supervisor {
   }
 }
 
+/** The revision number `d` was based on: its recorded base, or its own without one. */
+export function baseRevisionNumber(d: Deployment): number {
+  return revisionNumber(d.baseRevision ?? d.revision);
+}
+
 /** The highest revision number a rollback from `d` may go to: its recorded base, or any lower one. */
 function previousRevision(d: Deployment): number {
   const n = revisionNumber(d.revision);
-  const base = d.baseRevision === undefined ? n : revisionNumber(d.baseRevision);
+  const base = baseRevisionNumber(d);
   return base < n ? base : n - 1;
 }
 

@@ -21,9 +21,10 @@ import type { DeployTarget } from './deploy-target.ts';
 import { EcsDeployTarget } from './ecs-target.ts';
 import { RolloutError } from './errors.ts';
 import { headWithS3, resolveObjectKey, type HeadObject } from './event-key.ts';
-import { eventField, matchesEventPattern, readableS3EventKey } from './event.ts';
+import { eventField, matchesEventPattern } from './event.ts';
 import { rolloutModelEvent, type RolloutOutcome } from './operations.ts';
 import { ROLLOUT_LOG_MESSAGES, loggedObjectOf } from './outcome-log.ts';
+import type { LoggedObject } from './outcome-log.ts';
 
 /** The handler's configuration, read from the environment. */
 export interface RolloutConfig {
@@ -98,11 +99,12 @@ export function createRolloutHandler(
         objectKey === undefined ? {} : { objectKey },
       );
     } catch (err) {
+      const object = loggedObjectOf(event, objectKey);
       logger.error(ROLLOUT_LOG_MESSAGES.failed, {
         error: err instanceof Error ? err : String(err),
         code: err instanceof RolloutError ? err.code : undefined,
-        modelUri: modelUriOf(event, objectKey),
-        object: loggedObjectOf(event, objectKey),
+        modelUri: modelUriOf(object),
+        object,
         eventId: eventField(event, 'id'),
       });
       throw err;
@@ -127,11 +129,12 @@ export function createRolloutHandler(
       }
       case 'skip': {
         const { decision } = outcome;
+        const object = loggedObjectOf(event, objectKey);
         logger.info(ROLLOUT_LOG_MESSAGES.skipped, {
           reason: decision.reason,
           detail: decision.detail,
-          modelUri: decision.event?.uri ?? modelUriOf(event, objectKey),
-          object: loggedObjectOf(event, objectKey),
+          modelUri: decision.event?.uri ?? modelUriOf(object),
+          object,
           eventId: eventField(event, 'id'),
         });
         return {
@@ -141,10 +144,11 @@ export function createRolloutHandler(
         };
       }
       case 'reject': {
+        const object = loggedObjectOf(event, objectKey);
         logger.error(ROLLOUT_LOG_MESSAGES.rejected, {
           reason: outcome.decision.reason,
-          modelUri: modelUriOf(event, objectKey),
-          object: loggedObjectOf(event, objectKey),
+          modelUri: modelUriOf(object),
+          object,
           eventId: eventField(event, 'id'),
         });
         // Thrown so the bad event lands in the failure destination instead of vanishing.
@@ -187,11 +191,7 @@ export async function handler(event: unknown, context?: Context): Promise<Rollou
   return cached.handle(event, context);
 }
 
-/** The event's object for logs: its resolved key if there is one, else its key made readable. */
-function modelUriOf(event: unknown, objectKey: string | undefined): string | undefined {
-  const bucket = eventField(event, 'detail', 'bucket', 'name');
-  const key = eventField(event, 'detail', 'object', 'key');
-  return typeof bucket === 'string' && typeof key === 'string'
-    ? `s3://${bucket}/${objectKey ?? readableS3EventKey(key)}`
-    : undefined;
+/** The logged object as a URI for the logs (its resolved key, or its key made readable). */
+function modelUriOf(object: LoggedObject | undefined): string | undefined {
+  return object && `s3://${object.bucket}/${object.key}`;
 }

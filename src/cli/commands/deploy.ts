@@ -7,7 +7,12 @@ import { SlipwayError, UsageError } from '../../errors.ts';
 import { toDeploymentInfo } from '../../local/local-deploy-target.ts';
 import { LOCAL_S3_CREDENTIALS } from '../../local/s3-server.ts';
 import { ARTIFACT, ROLLOUT_RETRY_ATTEMPTS, STACK_OUTPUTS } from '../../names.ts';
-import type { DeployTarget, DeploymentInfo, PinnedModel } from '../../rollout/deploy-target.ts';
+import type {
+  DeployTarget,
+  DeploymentInfo,
+  PinnedModel,
+  ServiceStatus,
+} from '../../rollout/deploy-target.ts';
 import { followDeployment } from '../../rollout/operations.ts';
 import { loggedOutcome, type LoggedObject, type LoggedOutcome } from '../../rollout/outcome-log.ts';
 import { createStore } from '../../store/create-store.ts';
@@ -245,7 +250,7 @@ export async function findDeployment(
         return { decision: skipped.decision, detail: skipped.detail };
       }
     } else if (watch !== undefined) {
-      const found = await watch.look();
+      const found = await watch.look(status);
       if (found !== undefined) return found;
     }
     if (Date.now() > deadline) {
@@ -286,9 +291,12 @@ class CloudRolloutWatch {
     }
   }
 
-  /** The deployment the upload started or why it started none; undefined while undecided. */
-  async look(): Promise<DeploymentInfo | NoRollout | undefined> {
-    const duplicate = await this.#duplicate();
+  /**
+   * The deployment the upload started or why it started none; undefined while undecided. `status`
+   * is the service as this poll read it.
+   */
+  async look(status: ServiceStatus): Promise<DeploymentInfo | NoRollout | undefined> {
+    const duplicate = this.#duplicate(status);
     if (duplicate !== undefined) return duplicate;
     const logged = await this.#logged();
     switch (logged?.kind) {
@@ -296,8 +304,8 @@ class CloudRolloutWatch {
         return undefined;
       case 'deployed':
         // Logged after UpdateService, so the deployment is listed (isNew finds it on the next look
-        // at the latest, should this read be older than the log line).
-        return (await this.#cloud.target.status()).deployments.find((d) => d.id === logged.deploymentId);
+        // at the latest, should this poll's read be older than the log line).
+        return status.deployments.find((d) => d.id === logged.deploymentId);
       case 'skipped':
         return { decision: `skip (${logged.reason})`, detail: logged.detail };
       case 'rejected':
@@ -338,11 +346,14 @@ class CloudRolloutWatch {
     }
   }
 
-  /** In a bucket without versions, the same bytes under the live model's key: decideRollout's duplicate. */
-  async #duplicate(): Promise<NoRollout | undefined> {
+  /**
+   * In a bucket without versions, the same bytes under the live model's key: decideRollout's
+   * duplicate. The live model is the PRIMARY deployment's (ECS's service task definition).
+   */
+  #duplicate(status: ServiceStatus): NoRollout | undefined {
     const { versionId, etag, uri } = this.#uploaded;
     if (versionId !== undefined || etag === undefined) return undefined;
-    const live = (await this.#cloud.target.describe()).model;
+    const live = status.deployments.find((d) => d.status === 'PRIMARY')?.model;
     if (live?.key === this.#key && live.versionId === undefined && live.etag === etag) {
       return { decision: DUPLICATE, detail: `${uri} is already the live model` };
     }

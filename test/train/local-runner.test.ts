@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { unpackModel } from '../../src/model/index.ts';
 import { createStore } from '../../src/store/index.ts';
 import { TrainingError } from '../../src/train/index.ts';
@@ -228,6 +228,10 @@ describe('runLocalTrainingJob with file:// channels and output', () => {
         return false;
       }
     };
+    // SIGKILL is delivered, and the process torn down, after kill() returns: the job can end (its pipes
+    // closed by the helper's exit) a moment before the helper shows as a zombie. Wait that moment out.
+    const expectGone = (pid: number): Promise<void> =>
+      vi.waitFor(() => expect(alive(pid)).toBe(false), { timeout: 2000, interval: 10 });
     afterEach(() => {
       // Never leave the helper behind, even when an assertion failed.
       if (helper > 0 && alive(helper)) process.kill(helper, 'SIGKILL');
@@ -241,7 +245,7 @@ describe('runLocalTrainingJob with file:// channels and output', () => {
       expect(err.code).toBe('TRAINING_FAILED');
       expect(err.message).toContain('corrupt data file');
       expect(helper).toBeGreaterThan(0);
-      expect(alive(helper)).toBe(false);
+      await expectGone(helper);
     });
 
     it('returns the failure even when the helper left the process group and keeps the pipe open', async () => {
@@ -273,7 +277,7 @@ describe('runLocalTrainingJob with file:// channels and output', () => {
         ),
       );
       expect(err.code).toBe('TRAINING_STOPPED');
-      expect(alive(helper)).toBe(false);
+      await expectGone(helper);
       const checkpoint = join(tmp, 'jobs', 'helper-stop', 'checkpoints', 'checkpoint.json');
       expect(JSON.parse(await readFile(checkpoint, 'utf8'))).toEqual({ saved: 'on-terminate' });
     });

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { SlipwayError } from '../errors.ts';
+import { isPinnableKey } from '../shared/s3-pin.ts';
 import { RolloutError } from './errors.ts';
 
 /**
@@ -241,8 +242,7 @@ export function readableS3EventKey(key: string): string {
  * and `?versionId=` (percent-encoded) for versioned buckets.
  */
 export function s3ModelUri(bucket: string, key: string, versionId?: string): string {
-  // A `?` or `#` in the key would be read back as the start of the query or a fragment.
-  if (/[?#]/.test(key)) {
+  if (!isPinnableKey(key)) {
     throw new RolloutError(
       'ROLLOUT_EVENT_INVALID',
       `object key "${key}" contains "?" or "#", which cannot be pinned unambiguously in MODEL_URI; rename the object`,

@@ -5,14 +5,15 @@
  * bundle takes it without the store.
  */
 import { ARTIFACT } from '../names.ts';
+import { isPinnableKey } from './s3-pin.ts';
 
 /**
  * True when an object may be a deployed model: its key ends in `model.tar.gz`, it is not empty, and
- * its key has no "?" or "#" (a MODEL_URI cannot pin one). The rollout skips or rejects every other
- * upload, so the newest model under a prefix is never one of them.
+ * its key has no "?" or "#" (a MODEL_URI cannot pin one, see {@link isPinnableKey}). The rollout
+ * skips or rejects every other upload, so the newest model under a prefix is never one of them.
  */
 export function isModelUpload(object: { readonly key: string; readonly size: number }): boolean {
-  return object.key.endsWith(ARTIFACT.tarball) && object.size > 0 && !/[?#]/.test(object.key);
+  return object.key.endsWith(ARTIFACT.tarball) && object.size > 0 && isPinnableKey(object.key);
 }
 
 /** A key's tokens: each run of ASCII digits, and each other character on its own. */

@@ -15,6 +15,7 @@ import type {
 } from '../../rollout/deploy-target.ts';
 import { followDeployment } from '../../rollout/operations.ts';
 import { loggedOutcome, type LoggedObject, type LoggedOutcome } from '../../rollout/outcome-log.ts';
+import { isPinnableKey } from '../../shared/s3-pin.ts';
 import { createStore } from '../../store/create-store.ts';
 import type { ObjectInfo, ObjectStore } from '../../store/types.ts';
 import { looksLikeUri, parseStoreUri } from '../../store/uri.ts';
@@ -58,8 +59,7 @@ export function registerDeploy(program: Command): void {
           `--key "${key}" must be a relative key ending in ${ARTIFACT.tarball}, or the rollout never fires`,
         );
       }
-      if (/[?#]/.test(key)) {
-        // s3ModelUri's rule: MODEL_URI would read them as the start of a query or a fragment.
+      if (!isPinnableKey(key)) {
         throw new UsageError(
           `--key "${key}" contains "?" or "#", which the rollout cannot pin in MODEL_URI (it rejects the upload); choose a key without them`,
         );

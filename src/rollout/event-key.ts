@@ -9,6 +9,7 @@
  * cost nothing.
  */
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { pinnableVersionId } from '../shared/s3-pin.ts';
 import { RolloutError } from './errors.ts';
 import { decodeS3EventKey, eventField, unquoteEventEtag } from './event.ts';
 
@@ -46,8 +47,7 @@ export async function resolveObjectKey(event: unknown, head: HeadObject): Promis
   }
   if (decoded === raw) return undefined;
 
-  // "null" is the version id of uploads while versioning is suspended: the key's current object.
-  const versionId = typeof version === 'string' && version !== 'null' ? version : undefined;
+  const versionId = pinnableVersionId(typeof version === 'string' ? version : undefined);
   const wanted = unquoteEventEtag(etag);
   const seen: string[] = [];
   for (const key of decoded === undefined ? [raw] : [decoded, raw]) {

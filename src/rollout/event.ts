@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { SlipwayError } from '../errors.ts';
-import { isPinnableKey } from '../shared/s3-pin.ts';
+import { isPinnableKey, pinnableVersionId } from '../shared/s3-pin.ts';
 import { RolloutError } from './errors.ts';
 
 /**
@@ -175,10 +175,7 @@ export function parseModelEvent(raw: unknown, options: ParseModelEventOptions = 
   const { detail, id, time } = parsed.data;
   const bucket = detail.bucket.name;
   const key = options.objectKey ?? decodeS3EventKey(detail.object.key);
-  const rawVersion = detail.object['version-id'];
-  // Objects written while versioning is suspended carry the literal version id "null"; that
-  // version is overwritten by the next upload, so it pins nothing and we fall back to the ETag.
-  const versionId = rawVersion === undefined || rawVersion === 'null' ? undefined : rawVersion;
+  const versionId = pinnableVersionId(detail.object['version-id']);
   return {
     id,
     bucket,

@@ -1,7 +1,7 @@
 /**
- * What MODEL_URI can pin of an S3 object: one rule for the CLI (checking a key before uploading),
- * the rollout (building the URI from an event) and the store (the newest model under a prefix).
- * Pure: the rollout Lambda's bundle takes it without the store.
+ * What MODEL_URI can pin of an S3 object, its key and its version: one rule for the CLI (checking a
+ * key before uploading), the rollout (the URI it builds from an event) and the store (the objects it
+ * reads). Pure: the rollout Lambda's bundle takes it without the store.
  */
 
 /**
@@ -10,4 +10,13 @@
  */
 export function isPinnableKey(key: string): boolean {
   return !/[?#]/.test(key);
+}
+
+/**
+ * The version id that pins an object, or undefined for none. Objects written while versioning is
+ * suspended carry the literal version id "null"; the next upload to the key overwrites that version,
+ * so it pins nothing, and the key's current object (checked by ETag) stands for it.
+ */
+export function pinnableVersionId(versionId: string | undefined): string | undefined {
+  return versionId === 'null' ? undefined : versionId;
 }

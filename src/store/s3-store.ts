@@ -10,6 +10,7 @@ import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { ENV } from '../names.ts';
+import { pinnableVersionId } from '../shared/s3-pin.ts';
 import { isModelUpload } from '../shared/upload-order.ts';
 import { StoreError } from './errors.ts';
 import { pickNewestModelFrom } from './newest.ts';
@@ -171,7 +172,7 @@ export class S3ObjectStore {
       const response = await this.client.send(
         new HeadObjectCommand({ Bucket: address.bucket, Key: address.key, VersionId: address.versionId }),
       );
-      const versionId = response.VersionId && response.VersionId !== 'null' ? response.VersionId : undefined;
+      const versionId = pinnableVersionId(response.VersionId || undefined);
       const info: ObjectInfo = {
         uri: uriOf({ bucket: address.bucket, key: address.key, versionId }),
         size: response.ContentLength ?? 0,

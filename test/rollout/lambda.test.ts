@@ -265,6 +265,15 @@ describe('rollout Lambda handler, for a key that reads differently URL-decoded a
     expect(pinned()).toBe(`s3://${MODELS_BUCKET}/runs/a+b/model.tar.gz`);
   });
 
+  it('heads the current object for the "null" version of a bucket whose versioning is suspended', async () => {
+    s3.on(HeadObjectCommand).resolves({ ETag: `"${ETAG}"` });
+
+    await handler(modelEvent({ key: 'runs/a+b/model.tar.gz', versionId: 'null' }));
+
+    expect(heads()).toStrictEqual([{ Bucket: MODELS_BUCKET, Key: 'runs/a b/model.tar.gz' }]);
+    expect(pinned()).toBe(`s3://${MODELS_BUCKET}/runs/a b/model.tar.gz`);
+  });
+
   it('deploys a raw key that is not valid URL encoding, which it used to reject', async () => {
     s3.on(HeadObjectCommand).resolves({ ETag: `"${ETAG}"` });
 

@@ -94,6 +94,13 @@ describe('S3 reads by versionId (mocked client)', () => {
     expect(s3Mock.commandCalls(HeadObjectCommand)[0]!.args[0].input.VersionId).toBe('v9');
   });
 
+  it('pins no version for the "null" version of a bucket whose versioning is suspended', async () => {
+    s3Mock.on(HeadObjectCommand).resolves({ ContentLength: 5, ETag: '"e"', VersionId: 'null' });
+    const info = await store.head('s3://acme-models/m/model.tar.gz');
+    expect(info.uri).toBe('s3://acme-models/m/model.tar.gz');
+    expect(info.versionId).toBeUndefined();
+  });
+
   it('refuses to put to a versionId URI', async () => {
     await expect(store.put('s3://acme-models/m/model.tar.gz?versionId=v1', 'x')).rejects.toMatchObject({
       code: 'STORE_BAD_URI',

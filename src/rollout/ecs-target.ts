@@ -116,6 +116,49 @@ interface ChainLink {
 }
 
 /**
+ * A family's ACTIVE revisions, newest first, listed one page at a time as walks reach them and
+ * kept, so that the walks of one look read each page at most once and no page beyond what they need.
+ */
+class FamilyRevisions {
+  readonly #listed: Revision[] = [];
+  readonly #unlisted: AsyncIterator<Revision>;
+  #complete = false;
+
+  /** @param newestFirst the family's revisions, newest first, listed lazily */
+  constructor(newestFirst: AsyncIterable<Revision>) {
+    this.#unlisted = newestFirst[Symbol.asyncIterator]();
+  }
+
+  /** Revisions numbered above `floor` and below `ceiling`, newest first, at most `limit` of them. */
+  async *between(floor: number, ceiling: number, limit: number): AsyncGenerator<Revision> {
+    let count = 0;
+    for (let index = 0; count < limit; index++) {
+      const listed = await this.#at(index);
+      if (listed === undefined || listed.revision <= floor) return;
+      if (listed.revision < ceiling) {
+        count++;
+        yield listed;
+      }
+    }
+  }
+
+  /** The newest revision numbered `revision` or lower, if any. */
+  async newestUpTo(revision: number): Promise<Revision | undefined> {
+    for await (const listed of this.between(0, revision + 1, 1)) return listed;
+    return undefined;
+  }
+
+  async #at(index: number): Promise<Revision | undefined> {
+    while (index >= this.#listed.length && !this.#complete) {
+      const next = await this.#unlisted.next();
+      if (next.done === true) this.#complete = true;
+      else this.#listed.push(next.value);
+    }
+    return this.#listed[index];
+  }
+}
+
+/**
  * Deploys to an ECS service by task-definition revisions.
  *
  * describe: DescribeServices -> DescribeTaskDefinition (with tags) -> ListTaskDefinitions (the
@@ -190,27 +233,33 @@ export class EcsDeployTarget implements DeployTarget {
     const { family, revision } = current.taskDefinition;
     if (family === undefined || revision === undefined) return [];
     const link: ChainLink = { revision, tags: current.tags, model: this.#modelOf(current.taskDefinition) };
-    const floor = recordedBaseRevision(revision, current.tags) ?? 0;
+    const revisions = new FamilyRevisions(this.#revisions(family));
     const newer: Revision[] = [];
-    const older: Revision[] = [];
-    for await (const listed of this.#revisions(family)) {
-      if (listed.revision <= floor || older.length === REVISION_SCAN) break;
-      if (listed.revision > revision) {
-        if (newer.length === REVISION_SCAN) break;
-        newer.push(listed);
-      } else if (listed.revision < revision) {
-        older.push(listed);
-      }
-    }
+    for await (const listed of revisions.between(revision, Infinity, REVISION_SCAN + 1)) newer.push(listed);
     const models: PinnedModel[] = [];
-    for (const { arn } of newer) {
-      // Read fresh: the deployment tag is added after registration, maybe by another instance.
-      const { taskDefinition, tags } = await this.#describeTaskDefinition(arn, { fresh: true });
-      const model = this.#modelOf(taskDefinition);
-      if (model !== undefined && ranOnService(tags)) models.push(model);
+    // Read fresh: the deployment tag is added after registration, maybe by another instance.
+    for await (const { model } of this.#modelsRun(newer.slice(0, REVISION_SCAN), { fresh: true })) {
+      models.push(model);
     }
-    models.push(...(await this.#cameFrom(link, older, { fresh: true })).left);
+    // More newer revisions than one look reads: the scan stopped there, before the older side.
+    if (newer.length > REVISION_SCAN) return models;
+    models.push(...(await this.#cameFrom(link, revisions, { fresh: true })).left);
     return models;
+  }
+
+  /**
+   * The revisions of `revisions` that pin a model and that the service ran, with their models, in
+   * the order given; each one is described as the walk reaches it.
+   */
+  async *#modelsRun(
+    revisions: AsyncIterable<Revision> | Iterable<Revision>,
+    options: { readonly fresh?: boolean },
+  ): AsyncGenerator<{ readonly revision: number; readonly model: PinnedModel }> {
+    for await (const { arn, revision } of revisions) {
+      const { taskDefinition, tags } = await this.#describeTaskDefinition(arn, options);
+      const model = this.#modelOf(taskDefinition);
+      if (model !== undefined && ranOnService(tags)) yield { revision, model };
+    }
   }
 
   /** ACTIVE revisions of `family`, newest first, one ListTaskDefinitions page at a time. */
@@ -342,14 +391,12 @@ export class EcsDeployTarget implements DeployTarget {
       throw new RolloutError('ROLLOUT_AWS', `task definition ${currentArn} has no family or revision`);
     }
 
-    const older: Revision[] = [];
-    for await (const listed of this.#revisions(family)) {
-      if (listed.revision < currentRevision) older.push(listed);
-    }
+    // Pages are read as the walk goes down: most rollbacks end on the first one.
+    const revisions = new FamilyRevisions(this.#revisions(family));
     let link: ChainLink = { revision: currentRevision, tags: current.tags, model: currentModel };
     for (;;) {
-      const before = (await this.#cameFrom(link, older)).revision;
-      const next = older.find(({ revision }) => revision <= before);
+      const before = (await this.#cameFrom(link, revisions)).revision;
+      const next = await revisions.newestUpTo(before);
       if (next === undefined) break;
       const candidate = await this.#describeTaskDefinition(next.arn);
       const model = this.#modelOf(candidate.taskDefinition);
@@ -371,7 +418,7 @@ export class EcsDeployTarget implements DeployTarget {
    * run before (the recorded base revision; else, for a revision with no record, the newest of the
    * next {@link REVISION_SCAN} older revisions that pins the same model and ran; else any lower
    * one), and `left`, the models of the revisions between the two that it ran, which it had left
-   * by then. `older` lists the family's revisions newest first.
+   * by then.
    *
    * A revision with no record is a code deploy's (or a person's). A code deploy pins the model
    * that was live when it ran (deploy.yml reads it from the live deployment into
@@ -381,19 +428,14 @@ export class EcsDeployTarget implements DeployTarget {
    */
   async #cameFrom(
     link: ChainLink,
-    older: readonly Revision[],
+    revisions: FamilyRevisions,
     options: { readonly fresh?: boolean } = {},
   ): Promise<{ readonly revision: number; readonly left: readonly PinnedModel[] }> {
     const recorded = recordedBaseRevision(link.revision, link.tags);
     const left: PinnedModel[] = [];
     if (recorded !== undefined || link.model !== undefined) {
-      const between = older
-        .filter(({ revision }) => revision < link.revision && revision > (recorded ?? 0))
-        .slice(0, REVISION_SCAN);
-      for (const { arn, revision } of between) {
-        const { taskDefinition, tags } = await this.#describeTaskDefinition(arn, options);
-        const model = this.#modelOf(taskDefinition);
-        if (model === undefined || !ranOnService(tags)) continue;
+      const between = revisions.between(recorded ?? 0, link.revision, REVISION_SCAN);
+      for await (const { revision, model } of this.#modelsRun(between, options)) {
         if (recorded === undefined && sameModel(model, link.model)) return { revision, left };
         left.push(model);
       }

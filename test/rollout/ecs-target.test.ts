@@ -800,6 +800,43 @@ describe('EcsDeployTarget rollback', () => {
     expect(result.model?.key).toBe('runs/a/model.tar.gz');
   });
 
+  it('lists no further page of revisions once it has found the one to go back to', async () => {
+    for (const [hour, name] of ['a', 'b', 'c', 'd'].entries()) {
+      await rolloutModelEvent(runEvent(name, `2026-03-01T1${hour}:00:00Z`), newTarget(), policy);
+    }
+    // Revisions 9 (d, live) and 8 (c) on the first page, then 7 and 6, then 5.
+    world.listPageSize = 2;
+    ecs.resetHistory();
+
+    const result = await newTarget().rollback();
+
+    expect(result.revision).toBe(taskDefinitionArn(8));
+    expect(ecs.commandCalls(ListTaskDefinitionsCommand).map((call) => call.args[0].input)).toStrictEqual([
+      { familyPrefix: FAMILY, status: 'ACTIVE', sort: 'DESC' },
+    ]);
+  });
+
+  it('walks a way back that spans pages, listing each page once and none past the revision it goes to', async () => {
+    // As above: z live on 6, a on 7; b (8) rolled back to 7; a code deploy (9) keeps a. One a page.
+    const [z, a, b] = ['z', 'a', 'b'].map((name, hour) => runEvent(name, `2026-03-01T1${hour}:00:00Z`));
+    for (const event of [z, a, b]) await rolloutModelEvent(event, newTarget(), policy);
+    world.serviceTaskDefinition = taskDefinitionArn(7);
+    codeDeployFrom(7);
+    world.listPageSize = 1;
+    ecs.resetHistory();
+
+    const result = await newTarget().rollback();
+
+    // 9 -> 7 (the newest older revision that pins a, past 8) -> 6 (7's base): revision 5 is not listed.
+    expect(result.revision).toBe(taskDefinitionArn(6));
+    expect(ecs.commandCalls(ListTaskDefinitionsCommand).map((call) => call.args[0].input.nextToken)).toEqual([
+      undefined,
+      '1',
+      '2',
+      '3',
+    ]);
+  });
+
   it('never rolls back to the no-model state', async () => {
     await rolloutModelEvent(modelEvent(), newTarget(), policy);
 

@@ -198,6 +198,8 @@ export interface EcsWorld {
   deployments: Deployment[];
   /** Revisions ECS handed out so far. */
   lastRevision: number;
+  /** ARNs a ListTaskDefinitions page holds (ECS's default, 100, unless a test pages sooner). */
+  listPageSize: number;
 }
 
 /**
@@ -231,6 +233,7 @@ export function simulateEcs(
       },
     ],
     lastRevision: initial.revision ?? 1,
+    listPageSize: 100,
   };
   let deploymentCounter = 1;
 
@@ -315,13 +318,18 @@ export function simulateEcs(
   });
   ecs
     .on(ListTaskDefinitionsCommand)
-    .callsFake((input: { familyPrefix?: string; status?: string; sort?: string }) => {
+    .callsFake((input: { familyPrefix?: string; status?: string; sort?: string; nextToken?: string }) => {
       const arns = [...world.taskDefinitions.values()]
         .map((t) => t.taskDefinition)
         .filter((t) => t.family === input.familyPrefix && (input.status ?? 'ACTIVE') === t.status)
         .sort((a, b) => (input.sort === 'DESC' ? b.revision! - a.revision! : a.revision! - b.revision!))
         .map((t) => t.taskDefinitionArn!);
-      return { taskDefinitionArns: arns };
+      const start = Number(input.nextToken ?? 0);
+      const end = start + world.listPageSize;
+      return {
+        taskDefinitionArns: arns.slice(start, end),
+        ...(end < arns.length ? { nextToken: String(end) } : {}),
+      };
     });
   return world;
 }

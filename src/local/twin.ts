@@ -7,6 +7,7 @@ import { ENV, modelUploadEventPattern } from '../names.ts';
 import { RolloutError } from '../rollout/errors.ts';
 import { readableS3EventKey } from '../rollout/event.ts';
 import type { PinnedModel } from '../rollout/deploy-target.ts';
+import type { SkipReason } from '../rollout/decision.ts';
 import { rolloutModelEvent } from '../rollout/operations.ts';
 import { modelEnvironment } from '../rollout/pinned-model.ts';
 import { SERVE_NODE_FLAGS } from '../serve/config.ts';
@@ -75,7 +76,10 @@ export interface TrainingState {
 export interface RolloutRecord {
   readonly time: string;
   readonly key: string;
+  /** `deploy`, `skip (<reason>)` or `reject`. */
   readonly decision: string;
+  /** Why the rollout skipped the event, where it did (`deploy --wait` tells a skip by it). */
+  readonly skipReason?: SkipReason;
   readonly detail: string;
 }
 
@@ -186,8 +190,14 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const onModelEvent = async (event: S3ObjectCreatedEvent): Promise<void> => {
     const outcome = await rolloutModelEvent(event, target, { modelsBucket: LOCAL_BUCKETS.models });
     const key = readableS3EventKey(event.detail.object.key);
-    const record = (d: string, detail: string): void => {
-      recent.unshift({ time: new Date().toISOString(), key, decision: d, detail });
+    const record = (d: string, detail: string, skipReason?: SkipReason): void => {
+      recent.unshift({
+        time: new Date().toISOString(),
+        key,
+        decision: d,
+        detail,
+        ...(skipReason === undefined ? {} : { skipReason }),
+      });
       recent.splice(10);
       log(`rollout: ${d} ${key}: ${detail}`);
     };
@@ -195,7 +205,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       const { result, decision } = outcome;
       record('deploy', `deployment ${result.deploymentId} (${result.revision}) pins ${decision.model.uri}`);
     } else if (outcome.kind === 'skip') {
-      record(`skip (${outcome.decision.reason})`, outcome.decision.detail);
+      const { reason, detail } = outcome.decision;
+      record(`skip (${reason})`, detail, reason);
     } else {
       record('reject', outcome.decision.reason);
     }

@@ -13,6 +13,7 @@ import type {
   PinnedModel,
   ServiceStatus,
 } from '../../rollout/deploy-target.ts';
+import type { SkipReason } from '../../rollout/decision.ts';
 import { followDeployment } from '../../rollout/operations.ts';
 import { loggedOutcome, type LoggedObject, type LoggedOutcome } from '../../rollout/outcome-log.ts';
 import { isPinnableKey } from '../../shared/s3-pin.ts';
@@ -88,15 +89,14 @@ export function registerDeploy(program: Command): void {
       }
       const deadline = Date.now() + timeoutMs;
       const deployment = await findDeployment(where, key, uploaded, before, deadline);
-      if ('decision' in deployment) {
-        const reason = `${deployment.decision}: ${deployment.detail}`;
-        const outcome = noRolloutOutcome(deployment.decision);
-        if (flags.json) printJson({ uri: uploaded.uri, outcome, reason });
+      if ('kind' in deployment) {
+        const reason = `${noRolloutLabel(deployment)}: ${deployment.detail}`;
+        if (flags.json) printJson({ uri: uploaded.uri, outcome: deployment.kind, reason });
         else process.stdout.write(`no rollout: ${reason}\n`);
         // Only a duplicate means the upload is what serves; any other skip leaves another model live.
-        if (deployment.decision !== DUPLICATE) {
+        if (!(deployment.kind === 'skipped' && deployment.reason === 'duplicate')) {
           throw new SlipwayError(
-            `ROLLOUT_${outcome.toUpperCase()}`,
+            `ROLLOUT_${deployment.kind.toUpperCase()}`,
             `${noRolloutSentence(uploaded.uri, deployment)}; see \`npx slipway status\``,
           );
         }
@@ -168,29 +168,24 @@ async function openSource(source: Source, where: Where): Promise<{ body: Readabl
 }
 
 /**
- * Why the rollout started no deployment for an upload, in the twin's words (`skip (<reason>)` or
- * `reject`), or `fail` when the rollout function failed on it every time Lambda tried.
+ * Why the rollout started no deployment for an upload (its `kind` is the `outcome` `--json`
+ * prints): it skipped or rejected the upload, or the rollout function failed on it every time
+ * Lambda tried. `detail` says why, in words.
  */
-export interface NoRollout {
-  readonly decision: string;
-  readonly detail: string;
-}
+export type NoRollout =
+  | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly detail: string }
+  | { readonly kind: 'rejected' | 'failed'; readonly detail: string };
 
-/** The decision of an upload that is already the live model: nothing to roll out, and nothing wrong. */
-const DUPLICATE = 'skip (duplicate)';
-
-/** The decision of an upload the rollout function failed on at every attempt Lambda made. */
-const FAILED = 'fail';
-
-function noRolloutOutcome(decision: string): 'skipped' | 'rejected' | 'failed' {
-  return decision === 'reject' ? 'rejected' : decision === FAILED ? 'failed' : 'skipped';
+/** The decision in the words of the twin's recent events (`skip (<reason>)`, `reject`), or `fail`. */
+function noRolloutLabel(no: NoRollout): string {
+  if (no.kind === 'skipped') return `skip (${no.reason})`;
+  return no.kind === 'rejected' ? 'reject' : 'fail';
 }
 
 /** One sentence naming what the rollout did with `uri` and why, for the error line. */
 function noRolloutSentence(uri: string, no: NoRollout): string {
-  const skip = /^skip \((.+)\)$/.exec(no.decision)?.[1];
-  if (skip !== undefined) return `the rollout skipped ${uri} as ${skip}: ${no.detail}`;
-  if (no.decision === FAILED) return `the rollout failed on ${uri}: ${no.detail}`;
+  if (no.kind === 'skipped') return `the rollout skipped ${uri} as ${no.reason}: ${no.detail}`;
+  if (no.kind === 'failed') return `the rollout failed on ${uri}: ${no.detail}`;
   return `the rollout rejected ${uri}: ${no.detail}`;
 }
 
@@ -245,10 +240,11 @@ export async function findDeployment(
       const local = await where.client.status();
       const found = local.deployments.find(isNew);
       if (found) return toDeploymentInfo(found);
-      const skipped = local.recentEvents.find((e) => !before.events.has(JSON.stringify(e)) && e.key === key);
-      if (skipped && skipped.decision !== 'deploy') {
-        return { decision: skipped.decision, detail: skipped.detail };
+      const recorded = local.recentEvents.find((e) => !before.events.has(JSON.stringify(e)) && e.key === key);
+      if (recorded?.skipReason !== undefined) {
+        return { kind: 'skipped', reason: recorded.skipReason, detail: recorded.detail };
       }
+      if (recorded?.decision === 'reject') return { kind: 'rejected', detail: recorded.detail };
     } else if (watch !== undefined) {
       const found = await watch.look(status);
       if (found !== undefined) return found;
@@ -307,14 +303,14 @@ class CloudRolloutWatch {
         // at the latest, should this poll's read be older than the log line).
         return status.deployments.find((d) => d.id === logged.deploymentId);
       case 'skipped':
-        return { decision: `skip (${logged.reason})`, detail: logged.detail };
+        return { kind: 'skipped', reason: logged.reason, detail: logged.detail };
       case 'rejected':
-        return { decision: 'reject', detail: logged.reason };
+        return { kind: 'rejected', detail: logged.reason };
       case 'failing':
         this.#failing = logged;
         return logged.attempts > ROLLOUT_RETRY_ATTEMPTS
           ? {
-              decision: FAILED,
+              kind: 'failed',
               detail: `${failure(logged)}, on every attempt; the event is in the failure queue`,
             }
           : undefined;
@@ -355,7 +351,7 @@ class CloudRolloutWatch {
     if (versionId !== undefined || etag === undefined) return undefined;
     const live = status.deployments.find((d) => d.status === 'PRIMARY')?.model;
     if (live?.key === this.#key && live.versionId === undefined && live.etag === etag) {
-      return { decision: DUPLICATE, detail: `${uri} is already the live model` };
+      return { kind: 'skipped', reason: 'duplicate', detail: `${uri} is already the live model` };
     }
     return undefined;
   }

@@ -1,5 +1,5 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { CloudWatchLogsClient, FilterLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
+import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { SlipwayError, UsageError } from '../errors.ts';
 import { DEFAULT_STACK_NAME, STACK_OUTPUTS } from '../names.ts';
@@ -18,24 +18,24 @@ export interface CloudContext {
   readonly rolloutLog: RolloutLog | undefined;
 }
 
-/** The rollout function's log group in CloudWatch Logs, read with FilterLogEvents. */
+/**
+ * The rollout function's log group in CloudWatch Logs, read with FilterLogEvents. Only `deploy
+ * --wait` reads it, so the CloudWatch Logs client loads then, not with every `--cloud` command.
+ */
 export class RolloutLog {
-  readonly #client: CloudWatchLogsClient;
+  #client: CloudWatchLogsClient | undefined;
 
-  constructor(
-    readonly logGroupName: string,
-    client: CloudWatchLogsClient = new CloudWatchLogsClient({}),
-  ) {
-    this.#client = client;
-  }
+  constructor(readonly logGroupName: string) {}
 
   /** Every message logged at or after `startTime` (epoch milliseconds), oldest first. */
   async messagesSince(startTime: number): Promise<string[]> {
+    const sdk = await import('@aws-sdk/client-cloudwatch-logs');
+    this.#client ??= new sdk.CloudWatchLogsClient({});
     const messages: string[] = [];
     let nextToken: string | undefined;
     do {
       const page = await this.#client.send(
-        new FilterLogEventsCommand({
+        new sdk.FilterLogEventsCommand({
           logGroupName: this.logGroupName,
           startTime,
           ...(nextToken === undefined ? {} : { nextToken }),

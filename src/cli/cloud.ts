@@ -19,6 +19,23 @@ export interface CloudContext {
 }
 
 /**
+ * A followed log is read again from this long before the newest event read so far. CloudWatch Logs
+ * makes events readable late, each log stream (one per Lambda instance) on its own, so an event can
+ * turn up after a newer one: one up to this much older than the newest read is still found, and a
+ * minute allows for delays far longer than usual. The rollout function logs a few lines per event,
+ * so reading the span again costs little.
+ */
+export const LATE_EVENT_WINDOW_MS = 60_000;
+
+/** One event of a log, as FilterLogEvents returns it. */
+export interface LogEvent {
+  readonly eventId: string;
+  /** Epoch milliseconds. */
+  readonly timestamp: number;
+  readonly message: string;
+}
+
+/**
  * The rollout function's log group in CloudWatch Logs, read with FilterLogEvents. Only `deploy
  * --wait` reads it, so the CloudWatch Logs client loads then, not with every `--cloud` command.
  */
@@ -27,11 +44,16 @@ export class RolloutLog {
 
   constructor(readonly logGroupName: string) {}
 
-  /** Every message logged at or after `startTime` (epoch milliseconds), oldest first. */
-  async messagesSince(startTime: number): Promise<string[]> {
+  /** Follows the log from `startTime` (epoch milliseconds) on; see {@link LogTail}. */
+  follow(startTime: number): LogTail {
+    return new LogTail((from) => this.#eventsSince(from), startTime);
+  }
+
+  /** Every event logged at or after `startTime`, oldest first, from every page. */
+  async #eventsSince(startTime: number): Promise<LogEvent[]> {
     const sdk = await import('@aws-sdk/client-cloudwatch-logs');
     this.#client ??= new sdk.CloudWatchLogsClient({});
-    const messages: string[] = [];
+    const events: LogEvent[] = [];
     let nextToken: string | undefined;
     do {
       const page = await this.#client.send(
@@ -41,10 +63,55 @@ export class RolloutLog {
           ...(nextToken === undefined ? {} : { nextToken }),
         }),
       );
-      for (const event of page.events ?? []) if (event.message !== undefined) messages.push(event.message);
+      // FilterLogEvents sets all three; the SDK types every field as optional.
+      for (const { eventId, timestamp, message } of page.events ?? []) {
+        if (eventId !== undefined && timestamp !== undefined && message !== undefined) {
+          events.push({ eventId, timestamp, message });
+        }
+      }
       nextToken = page.nextToken;
     } while (nextToken !== undefined);
+    return events;
+  }
+}
+
+/**
+ * A log followed from a start time: each {@link LogTail.read} returns the messages no earlier read
+ * returned. A read starts {@link LATE_EVENT_WINDOW_MS} before the newest event read so far (never
+ * before the start time), and the events it gets again are known by their ids, which it remembers
+ * for as long as a read can return them.
+ */
+export class LogTail {
+  readonly #eventsSince: (startTime: number) => Promise<LogEvent[]>;
+  readonly #startTime: number;
+  #newest: number;
+  /** The id and timestamp of each event read at or after where the next read starts. */
+  readonly #seen = new Map<string, number>();
+
+  constructor(eventsSince: (startTime: number) => Promise<LogEvent[]>, startTime: number) {
+    this.#eventsSince = eventsSince;
+    this.#startTime = startTime;
+    this.#newest = startTime;
+  }
+
+  /** The messages logged since the start time that no earlier read returned, oldest first. */
+  async read(): Promise<string[]> {
+    // Nothing changes until every page is in: a read that fails leaves the next one where it was.
+    const events = await this.#eventsSince(this.#nextStart());
+    const messages: string[] = [];
+    for (const { eventId, timestamp, message } of events) {
+      if (this.#seen.has(eventId)) continue;
+      this.#seen.set(eventId, timestamp);
+      this.#newest = Math.max(this.#newest, timestamp);
+      messages.push(message);
+    }
+    const next = this.#nextStart();
+    for (const [eventId, timestamp] of this.#seen) if (timestamp < next) this.#seen.delete(eventId);
     return messages;
+  }
+
+  #nextStart(): number {
+    return Math.max(this.#startTime, this.#newest - LATE_EVENT_WINDOW_MS);
   }
 }
 

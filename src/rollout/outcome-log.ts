@@ -61,10 +61,18 @@ export type LoggedOutcome =
  * far, else undefined. A line is for the upload when its object has the same bucket and key and,
  * where the upload has them, the same version id, else the same ETag.
  *
+ * A reader that gets the log piece by piece passes what the pieces before said as `previous`:
+ * `loggedOutcome(b, upload, loggedOutcome(a, upload))` is `loggedOutcome([...a, ...b], upload)`.
+ *
  * @example loggedOutcome(lines, { bucket: 'acme-models', key: 'runs/7/model.tar.gz', versionId: 'v3' })
  */
-export function loggedOutcome(messages: readonly string[], upload: LoggedObject): LoggedOutcome | undefined {
-  let failing: Extract<LoggedOutcome, { kind: 'failing' }> | undefined;
+export function loggedOutcome(
+  messages: readonly string[],
+  upload: LoggedObject,
+  previous?: LoggedOutcome,
+): LoggedOutcome | undefined {
+  if (previous !== undefined && previous.kind !== 'failing') return previous;
+  let failing = previous;
   for (const message of messages) {
     const line = parseLine(message);
     if (line === undefined || !isFor(line.object, upload)) continue;

@@ -75,6 +75,27 @@ describe('loggedOutcome', () => {
     ).toEqual({ kind: 'deployed', deploymentId: 'ecs-svc/9' });
   });
 
+  it('carries on from what earlier lines said: failures add up, and a decided outcome stands', () => {
+    const failed = line(ROLLOUT_LOG_MESSAGES.failed, upload, {
+      code: 'ROLLOUT_THROTTLED',
+      error: 'slow down',
+    });
+    const skipped = line(ROLLOUT_LOG_MESSAGES.skipped, upload, { reason: 'duplicate', detail: 'live' });
+    const deployed = line(ROLLOUT_LOG_MESSAGES.deployed, upload, { deploymentId: 'ecs-svc/9' });
+
+    expect(loggedOutcome([failed], upload, loggedOutcome([failed], upload))).toEqual({
+      kind: 'failing',
+      attempts: 2,
+      code: 'ROLLOUT_THROTTLED',
+      error: 'slow down',
+    });
+    expect(loggedOutcome([deployed], upload, loggedOutcome([skipped], upload))).toEqual({
+      kind: 'skipped',
+      reason: 'duplicate',
+      detail: 'live',
+    });
+  });
+
   it('finds nothing in lines for no object or for malformed JSON', () => {
     const messages = [
       JSON.stringify({ message: ROLLOUT_LOG_MESSAGES.skipped, reason: 'not-a-model' }),

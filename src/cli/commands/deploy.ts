@@ -20,7 +20,7 @@ import { isPinnableKey } from '../../shared/s3-pin.ts';
 import { createStore } from '../../store/create-store.ts';
 import type { ObjectInfo, ObjectStore } from '../../store/types.ts';
 import { looksLikeUri, parseStoreUri } from '../../store/uri.ts';
-import type { CloudContext } from '../cloud.ts';
+import type { CloudContext, LogTail } from '../cloud.ts';
 import { printJson, secondsOption } from '../options.ts';
 import { progressPrinter, resolveWhere, whereOptions } from '../targets.ts';
 import type { Where, WhereFlags } from '../targets.ts';
@@ -88,7 +88,10 @@ export function registerDeploy(program: Command): void {
         return;
       }
       const deadline = Date.now() + timeoutMs;
-      const deployment = await findDeployment(where, key, uploaded, before, deadline);
+      const deployment = await findDeployment(where, key, uploaded, before, {
+        deadline,
+        intervalMs: where.kind === 'cloud' ? 5_000 : 250,
+      });
       if ('kind' in deployment) {
         const reason = `${noRolloutLabel(deployment)}: ${deployment.detail}`;
         if (flags.json) printJson({ uri: uploaded.uri, outcome: deployment.kind, reason });
@@ -219,14 +222,15 @@ function pinsUpload(model: PinnedModel | undefined, key: string, uploaded: Objec
  * Deployments that existed before the upload never count: a re-upload of the live model must not be
  * taken for its rollout (the rollout skips it as a duplicate), nor a re-upload of a model rolled
  * back from for its old, failed deployment. On the twin, its recent events say what the rollout
- * decided; on AWS, the rollout function's log does (see {@link CloudRolloutWatch}).
+ * decided; on AWS, the rollout function's log does (see {@link CloudRolloutWatch}). It looks every
+ * `intervalMs` until `deadline` (epoch milliseconds).
  */
 export async function findDeployment(
   where: Where,
   key: string,
   uploaded: ObjectInfo,
   before: Before,
-  deadline: number,
+  { deadline, intervalMs }: { readonly deadline: number; readonly intervalMs: number },
 ): Promise<DeploymentInfo | NoRollout> {
   const target: DeployTarget = where.target;
   const isNew = (d: { readonly id: string; readonly model: PinnedModel | undefined }): boolean =>
@@ -255,7 +259,7 @@ export async function findDeployment(
         `no rollout started for ${key} in time${watch === undefined ? '' : `: ${watch.silence()}`}; check \`npx slipway status\``,
       );
     }
-    await new Promise((r) => setTimeout(r, where.kind === 'cloud' ? 5_000 : 250));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 
@@ -269,7 +273,9 @@ class CloudRolloutWatch {
   readonly #key: string;
   readonly #uploaded: ObjectInfo;
   readonly #object: LoggedObject;
-  #failing: Extract<LoggedOutcome, { kind: 'failing' }> | undefined;
+  #tail: LogTail | undefined;
+  /** What the log said so far: each read returns only new lines. */
+  #logged: LoggedOutcome | undefined;
   #logProblem: string | undefined;
 
   constructor(cloud: CloudContext, key: string, uploaded: ObjectInfo) {
@@ -294,7 +300,7 @@ class CloudRolloutWatch {
   async look(status: ServiceStatus): Promise<DeploymentInfo | NoRollout | undefined> {
     const duplicate = this.#duplicate(status);
     if (duplicate !== undefined) return duplicate;
-    const logged = await this.#logged();
+    const logged = await this.#readLog();
     switch (logged?.kind) {
       case undefined:
         return undefined;
@@ -307,7 +313,6 @@ class CloudRolloutWatch {
       case 'rejected':
         return { kind: 'rejected', detail: logged.reason };
       case 'failing':
-        this.#failing = logged;
         return logged.attempts > ROLLOUT_RETRY_ATTEMPTS
           ? {
               kind: 'failed',
@@ -319,27 +324,28 @@ class CloudRolloutWatch {
 
   /** Why the wait saw no outcome, for the timeout message. */
   silence(): string {
-    if (this.#failing !== undefined) return `${failure(this.#failing)} (Lambda retries it)`;
+    if (this.#logged?.kind === 'failing') return `${failure(this.#logged)} (Lambda retries it)`;
     if (this.#logProblem !== undefined) {
       return `only a deployment or a duplicate shows without the rollout function's log, and ${this.#logProblem}`;
     }
     return `the rollout function logged nothing for it; see the dead-letter queue (docs: Operations, DLQ messages)`;
   }
 
-  async #logged(): Promise<LoggedOutcome | undefined> {
+  async #readLog(): Promise<LoggedOutcome | undefined> {
     const log = this.#cloud.rolloutLog;
     if (log === undefined) return undefined;
+    // S3's LastModified is whole seconds, rounded down: no earlier than the upload's own event.
+    this.#tail ??= log.follow(this.#uploaded.lastModified.getTime());
     try {
-      // S3's LastModified is whole seconds, rounded down: no earlier than the upload's own event.
-      const messages = await log.messagesSince(this.#uploaded.lastModified.getTime());
+      const messages = await this.#tail.read();
       this.#logProblem = undefined;
-      return loggedOutcome(messages, this.#object);
+      this.#logged = loggedOutcome(messages, this.#object, this.#logged);
     } catch (err) {
       const first = this.#logProblem === undefined;
       this.#logProblem = `reading ${log.logGroupName} failed: ${err instanceof Error ? err.message : String(err)} (it needs logs:FilterLogEvents)`;
       if (first) process.stderr.write(`  note: ${this.#logProblem}\n`);
-      return undefined;
     }
+    return this.#logged;
   }
 
   /**

@@ -4,7 +4,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { CloudWatchLogsClient, FilterLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
+import {
+  CloudWatchLogsClient,
+  FilterLogEventsCommand,
+  type FilterLogEventsCommandInput,
+} from '@aws-sdk/client-cloudwatch-logs';
 import {
   AccessDeniedException,
   ECSClient,
@@ -17,7 +21,10 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { captureOutput } from '../../helpers/capture-output.ts';
 import type { CapturedOutput } from '../../helpers/capture-output.ts';
+import { LATE_EVENT_WINDOW_MS } from '../../../src/cli/cloud.ts';
+import { findDeployment, snapshot } from '../../../src/cli/commands/deploy.ts';
 import { runCli } from '../../../src/cli/program.ts';
+import { resolveWhere } from '../../../src/cli/targets.ts';
 import { STACK_OUTPUTS } from '../../../src/names.ts';
 import { EcsDeployTarget } from '../../../src/rollout/ecs-target.ts';
 import { createRolloutHandler } from '../../../src/rollout/lambda.ts';
@@ -347,6 +354,56 @@ describe('deploy --cloud and predict --cloud', () => {
         /^fail: the rollout function failed on it 3 times, last with ROLLOUT_ACCESS_DENIED: .*ecs:RegisterTaskDefinition/,
       );
       expect(output.stderr).toMatch(/failure queue/);
+    });
+
+    it('counts each failed attempt once, though each poll reads the last minute of the log again', async () => {
+      ecs
+        .on(RegisterTaskDefinitionCommand)
+        .rejects(
+          new AccessDeniedException({ message: 'not authorized: ecs:RegisterTaskDefinition', $metadata: {} }),
+        );
+      const uploadedAt = Date.parse('2026-03-01T14:00:00Z');
+      await invokeRollout(
+        modelEvent({ key: KEY, versionId: 'vc', etag: 'etag-c', time: '2026-03-01T14:00:00Z' }),
+      );
+      const attemptLines = logged;
+      // Lambda's first attempt and its 2 retries, a minute apart: each poll finds one more.
+      const attemptTimes = [70_000, 130_000, 190_000].map((ms) => uploadedAt + ms);
+      let polls = 0;
+      logs.on(FilterLogEventsCommand).callsFake((input: FilterLogEventsCommandInput) => {
+        polls++;
+        const events = attemptTimes
+          .slice(0, polls)
+          .flatMap((timestamp, attempt) =>
+            attemptLines.map((message, i) => ({ eventId: `${attempt}-${i}`, timestamp, message })),
+          );
+        return { events: events.filter((e) => e.timestamp >= input.startTime!) };
+      });
+      const where = await resolveWhere({ stateDir: '.slipway', cloud: true, stack: 'Slipway' });
+      const uploaded = {
+        uri: `s3://${MODELS_BUCKET}/${KEY}?versionId=vc`,
+        size: BYTES.length,
+        lastModified: new Date(uploadedAt),
+        etag: 'etag-c',
+        versionId: 'vc',
+      };
+
+      const found = await findDeployment(where, KEY, uploaded, await snapshot(where), {
+        deadline: Date.now() + 10_000,
+        intervalMs: 0,
+      });
+
+      expect(found).toMatchObject({
+        kind: 'failed',
+        detail: expect.stringMatching(
+          /^the rollout function failed on it 3 times, last with ROLLOUT_ACCESS_DENIED/,
+        ),
+      });
+      expect(logs.commandCalls(FilterLogEventsCommand).map((call) => call.args[0].input)).toStrictEqual([
+        { logGroupName: LOG_GROUP, startTime: uploadedAt },
+        { logGroupName: LOG_GROUP, startTime: attemptTimes[0]! - LATE_EVENT_WINDOW_MS },
+        { logGroupName: LOG_GROUP, startTime: attemptTimes[1]! - LATE_EVENT_WINDOW_MS },
+      ]);
     });
   });
 

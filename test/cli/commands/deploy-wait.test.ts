@@ -209,7 +209,7 @@ describe('findDeployment', () => {
       KEY,
       { uri: model.uri, size: 1, lastModified: new Date(), etag: 'e2' },
       before,
-      Date.now() + 10_000,
+      { deadline: Date.now() + 10_000, intervalMs: 250 },
     );
 
     expect('id' in found ? found.id : found).toBe('ecs-svc/new');

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { SlipwayError } from '../errors.ts';
 import { DEFAULT_STACK_NAME, GITHUB_OIDC_ROLES, NO_MODEL_URI } from '../names.ts';
+import { ModelRecordSchema } from '../rollout/pinned-model.ts';
 import { GITHUB_OIDC_SUBJECTS } from './github-oidc.ts';
 
 /** A configuration value is missing or invalid; the message names the setting. */
@@ -128,19 +129,7 @@ const schema = z
           return z.NEVER;
         }
       })
-      .pipe(
-        z.strictObject({
-          etag: z
-            .string()
-            .regex(/^[0-9a-f]{32}(-\d+)?$/, 'must be an S3 ETag without quotes')
-            .optional(),
-          sequencer: z
-            .string()
-            .regex(/^[0-9A-Fa-f]{1,64}$/, 'must be an S3 sequencer (hex)')
-            .optional(),
-          eventTime: z.iso.datetime({ offset: true }).optional(),
-        }),
-      )
+      .pipe(ModelRecordSchema)
       .optional(),
     dataBucketName: optionalBucket,
     modelsBucketName: optionalBucket,

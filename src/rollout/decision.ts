@@ -159,8 +159,8 @@ function sameObject(model: DeployableModel, pinned: PinnedModel): boolean {
   );
 }
 
-/** Where an event's model stands relative to the live one. */
-function compareToLive(model: DeployableModel, live: PinnedModel): 'duplicate' | 'older' | 'newer' {
+/** Where an event's model (every ordering field known) stands relative to the live one. */
+export function compareToLive(model: DeployableModel, live: PinnedModel): 'duplicate' | 'older' | 'newer' {
   const sameObject = live.bucket === model.bucket && live.key === model.key;
   if (sameObject) {
     if (model.versionId !== undefined && live.versionId !== undefined) {

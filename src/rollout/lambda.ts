@@ -1,6 +1,8 @@
 /**
  * The rollout Lambda: EventBridge delivers an S3 "Object Created" event for the models bucket;
  * this pins that exact object in a new task-definition revision and redeploys the ECS service.
+ * deploy.yml also invokes it directly with a restore request (`./restore.ts`) after a failed code
+ * deploy, to pin again the model CloudFormation's rollback took from the service.
  *
  * Bundled by the CDK app with esbuild (entry `src/rollout/lambda.ts`, export `handler`), so its
  * imports stay lean: no model runtime, no web server, and of S3 only the client that HEADs an
@@ -22,9 +24,10 @@ import { EcsDeployTarget } from './ecs-target.ts';
 import { RolloutError } from './errors.ts';
 import { headWithS3, resolveObjectKey, type HeadObject } from './event-key.ts';
 import { eventField, matchesEventPattern } from './event.ts';
-import { rolloutModelEvent, type RolloutOutcome } from './operations.ts';
+import { restoreModel, rolloutModelEvent, type RolloutOutcome } from './operations.ts';
 import { ROLLOUT_LOG_MESSAGES, loggedObjectOf } from './outcome-log.ts';
 import type { LoggedObject } from './outcome-log.ts';
+import { isRestoreRequest, parseRestoreRequest, RESTORE_LOG_MESSAGES } from './restore.ts';
 
 /** The handler's configuration, read from the environment. */
 export interface RolloutConfig {
@@ -85,6 +88,7 @@ export function createRolloutHandler(
   const pattern = modelUploadEventPattern(modelsBucket);
   return async (event, context) => {
     if (context !== undefined) logger.addContext(context);
+    if (isRestoreRequest(event)) return restore(event, target, modelsBucket, logger);
     let outcome: RolloutOutcome;
     let objectKey: string | undefined;
     try {
@@ -156,6 +160,49 @@ export function createRolloutHandler(
       }
     }
   };
+}
+
+/**
+ * Handle a restore request: pin its model again unless it (or a newer one) is live. A malformed
+ * request and every failure throw, so the caller (deploy.yml) sees the invocation fail.
+ */
+async function restore(
+  request: unknown,
+  target: DeployTarget,
+  modelsBucket: string,
+  logger: Logger,
+): Promise<RolloutHandlerResult> {
+  let modelUri: string | undefined;
+  try {
+    const { model, reason } = parseRestoreRequest(request, modelsBucket);
+    modelUri = model.uri;
+    const outcome = await restoreModel(model, target);
+    if (outcome.kind === 'skip') {
+      const { decision } = outcome;
+      logger.info(RESTORE_LOG_MESSAGES.skipped, {
+        reason: decision.reason,
+        detail: decision.detail,
+        modelUri,
+      });
+      return { action: 'skipped', reason: decision.reason, modelUri };
+    }
+    const { result } = outcome;
+    logger.info(RESTORE_LOG_MESSAGES.restored, {
+      modelUri,
+      deploymentId: result.deploymentId,
+      revision: result.revision,
+      previousRevision: result.previousRevision,
+      requestReason: reason,
+    });
+    return { action: 'deployed', modelUri, deploymentId: result.deploymentId, revision: result.revision };
+  } catch (err) {
+    logger.error(RESTORE_LOG_MESSAGES.failed, {
+      error: err instanceof Error ? err : String(err),
+      code: err instanceof RolloutError ? err.code : undefined,
+      modelUri,
+    });
+    throw err;
+  }
 }
 
 let cached: { key: string; handle: ReturnType<typeof createRolloutHandler> } | undefined;

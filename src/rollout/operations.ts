@@ -1,6 +1,7 @@
 /**
  * Rollout operations over any `DeployTarget`: roll out an event (what the Lambda and the local
- * twin's event bus call), status, rollback and follow (what the CLI calls).
+ * twin's event bus call), restore a model a failed code deploy took away (the Lambda, asked by
+ * deploy.yml), status, rollback and follow (what the CLI calls).
  */
 import { decideRollout, type RolloutDecision, type RolloutPolicy } from './decision.ts';
 import type {
@@ -8,9 +9,12 @@ import type {
   DeployTarget,
   FollowOptions,
   FollowResult,
+  PinnedModel,
+  ServiceState,
   ServiceStatus,
 } from './deploy-target.ts';
 import { RolloutError } from './errors.ts';
+import { decideRestore, type RestoreDecision } from './restore.ts';
 
 /** What `rolloutModelEvent` did. */
 export type RolloutOutcome =
@@ -53,10 +57,69 @@ export function rolloutModelEvent(
   policy: RolloutPolicy,
   options: RolloutEventOptions = {},
 ): Promise<RolloutOutcome> {
-  // One rollout at a time per target in this process: decide-then-deploy must not interleave with
-  // another event's (the Lambda gets this from reserved concurrency 1; the twin from this queue).
+  return oneAtATime(target, () => decideAndDeploy(event, target, policy, options));
+}
+
+/** What `restoreModel` did. */
+export type RestoreOutcome =
+  | { readonly kind: 'deploy'; readonly result: DeployResult }
+  | { readonly kind: 'skip'; readonly decision: Extract<RestoreDecision, { kind: 'skip' }> };
+
+/**
+ * Pin `model` again after a failed code deploy took it from the service (see `./restore.ts`):
+ * deploy it unless it is live or a newer model is. Serialized with `rolloutModelEvent` on the same
+ * target, and conditional on the revision it decided against, as a rollout is.
+ */
+export function restoreModel(
+  model: PinnedModel,
+  target: DeployTarget,
+  options: { readonly maxConflicts?: number } = {},
+): Promise<RestoreOutcome> {
+  return oneAtATime(target, () =>
+    deployAgainstLatest<RestoreOutcome>(target, options.maxConflicts, (state) => {
+      const decision = decideRestore(model, state);
+      if (decision.kind === 'skip') return { stop: { kind: 'skip', decision } };
+      return { deploy: model, deployed: (result) => ({ kind: 'deploy', result }) };
+    }),
+  );
+}
+
+/** What to do on one read of the target's state: stop with an outcome, or deploy a model. */
+type Step<Outcome> =
+  | { readonly stop: Outcome }
+  | { readonly deploy: PinnedModel; readonly deployed: (result: DeployResult) => Outcome };
+
+/**
+ * Read the target's state, decide, and deploy on condition that the service is still on the
+ * revision decided against; when another writer switched it meanwhile, read and decide again (at
+ * most `maxConflicts` times, then the conflict is thrown).
+ */
+async function deployAgainstLatest<Outcome>(
+  target: DeployTarget,
+  maxConflicts = 3,
+  decide: (state: ServiceState) => Step<Outcome>,
+): Promise<Outcome> {
+  for (let conflicts = 0; ; conflicts++) {
+    const state = await target.describe();
+    const step = decide(state);
+    if ('stop' in step) return step.stop;
+    try {
+      return step.deployed(await target.deploy(step.deploy, { ifRevision: state.revision }));
+    } catch (err) {
+      if (!(err instanceof RolloutError) || err.code !== 'ROLLOUT_CONFLICT' || conflicts >= maxConflicts) {
+        throw err;
+      }
+    }
+  }
+}
+
+// One rollout at a time per target in this process: decide-then-deploy must not interleave with
+// another event's (the Lambda gets this from reserved concurrency 1; the twin from this queue).
+const queues = new WeakMap<DeployTarget, Promise<void>>();
+
+function oneAtATime<T>(target: DeployTarget, work: () => Promise<T>): Promise<T> {
   const previous = queues.get(target) ?? Promise.resolve();
-  const run = previous.then(() => decideAndDeploy(event, target, policy, options));
+  const run = previous.then(work);
   const settled = run.then(
     () => undefined,
     () => undefined,
@@ -67,8 +130,6 @@ export function rolloutModelEvent(
   });
   return run;
 }
-
-const queues = new WeakMap<DeployTarget, Promise<void>>();
 
 async function decideAndDeploy(
   event: unknown,
@@ -83,21 +144,12 @@ async function decideAndDeploy(
   if (early.kind === 'reject') return { kind: 'reject', decision: early };
   if (early.kind === 'skip') return { kind: 'skip', decision: early };
 
-  const maxConflicts = options.maxConflicts ?? 3;
-  for (let conflicts = 0; ; conflicts++) {
-    const state = await target.describe();
+  return deployAgainstLatest<RolloutOutcome>(target, options.maxConflicts, (state) => {
     const decision = decideRollout(event, state, policy, parsing);
-    if (decision.kind === 'skip') return { kind: 'skip', decision };
-    if (decision.kind === 'reject') return { kind: 'reject', decision };
-    try {
-      const result = await target.deploy(decision.model, { ifRevision: state.revision });
-      return { kind: 'deploy', decision, result };
-    } catch (err) {
-      if (!(err instanceof RolloutError) || err.code !== 'ROLLOUT_CONFLICT' || conflicts >= maxConflicts) {
-        throw err;
-      }
-    }
-  }
+    if (decision.kind === 'skip') return { stop: { kind: 'skip', decision } };
+    if (decision.kind === 'reject') return { stop: { kind: 'reject', decision } };
+    return { deploy: decision.model, deployed: (result) => ({ kind: 'deploy', decision, result }) };
+  });
 }
 
 /** Which model each deployment of the service runs, and where each rollout stands. */

@@ -3,9 +3,26 @@
  * ECS task definitions and the local twin's supervised processes use the same keys, so both
  * record the ordering data the (stateless) rollout needs to judge the next event.
  */
+import { z } from 'zod';
 import { ENV, NO_MODEL_URI } from '../names.ts';
 import type { PinnedModel } from './deploy-target.ts';
 import { parseS3ModelUri } from './event.ts';
+
+/**
+ * A pinned model's ordering record as JSON: what `scripts/live-model-uri.ts --record` prints,
+ * `cdk deploy -c initialModelRecord=...` pins, and a restore request carries.
+ */
+export const ModelRecordSchema = z.strictObject({
+  etag: z
+    .string()
+    .regex(/^[0-9a-f]{32}(-\d+)?$/, 'must be an S3 ETag without quotes')
+    .optional(),
+  sequencer: z
+    .string()
+    .regex(/^[0-9A-Fa-f]{1,64}$/, 'must be an S3 sequencer (hex)')
+    .optional(),
+  eventTime: z.iso.datetime({ offset: true }).optional(),
+});
 
 /** Every environment key a rollout writes; a revision's other variables are never touched. */
 export const MODEL_ENV_KEYS = [

@@ -23,6 +23,7 @@ import {
   CLUSTER,
   FAMILY,
   INITIAL_TAGS,
+  codeDeployFrom,
   MODELS_BUCKET,
   SERVICE,
   commandNames,
@@ -62,18 +63,6 @@ function registrations(): RegisterTaskDefinitionCommandInput[] {
 function liveModelUri(): string | undefined {
   const live = world.taskDefinitions.get(world.serviceTaskDefinition)!.taskDefinition;
   return live.containerDefinitions![0]!.environment!.find((e) => e.name === 'MODEL_URI')?.value;
-}
-
-/** A code deploy: a revision copied from `from` (same model and record) with only the stack's tags, made live. */
-function codeDeployFrom(from: number): number {
-  const source = world.taskDefinitions.get(taskDefinitionArn(from))!.taskDefinition;
-  const revision = ++world.lastRevision;
-  world.taskDefinitions.set(taskDefinitionArn(revision), {
-    taskDefinition: { ...source, revision, taskDefinitionArn: taskDefinitionArn(revision) },
-    tags: INITIAL_TAGS,
-  });
-  world.serviceTaskDefinition = taskDefinitionArn(revision);
-  return revision;
 }
 
 /** The upload event of model `name`: key runs/<name>/model.tar.gz, version v<name>, at `time`. */
@@ -259,7 +248,7 @@ describe('EcsDeployTarget deploying a model event', () => {
     await rolloutModelEvent(b, newTarget(), policy);
     world.serviceTaskDefinition = taskDefinitionArn(6);
     // The code deploy (revision 8) keeps a; b's revision 7 is now older than the live one.
-    codeDeployFrom(6);
+    codeDeployFrom(world, 6);
 
     const late = await rolloutModelEvent(b, newTarget(), policy);
 
@@ -730,7 +719,7 @@ describe('EcsDeployTarget rollback', () => {
     const [z, a, b] = ['z', 'a', 'b'].map((name, hour) => runEvent(name, `2026-03-01T1${hour}:00:00Z`));
     for (const event of [z, a, b]) await rolloutModelEvent(event, newTarget(), policy);
     world.serviceTaskDefinition = taskDefinitionArn(7);
-    expect(codeDeployFrom(7)).toBe(9);
+    expect(codeDeployFrom(world, 7)).toBe(9);
 
     const result = await newTarget().rollback();
 
@@ -752,7 +741,7 @@ describe('EcsDeployTarget rollback', () => {
     await rolloutModelEvent(a, newTarget(), policy);
     await rolloutModelEvent(b, newTarget(), policy);
     world.serviceTaskDefinition = taskDefinitionArn(6);
-    codeDeployFrom(6);
+    codeDeployFrom(world, 6);
     await rolloutModelEvent(c, newTarget(), policy);
 
     const first = await newTarget().rollback();
@@ -821,7 +810,7 @@ describe('EcsDeployTarget rollback', () => {
     const [z, a, b] = ['z', 'a', 'b'].map((name, hour) => runEvent(name, `2026-03-01T1${hour}:00:00Z`));
     for (const event of [z, a, b]) await rolloutModelEvent(event, newTarget(), policy);
     world.serviceTaskDefinition = taskDefinitionArn(7);
-    codeDeployFrom(7);
+    codeDeployFrom(world, 7);
     world.listPageSize = 1;
     ecs.resetHistory();
 

@@ -334,6 +334,21 @@ export function simulateEcs(
   return world;
 }
 
+/**
+ * A code deploy by CloudFormation: a revision copied from revision `from` (same model and record)
+ * with only the stack's tags, made live. Returns its revision number.
+ */
+export function codeDeployFrom(world: EcsWorld, from: number): number {
+  const source = world.taskDefinitions.get(taskDefinitionArn(from))!.taskDefinition;
+  const revision = ++world.lastRevision;
+  world.taskDefinitions.set(taskDefinitionArn(revision), {
+    taskDefinition: { ...source, revision, taskDefinitionArn: taskDefinitionArn(revision) },
+    tags: INITIAL_TAGS,
+  });
+  world.serviceTaskDefinition = taskDefinitionArn(revision);
+  return revision;
+}
+
 /** The names of the ECS commands sent, in order. */
 export function commandNames(ecs: AwsClientStub<ECSClient>): string[] {
   return ecs.calls().map((call) => (call.args[0] as object).constructor.name);

@@ -152,6 +152,8 @@ export const STACK_OUTPUTS = {
   alarmTopicArn: 'AlarmTopicArn',
   /** The rollout function's log group: `deploy --cloud --wait` reads each upload's outcome there. */
   rolloutLogGroup: 'RolloutLogGroupName',
+  /** The rollout function: deploy.yml sends it a restore request after a failed deploy. */
+  rolloutFunction: 'RolloutFunctionName',
 } as const;
 
 /** Default name of the CloudFormation stack. */
@@ -176,6 +178,7 @@ export const GITHUB_OIDC_ROLES = {
   publishImages: 'slipway-github-publish-images',
   publishDocs: 'slipway-github-publish-docs',
   launchTraining: 'slipway-github-launch-training',
+  restoreModel: 'slipway-github-restore-model',
 } as const;
 
 /**
@@ -187,6 +190,7 @@ export const GITHUB_ROLE_WORKFLOWS: Readonly<Record<keyof typeof GITHUB_OIDC_ROL
   publishImages: ['deploy.yml'],
   publishDocs: ['docs.yml'],
   launchTraining: ['train.yml'],
+  restoreModel: ['deploy.yml'],
 };
 
 /**

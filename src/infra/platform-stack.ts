@@ -63,6 +63,8 @@ export class PlatformStack extends Stack {
   readonly publishDocsRole: iam.Role;
   /** Role of train.yml. */
   readonly launchTrainingRole: iam.Role;
+  /** Role of deploy.yml's restore step (after a failed deploy). */
+  readonly restoreModelRole: iam.Role;
 
   constructor(scope: Construct, id: string, props: PlatformStackProps) {
     super(scope, id, props);
@@ -212,6 +214,26 @@ export class PlatformStack extends Stack {
       }),
     );
     this.grantDescribeStack(this.launchTrainingRole);
+
+    // After a failed deploy CloudFormation's rollback pins an older model; deploy.yml asks the
+    // rollout function to pin the live one again (src/rollout/restore.ts). Invoking that one
+    // function is all the role may do besides reading this stack's status and outputs: the ECS
+    // writes stay with the function.
+    this.restoreModelRole = github.addRole(
+      'RestoreModel',
+      githubRoleName('restoreModel', config.stackName),
+      'GitHub Actions: after a failed deploy, ask the rollout function to pin the live model again',
+      { workflows: GITHUB_ROLE_WORKFLOWS.restoreModel },
+    );
+    // The unqualified function only (grantInvoke would add every version, `<arn>:*`).
+    this.restoreModelRole.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'InvokeTheRolloutFunction',
+        actions: ['lambda:InvokeFunction'],
+        resources: [this.rollout.function.functionArn],
+      }),
+    );
+    this.grantDescribeStack(this.restoreModelRole);
     this.acknowledgeWorkflowRoleFindings();
     this.addOutputs(config);
   }
@@ -285,6 +307,7 @@ export class PlatformStack extends Stack {
       fileSystemId: this.fileSystem.fileSystem.fileSystemId,
       alarmTopicArn: this.alarms.topic.topicArn,
       rolloutLogGroup: this.rollout.logGroup.logGroupName,
+      rolloutFunction: this.rollout.function.functionName,
     };
     for (const [key, value] of Object.entries(outputs) as Array<[keyof typeof STACK_OUTPUTS, string]>) {
       // The logical ID is the output key the CLI and workflows look up: never let the CDK rename it.

@@ -908,6 +908,17 @@ describe('GitHub OIDC', () => {
     expect(pass.Resource).toEqual({ 'Fn::GetAtt': [id(built.platform.training.role), 'Arn'] });
     expect(pass.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } });
   });
+
+  it('lets restore-model invoke the rollout function (no version of it) and read the stack, nothing else', () => {
+    const statements = roleStatements(platform, built.platform.restoreModelRole);
+    expect(statements.map((s) => [actionsOf([s]), s.Resource])).toEqual([
+      [['lambda:InvokeFunction'], { 'Fn::GetAtt': [id(built.platform.rollout.function), 'Arn'] }],
+      [['cloudformation:DescribeStacks'], { Ref: 'AWS::StackId' }],
+    ]);
+    platform.hasOutput(STACK_OUTPUTS.rolloutFunction, {
+      Value: { Ref: id(built.platform.rollout.function) },
+    });
+  });
 });
 
 /** Synthesize the whole app with cdk-nag and extra config, without bundling the Lambda. */
@@ -1019,6 +1030,7 @@ describe('config variants', () => {
       'slipway-github-publish-images': onMain('deploy.yml'),
       'slipway-github-publish-docs': onMain('docs.yml'),
       'slipway-github-launch-training': onMain('train.yml'),
+      'slipway-github-restore-model': onMain('deploy.yml'),
     };
     expect([...trust.keys()].sort()).toEqual(Object.keys(expected).sort());
     for (const [role, sub] of Object.entries(expected)) {

@@ -81,13 +81,40 @@ describe('GitHub Actions workflows', () => {
     }
   });
 
-  it('deploy assumes the deploy-infra role for cdk and the publish-images role for ECR', () => {
+  it('deploy assumes the deploy-infra role for cdk, the publish-images role for ECR, and the restore role after a failure', () => {
     const roles = Object.fromEntries(report('deploy.yml').jobs.map((job) => [job.id, job.roles]));
     expect(roles).toEqual({
       registry: [GITHUB_OIDC_ROLES.deployInfra],
       images: [GITHUB_OIDC_ROLES.publishImages],
-      platform: [GITHUB_OIDC_ROLES.deployInfra],
+      platform: [GITHUB_OIDC_ROLES.deployInfra, GITHUB_OIDC_ROLES.restoreModel],
     });
+  });
+
+  it('deploy restores the model read before cdk deploy, only after cdk deploy itself failed and only when there was one', () => {
+    const jobs = raw('deploy.yml').jobs as Record<
+      string,
+      { steps: { id?: string; if?: string; uses?: string; run?: string; env?: Record<string, string> }[] }
+    >;
+    const steps = jobs.platform!.steps;
+    const deploy = steps.findIndex((s) => s.run?.includes('cdk -- deploy'));
+    const restore = steps.findIndex((s) => s.run?.includes('scripts/restore-live-model.ts'));
+    const assume = steps.findIndex((s) => JSON.stringify(s).includes('slipway-github-restore-model'));
+    expect(steps[deploy]!.id).toBe('deploy');
+    expect(deploy).toBeLessThan(assume);
+    expect(assume).toBeLessThan(restore);
+    const condition =
+      "failure() && steps.deploy.outcome == 'failure' && steps.live.outputs.model-uri != 'none'";
+    expect(steps[assume]!.if).toBe(condition);
+    expect(steps[restore]!.if).toBe(condition);
+    expect(steps[restore]!.env).toEqual({
+      LIVE_MODEL_URI: '${{ steps.live.outputs.model-uri }}',
+      LIVE_MODEL_RECORD: '${{ steps.live.outputs.model-record }}',
+    });
+    expect(steps[restore]!.run).toContain(
+      '--stack "$SLIPWAY_STACK" --model-uri "$LIVE_MODEL_URI" --model-record "$LIVE_MODEL_RECORD"',
+    );
+    // The same variables feed the deploy: what is restored is what the deploy pinned.
+    expect(steps[deploy]!.env).toMatchObject(steps[restore]!.env!);
   });
 
   it('deploy pushes both images to the infra’s ECR repositories tagged with the commit SHA', () => {

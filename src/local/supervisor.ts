@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { DeploymentError } from './errors.ts';
 import { probe } from './load-balancer.ts';
 import type { TargetSpec } from './load-balancer.ts';
@@ -102,8 +103,10 @@ export interface TaskInfo {
   readonly id: string;
   readonly deploymentId: string;
   readonly pid: number | undefined;
-  readonly port: number;
-  readonly url: string;
+  /** The port the task listens on, once it has said so (see {@link TaskSpawner}). */
+  port?: number;
+  /** `http://127.0.0.1:<port>`, once the port is known. */
+  url?: string;
   readonly modelUri: string;
   lastStatus: TaskStatus;
   modelVersion?: string;
@@ -115,14 +118,37 @@ export interface TaskInfo {
 /** What a spawner gets to start one task. */
 export interface TaskLaunch {
   readonly taskId: string;
-  readonly port: number;
   readonly modelUri: string;
   readonly model: PinnedModel;
   readonly modelVersion?: string;
 }
 
-/** Starts one inference-server process listening on `launch.port` and serving `launch.modelUri`. */
+/**
+ * Starts one inference-server process serving `launch.modelUri` on a loopback port the process
+ * picks itself (port 0), and says which on stdout: a JSON line `{"event": "listening", "port": N}`,
+ * as `slipway serve` logs it. A port chosen for the process and freed before it binds could be
+ * taken meanwhile (by any outgoing connection's ephemeral port), and the task would then fail, or
+ * its health checks reach another server.
+ */
 export type TaskSpawner = (launch: TaskLaunch) => ChildProcess;
+
+/** The port a task's output line announces it listens on, if it is that line. */
+export function announcedPort(line: string): number | undefined {
+  if (!line.startsWith('{') || !line.includes('"listening"')) return undefined;
+  try {
+    const parsed = JSON.parse(line) as { event?: unknown; port?: unknown };
+    const { event, port } = parsed;
+    return event === 'listening' &&
+      typeof port === 'number' &&
+      Number.isInteger(port) &&
+      port > 0 &&
+      port < 65_536
+      ? port
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The part of the load balancer the supervisor drives. */
 export interface TrafficRouter {
@@ -415,7 +441,7 @@ export class Supervisor {
     let lastFailure = '';
     while (ready.length < deployment.desiredCount && deployment.failedTasks < threshold && !this.stopped) {
       const missing = deployment.desiredCount - ready.length;
-      const started = await Promise.all(Array.from({ length: missing }, () => this.startTask(deployment)));
+      const started = Array.from({ length: missing }, () => this.startTask(deployment));
       const results = await Promise.all(started.map((t) => this.waitReady(t)));
       results.forEach((failure, i) => {
         const task = started[i]!;
@@ -503,6 +529,7 @@ export class Supervisor {
   }
 
   private targetOf(task: Task): TargetSpec {
+    if (task.url === undefined) throw new Error(`task ${task.id} has not said which port it listens on`);
     return {
       id: task.id,
       url: task.url,
@@ -510,12 +537,10 @@ export class Supervisor {
     };
   }
 
-  private async startTask(deployment: Deployment): Promise<Task> {
-    const port = await freePort();
+  private startTask(deployment: Deployment): Task {
     const id = randomBytes(6).toString('hex');
     const child = this.options.spawn({
       taskId: id,
-      port,
       modelUri: deployment.modelUri,
       model: deployment.model,
       ...(deployment.modelVersion !== undefined ? { modelVersion: deployment.modelVersion } : {}),
@@ -524,8 +549,6 @@ export class Supervisor {
       id,
       deploymentId: deployment.id,
       pid: child.pid,
-      port,
-      url: `http://127.0.0.1:${port}`,
       modelUri: deployment.modelUri,
       lastStatus: 'PROVISIONING',
       startedAt: new Date().toISOString(),
@@ -550,13 +573,22 @@ export class Supervisor {
       for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) task.output.push(line.trim());
       task.output.splice(0, Math.max(0, task.output.length - 30));
     };
+    // Lines, not chunks: the announcement may arrive split across reads.
+    if (child.stdout) {
+      createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', (line) => {
+        const port = task.port === undefined ? announcedPort(line.trim()) : undefined;
+        if (port === undefined) return;
+        task.port = port;
+        task.url = `http://127.0.0.1:${port}`;
+        this.options.log?.(`task ${id} listens on port ${port}`);
+        this.changed();
+      });
+    }
     child.stdout?.on('data', capture);
     child.stderr?.on('data', capture);
     this.taskMap.set(id, task);
     void task.exited.then(() => this.onExit(task));
-    this.options.log?.(
-      `task ${id} started (pid ${child.pid ?? '?'}, port ${port}) for ${deployment.modelUri}`,
-    );
+    this.options.log?.(`task ${id} started (pid ${child.pid ?? '?'}) for ${deployment.modelUri}`);
     this.changed();
     return task;
   }
@@ -564,27 +596,32 @@ export class Supervisor {
   /** Resolves undefined when the task is ready, or with why it is not. */
   private async waitReady(task: Task): Promise<string | undefined> {
     const deadline = Date.now() + (this.options.readinessTimeoutMs ?? 60_000);
-    const url = `${task.url}${this.options.readinessPath ?? '/v2/health/ready'}`;
     for (;;) {
       if (task.exitCode !== undefined) {
         return `exited with code ${String(task.exitCode)} before it was ready${lastWords(task.output)}`;
       }
       if (this.stopped) return 'stopped';
-      if (await probe(url, 1_000)) return undefined;
-      // A server that gave up loading its model stays alive but never gets ready: fail fast.
-      const loadFailure = await this.loadFailure(task);
-      if (loadFailure !== undefined) return `failed to load its model: ${loadFailure}`;
+      if (task.url !== undefined) {
+        if (await probe(`${task.url}${this.options.readinessPath ?? '/v2/health/ready'}`, 1_000))
+          return undefined;
+        // A server that gave up loading its model stays alive but never gets ready: fail fast.
+        const loadFailure = await this.loadFailure(task.url);
+        if (loadFailure !== undefined) return `failed to load its model: ${loadFailure}`;
+      }
       if (Date.now() > deadline) {
-        return `was not ready within ${(this.options.readinessTimeoutMs ?? 60_000) / 1000} s${lastWords(task.output)}`;
+        const within = `within ${(this.options.readinessTimeoutMs ?? 60_000) / 1000} s`;
+        return task.url === undefined
+          ? `did not say which port it listens on ${within} (a JSON line {"event":"listening","port":N} on stdout)${lastWords(task.output)}`
+          : `was not ready ${within}${lastWords(task.output)}`;
       }
       await sleep(150);
     }
   }
 
   /** The error a task reports on its info path when its model failed to load. */
-  private async loadFailure(task: Task): Promise<string | undefined> {
+  private async loadFailure(taskUrl: string): Promise<string | undefined> {
     try {
-      const res = await fetch(`${task.url}${this.options.infoPath ?? '/'}`, {
+      const res = await fetch(`${taskUrl}${this.options.infoPath ?? '/'}`, {
         signal: AbortSignal.timeout(1_000),
       });
       if (res.ok) {
@@ -603,6 +640,7 @@ export class Supervisor {
   }
 
   private async describeTask(task: Task): Promise<void> {
+    if (task.url === undefined) return;
     try {
       const res = await fetch(`${task.url}${this.options.infoPath ?? '/'}`, {
         signal: AbortSignal.timeout(2_000),
@@ -686,7 +724,7 @@ export class Supervisor {
     this.restartDelayMs = Math.min(10_000, this.restartDelayMs === 0 ? 250 : this.restartDelayMs * 2);
     await sleep(this.restartDelayMs);
     if (this.stopped || deployment.status !== 'PRIMARY') return;
-    const task = await this.startTask(deployment);
+    const task = this.startTask(deployment);
     const failure = await this.waitReady(task);
     if (failure !== undefined) {
       this.options.log?.(`replacement task ${task.id} ${failure}`);
@@ -730,7 +768,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Asks the kernel for a free loopback port. */
+/** Asks the kernel for a free loopback port (free when it answers; anything may take it after). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();

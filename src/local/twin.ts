@@ -435,16 +435,17 @@ export function serveCommand(): { command: string; args: string[] } {
 /** Spawns `slipway serve` pinned to the launch's model, with one inference worker (the twin shares 2 cores). */
 export function serveSpawner(s3Env: Readonly<Record<string, string>>): TaskSpawner {
   const { command, args } = serveCommand();
-  return ({ port, model }) => {
+  return ({ model }) => {
     const modelEnv = Object.fromEntries(
       Object.entries(modelEnvironment(model)).filter((e): e is [string, string] => e[1] !== undefined),
     );
-    return spawn(command, [...args, '--model', model.uri, '--port', String(port), '--host', '127.0.0.1'], {
+    // Port 0: the server binds a free port itself and logs it ({"event":"listening","port":N}).
+    return spawn(command, [...args, '--model', model.uri, '--port', '0', '--host', '127.0.0.1'], {
       env: {
         ...process.env,
         ...s3Env,
         ...modelEnv,
-        [ENV.port]: String(port),
+        [ENV.port]: '0',
         [ENV.workers]: process.env[ENV.workers] ?? '1',
         [ENV.intraOpThreads]: process.env[ENV.intraOpThreads] ?? '1',
         // Several tasks share this machine: none may take every core for itself.

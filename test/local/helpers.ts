@@ -9,9 +9,9 @@ const twinFixture = fileURLToPath(new URL('./fixtures/twin-process.ts', import.m
 
 /** A spawner running the fake inference server; `env` picks its version and failure mode per model URI. */
 export function fakeSpawner(envFor: (modelUri: string) => Record<string, string>): TaskSpawner {
-  return ({ port, modelUri }) =>
+  return ({ modelUri }) =>
     spawn(process.execPath, ['--import', 'tsx', fixture], {
-      env: { ...process.env, PORT: String(port), ...envFor(modelUri) },
+      env: { ...process.env, PORT: '0', ...envFor(modelUri) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
 }

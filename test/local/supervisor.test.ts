@@ -2,20 +2,27 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LoadBalancer, MODEL_VERSION_HEADER } from '../../src/local/load-balancer.ts';
 import { LocalDeployTarget } from '../../src/local/local-deploy-target.ts';
 import { loadGenerator } from '../helpers/load-generator.ts';
-import { INTERRUPTED_QUEUED_REASON, Supervisor, wasInterrupted } from '../../src/local/supervisor.ts';
+import {
+  INTERRUPTED_QUEUED_REASON,
+  Supervisor,
+  announcedPort,
+  wasInterrupted,
+} from '../../src/local/supervisor.ts';
 import type { SupervisorOptions } from '../../src/local/supervisor.ts';
 import { fakeSpawner, isAlive, waitFor } from './helpers.ts';
 
 // Model URIs stand for fake behaviours: s3://m/v<N> serves version N, s3://m/broken[N] crashes at start,
-// s3://m/stuck stays up but never gets ready.
+// s3://m/stuck stays up but never gets ready, s3://m/silent serves but never says on which port.
 const spawn = fakeSpawner((uri): Record<string, string> =>
   /\/broken\d*$/.test(uri)
     ? { FAKE_MODE: 'crash-on-start' }
-    : uri.endsWith('unloadable')
-      ? { FAKE_MODE: 'load-failed' }
-      : uri.endsWith('stuck')
-        ? { FAKE_MODE: 'never-ready' }
-        : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
+    : uri.endsWith('silent')
+      ? { FAKE_MODE: 'silent' }
+      : uri.endsWith('unloadable')
+        ? { FAKE_MODE: 'load-failed' }
+        : uri.endsWith('stuck')
+          ? { FAKE_MODE: 'never-ready' }
+          : { FAKE_VERSION: uri.replace(/.*\/v/, '') },
 );
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -226,5 +233,48 @@ describe('Supervisor', () => {
     const pids = sup.pids();
     await sup.stop();
     expect(pids.filter(isAlive)).toEqual([]);
+  });
+});
+
+describe('announcedPort', () => {
+  it('reads the port from the JSON line a task logs once it listens', () => {
+    expect(announcedPort('{"level":30,"event":"listening","port":39939,"host":"127.0.0.1"}')).toBe(39939);
+  });
+
+  it.each([
+    ['another event', '{"event":"model_none","port":39939}'],
+    ['a port that is not a whole number in range', '{"event":"listening","port":"39939"}'],
+    ['port 0', '{"event":"listening","port":0}'],
+    ['a port past 65535', '{"event":"listening","port":70000}'],
+    ['text that mentions listening', 'Server "listening" at http://127.0.0.1:39939'],
+    ['a line cut short', '{"event":"listening","port":399'],
+  ])('ignores %s', (_, line) => {
+    expect(announcedPort(line)).toBeUndefined();
+  });
+});
+
+describe('Supervisor and task ports', () => {
+  it('routes to the port each task says it got, never one chosen for it', async () => {
+    const { lb, sup, logs } = await setup({ desiredCount: 2 });
+    await sup.deploy('s3://m/v1');
+    const ports = sup.tasks().map((t) => t.port);
+    expect(new Set(ports).size).toBe(2);
+    for (const task of sup.tasks()) {
+      expect(logs).toContain(`task ${task.id} listens on port ${task.port}`);
+      const info = (await (await fetch(`${task.url}/`)).json()) as { pid: number };
+      expect(info.pid).toBe(task.pid);
+    }
+    expect((await fetch(`${lb.url}/invocations`, { method: 'POST', body: '{}' })).status).toBe(200);
+  });
+
+  it('fails a rollout whose task never says its port, and says so', async () => {
+    const { sup } = await setup({ desiredCount: 1, readinessTimeoutMs: 1_500 });
+    await sup.deploy('s3://m/v1');
+    const failed = await sup.deploy('s3://m/silent');
+    expect(failed.rolloutState).toBe('FAILED');
+    expect(failed.rolloutStateReason).toMatch(
+      /did not say which port it listens on within 1\.5 s \(a JSON line \{"event":"listening","port":N\} on stdout\)/,
+    );
+    expect(sup.primary()?.modelUri).toBe('s3://m/v1');
   });
 });

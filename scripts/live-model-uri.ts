@@ -7,7 +7,7 @@
  *
  * With `--record` it prints the model's ordering record instead, for `-c initialModelRecord=...`.
  *
- * Usage: node bin/slipway.js status --cloud --json | npx tsx scripts/live-model-uri.ts [--record]
+ * Usage: node bin/slipway.js status --cloud --wait --json | npx tsx scripts/live-model-uri.ts [--record]
  */
 import { text } from 'node:stream/consumers';
 import { pathToFileURL } from 'node:url';
@@ -24,7 +24,12 @@ interface StatusModel {
 /** The part of `slipway status --json` this reads. */
 interface StatusJson {
   readonly service: {
-    readonly deployments: readonly { readonly status: string; readonly model?: StatusModel }[];
+    readonly deployments: readonly {
+      readonly id?: string;
+      readonly status: string;
+      readonly rolloutState?: string;
+      readonly model?: StatusModel;
+    }[];
   };
 }
 
@@ -65,6 +70,14 @@ function liveModel(status: unknown): StatusModel | undefined {
   }
   const primary = status.service.deployments.find((d) => d.status === 'PRIMARY');
   if (primary === undefined) throw new Error('the service has no PRIMARY deployment');
+  // Mid-rollout the PRIMARY deployment's model may still fail and be rolled back: pinning it in the
+  // template would deploy it again.
+  if (primary.rolloutState === 'IN_PROGRESS') {
+    throw new Error(
+      `the service is in the middle of a rollout (PRIMARY deployment ${primary.id ?? '?'} is IN_PROGRESS): ` +
+        'read the status with `slipway status --cloud --wait --json`, which waits for it to settle',
+    );
+  }
   return primary.model;
 }
 

@@ -152,6 +152,40 @@ async function decideAndDeploy(
   });
 }
 
+/** Options of `waitUntilSteady`. */
+export interface SteadyOptions {
+  /** Time between two looks. */
+  readonly intervalMs: number;
+  /** Give up (with `ROLLOUT_FOLLOW_TIMEOUT`) after this long. */
+  readonly timeoutMs: number;
+  /** @default a timer */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * The service's status once no rollout is in progress (every deployment COMPLETED or FAILED): the
+ * model that serves for good, not one a rollout may still take back. Throws
+ * `ROLLOUT_FOLLOW_TIMEOUT` naming the rollout that was still in progress at the deadline.
+ */
+export async function waitUntilSteady(target: DeployTarget, options: SteadyOptions): Promise<ServiceStatus> {
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  // Counted in waits, so a test's sleep decides; each status read adds its own moment on top.
+  for (let waited = 0; ; waited += options.intervalMs) {
+    const status = await target.status();
+    const moving = status.deployments.find((d) => d.rolloutState === 'IN_PROGRESS');
+    if (moving === undefined) return status;
+    if (waited + options.intervalMs > options.timeoutMs) {
+      throw new RolloutError(
+        'ROLLOUT_FOLLOW_TIMEOUT',
+        `a rollout is still in progress after ${Math.round(options.timeoutMs / 1000)}s: deployment ${moving.id} ` +
+          `(${moving.model?.uri ?? 'no model'}, ${moving.runningCount}/${moving.desiredCount} tasks running)`,
+        { retryable: true },
+      );
+    }
+    await sleep(options.intervalMs);
+  }
+}
+
 /** Which model each deployment of the service runs, and where each rollout stands. */
 export function rolloutStatus(target: DeployTarget): Promise<ServiceStatus> {
   return target.status();

@@ -10,6 +10,7 @@ import {
   rollbackModel,
   rolloutModelEvent,
   rolloutStatus,
+  waitUntilSteady,
 } from '../../src/rollout/operations.ts';
 import {
   CLUSTER,
@@ -85,6 +86,62 @@ describe('rolloutStatus', () => {
 
     expect(status.deployments[0]!.model).toBeUndefined();
     expect(formatStatus(status).join('\n')).toContain('no model (MODEL_URI=none)');
+  });
+});
+
+describe('waitUntilSteady', () => {
+  it('reads the service again until no rollout is in progress, then gives that status', async () => {
+    await deployAThenB();
+    const sleeps: number[] = [];
+    let reads = 0;
+    ecs.on(DescribeServicesCommand).callsFake(() => {
+      reads += 1;
+      // ECS completes B's rollout by the third read: the old deployment is gone.
+      if (reads === 3) {
+        world.deployments = world.deployments.slice(0, 1).map((d) => ({ ...d, rolloutState: 'COMPLETED' }));
+      }
+      return {
+        services: [
+          {
+            serviceName: SERVICE,
+            status: 'ACTIVE',
+            desiredCount: 2,
+            runningCount: 2,
+            deployments: world.deployments,
+          },
+        ],
+      };
+    });
+
+    const status = await waitUntilSteady(target, {
+      intervalMs: 10_000,
+      timeoutMs: 60_000,
+      sleep: (ms) => {
+        sleeps.push(ms);
+        return Promise.resolve();
+      },
+    });
+
+    expect(sleeps).toEqual([10_000, 10_000]);
+    expect(status.deployments.map((d) => [d.status, d.rolloutState, d.model?.uri])).toEqual([
+      ['PRIMARY', 'COMPLETED', B_URI],
+    ]);
+  });
+
+  it('gives up at the timeout, naming the rollout still in progress', async () => {
+    const bId = await deployAThenB();
+
+    const error = await waitUntilSteady(target, {
+      intervalMs: 10_000,
+      timeoutMs: 25_000,
+      sleep: () => Promise.resolve(),
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RolloutError);
+    expect((error as RolloutError).code).toBe('ROLLOUT_FOLLOW_TIMEOUT');
+    expect((error as RolloutError).message).toBe(
+      `a rollout is still in progress after 25s: deployment ${bId} (${B_URI}, 0/2 tasks running)`,
+    );
   });
 });
 

@@ -23,6 +23,29 @@ describe('liveModelUri', () => {
     expect(liveModelUri(status([{ status: 'PRIMARY' }]))).toBe(NO_MODEL_URI);
   });
 
+  it('refuses a service in the middle of a rollout, whose new model may still be rolled back', () => {
+    const deployments = [
+      {
+        id: 'ecs-svc/2',
+        status: 'PRIMARY',
+        rolloutState: 'IN_PROGRESS',
+        model: { uri: 's3://m/b/model.tar.gz' },
+      },
+      {
+        id: 'ecs-svc/1',
+        status: 'ACTIVE',
+        rolloutState: 'COMPLETED',
+        model: { uri: 's3://m/a/model.tar.gz' },
+      },
+    ];
+    expect(() => liveModelUri(status(deployments))).toThrow(
+      'the service is in the middle of a rollout (PRIMARY deployment ecs-svc/2 is IN_PROGRESS)',
+    );
+    expect(() => liveModelRecord(status(deployments))).toThrow(/middle of a rollout/);
+    deployments[0]!.rolloutState = 'COMPLETED';
+    expect(liveModelUri(status(deployments.slice(0, 1)))).toBe('s3://m/b/model.tar.gz');
+  });
+
   it('refuses output that is not a status document, so a failed lookup stops the deploy', () => {
     expect(() => liveModelUri({ error: 'AccessDenied' })).toThrow(/slipway status/);
     expect(() => liveModelUri(status([{ status: 'ACTIVE' }]))).toThrow(/no PRIMARY/);

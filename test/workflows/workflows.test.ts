@@ -159,7 +159,7 @@ describe('GitHub Actions workflows', () => {
 
   it('deploy carries the live model over to the new task-definition revision', () => {
     const runs = allRuns('deploy.yml');
-    expect(runs).toContain('node bin/slipway.js status --cloud --stack "$SLIPWAY_STACK" --json');
+    expect(runs).toContain('node bin/slipway.js status --cloud --stack "$SLIPWAY_STACK" --wait --json');
     expect(runs).toContain('npx tsx scripts/live-model-uri.ts');
     expect(runs).toContain('-c initialModelUri="$LIVE_MODEL_URI"');
     // ...and the rollout's ordering record of it, so later events are judged against it.

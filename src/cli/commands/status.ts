@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
-import { formatStatus, rolloutStatus } from '../../rollout/operations.ts';
-import { printJson, printLines } from '../options.ts';
+import { formatStatus, rolloutStatus, waitUntilSteady } from '../../rollout/operations.ts';
+import { printJson, printLines, secondsOption } from '../options.ts';
 import { resolveWhere, whereOptions } from '../targets.ts';
 import type { WhereFlags } from '../targets.ts';
 
 interface StatusFlags extends WhereFlags {
   json?: boolean;
+  wait?: boolean;
+  timeout: string;
 }
 
 /** Registers `slipway status`: the model each task serves and the deployments. */
@@ -16,10 +18,22 @@ export function registerStatus(program: Command): void {
       .description('Show the service: the model each task serves, the deployments and why a rollout failed.'),
   )
     .option('--json', 'print machine-readable JSON')
+    .option(
+      '--wait',
+      'first wait until no rollout is in progress (exit 1 if one still is at --timeout): the model shown then is the one that serves',
+    )
+    .option('--timeout <seconds>', 'with --wait, give up after this long', '1800')
     .action(async (flags: StatusFlags) => {
+      const timeoutMs = secondsOption(flags.timeout, '--timeout');
       const where = await resolveWhere(flags);
+      const steady = flags.wait
+        ? await waitUntilSteady(where.target, {
+            intervalMs: where.kind === 'cloud' ? 10_000 : 300,
+            timeoutMs,
+          })
+        : undefined;
       if (where.kind === 'cloud') {
-        const status = await rolloutStatus(where.target);
+        const status = steady ?? (await rolloutStatus(where.target));
         if (flags.json) printJson({ stack: where.cloud.stackName, service: status });
         else printLines([`stack ${where.cloud.stackName}`, ...formatStatus(status)]);
         return;
@@ -42,7 +56,7 @@ export function registerStatus(program: Command): void {
           ? ['  (none: no model deployed yet)']
           : status.tasks.map(
               (t) =>
-                `  ${t.id} pid ${t.pid ?? '?'} ${t.url} ${t.lastStatus} model ${t.modelUri}` +
+                `  ${t.id} pid ${t.pid ?? '?'} ${t.url ?? '(port not known yet)'} ${t.lastStatus} model ${t.modelUri}` +
                 `${t.modelVersion ? ` (version ${t.modelVersion})` : ''}` +
                 `${status.targets.find((x) => x.id === t.id) ? ` [${status.targets.find((x) => x.id === t.id)?.health}]` : ''}`,
             )),

@@ -201,7 +201,7 @@ export function registerTrain(program: Command): void {
     .command('train')
     .description(
       'Train a model under the SageMaker training contract and upload <output>/<job-name>/output/model.tar.gz.\n' +
-        'Locally the entrypoint runs as a child process in a job directory laid out like /opt/ml;\n' +
+        'Locally the entrypoint runs as a child process in a job directory laid out like /opt/ml; ' +
         'without --data the MNIST digits are staged as the train channel.',
     )
     .option(

@@ -35,9 +35,10 @@ export function registerUp(program: Command): void {
   program
     .command('up')
     .description(
-      'Start the local twin: S3 (s3rver), the upload event bus, the rollout, supervised inference tasks\n' +
+      // Sentences the help wraps to the terminal; a newline only where a paragraph ends.
+      'Start the local twin: S3 (s3rver), the upload event bus, the rollout, supervised inference tasks ' +
         'behind a load balancer. On an empty store it trains the MNIST example, and the upload rolls out by itself.\n' +
-        'Ctrl-C (or SIGTERM, or closing the terminal) stops everything. State (models, history, logs) lives\n' +
+        'Ctrl-C (or SIGTERM, or closing the terminal) stops everything. State (models, history, logs) lives ' +
         'in --state-dir and survives a restart.',
     )
     .option(

@@ -45,9 +45,22 @@ export interface Stoppable {
   pids(): readonly number[];
 }
 
+/** Options of {@link stopOnSignal}. */
+export interface StopOptions {
+  /**
+   * Also stop, as on SIGHUP, once the parent process has gone (this process was handed to init or
+   * a subreaper). Under `npx` the command runs below a shell that npm signals and that dies without
+   * passing the signal on: the command would run on, orphaned. @default false
+   */
+  readonly withParent?: boolean;
+  /** How often to look at the parent. @default 1000 */
+  readonly parentCheckMs?: number;
+}
+
 /**
- * Resolves once a SIGINT, SIGTERM or SIGHUP has stopped `target` cleanly. A second signal while it
- * stops (not npm's copy of the first) kills `target`'s processes and exits with 130.
+ * Resolves once a SIGINT, SIGTERM or SIGHUP (or, with `withParent`, the parent's exit) has stopped
+ * `target` cleanly. A second signal while it stops (not npm's copy of the first) kills `target`'s
+ * processes and exits with 130; the parent's exit never forces.
  *
  * @param parts what the stop stops, for the message (`training, tasks, load balancer, S3`)
  */
@@ -55,10 +68,14 @@ export function stopOnSignal(
   target: Stoppable,
   say: (message: string) => void,
   parts: string,
+  options: StopOptions = {},
 ): Promise<void> {
   return new Promise((resolve) => {
     const meaning = signalCounter();
+    let stopping = false;
+    let parentWatch: NodeJS.Timeout | undefined;
     const onSignal = (signal: NodeJS.Signals): void => {
+      stopping = true;
       const what = meaning(signal);
       if (what === 'copy') return;
       if (what === 'force') {
@@ -73,6 +90,7 @@ export function stopOnSignal(
         process.exit(130);
       }
       say(`${signal}: stopping (${parts}); press Ctrl-C again to force`);
+      clearInterval(parentWatch);
       target.stop().then(
         () => {
           process.off('SIGINT', onSignal);
@@ -97,5 +115,14 @@ export function stopOnSignal(
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     process.on('SIGHUP', onHangup);
+    if (options.withParent) {
+      const parent = process.ppid;
+      parentWatch = setInterval(() => {
+        if (stopping || process.ppid === parent) return;
+        say(`the process that started it (pid ${parent}) has exited`);
+        onHangup();
+      }, options.parentCheckMs ?? 1000);
+      parentWatch.unref();
+    }
   });
 }

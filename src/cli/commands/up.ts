@@ -38,7 +38,7 @@ export function registerUp(program: Command): void {
       // Sentences the help wraps to the terminal; a newline only where a paragraph ends.
       'Start the local twin: S3 (s3rver), the upload event bus, the rollout, supervised inference tasks ' +
         'behind a load balancer. On an empty store it trains the MNIST example, and the upload rolls out by itself.\n' +
-        'Ctrl-C (or SIGTERM, or closing the terminal) stops everything. State (models, history, logs) lives ' +
+        'Ctrl-C (or SIGTERM, or closing the terminal, or the exit of the npm or npx that started it) stops everything. State (models, history, logs) lives ' +
         'in --state-dir and survives a restart.',
     )
     .option(
@@ -83,7 +83,10 @@ export function registerUp(program: Command): void {
       // (e.g. Ctrl-C during training), or its timer would keep the process alive.
       const stopping = new AbortController();
       void announceWhenServing(twin, say, stopping.signal);
-      await stopOnSignal({ stop: () => twin.stop(), pids: () => twin.supervisor.pids() }, say, STOPS);
+      // Started by npm (`npm start`, `npx slipway up`): when npm goes, so does the twin.
+      await stopOnSignal({ stop: () => twin.stop(), pids: () => twin.supervisor.pids() }, say, STOPS, {
+        withParent: process.env['npm_command'] !== undefined,
+      });
       stopping.abort();
     });
 }

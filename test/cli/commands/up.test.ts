@@ -108,6 +108,30 @@ describe('npm start', () => {
   }, 90_000);
 });
 
+describe('npx slipway up', () => {
+  it('stops cleanly when npx goes and the shell between them does not pass the signal on', async () => {
+    // What npx runs: a shell that waits for the command, and dies of npm's SIGTERM alone.
+    const up = await runUp('sh', [
+      '-c',
+      'npm_command=exec node bin/slipway.js up "$@"; echo shell done',
+      'sh',
+    ]);
+    up.child.kill('SIGTERM');
+    await up.exited;
+    await waitFor(() => !isAlive(up.twinPid), 20_000);
+    expect(existsSync(join(up.stateDir, 'twin.json')), up.output()).toBe(false);
+  }, 90_000);
+
+  it('keeps running after its parent goes when npm did not start it (nohup, a service manager)', async () => {
+    const up = await runUp('sh', ['-c', 'node bin/slipway.js up "$@"; echo shell done', 'sh']);
+    up.child.kill('SIGTERM');
+    await up.exited;
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(isAlive(up.twinPid)).toBe(true);
+    expect(existsSync(join(up.stateDir, 'twin.json'))).toBe(true);
+  }, 90_000);
+});
+
 describe('slipway up', () => {
   it('stops cleanly when its terminal is closed (SIGHUP), removing twin.json', async () => {
     const up = await runUp(process.execPath, [join(root, 'bin', 'slipway.js'), 'up']);

@@ -446,6 +446,8 @@ export function serveSpawner(s3Env: Readonly<Record<string, string>>): TaskSpawn
         ...s3Env,
         ...modelEnv,
         [ENV.port]: '0',
+        // The supervisor learns the task's port from its `listening` line, logged at info.
+        LOG_LEVEL: taskLogLevel(process.env['LOG_LEVEL']),
         [ENV.workers]: process.env[ENV.workers] ?? '1',
         [ENV.intraOpThreads]: process.env[ENV.intraOpThreads] ?? '1',
         // Several tasks share this machine: none may take every core for itself.
@@ -454,6 +456,11 @@ export function serveSpawner(s3Env: Readonly<Record<string, string>>): TaskSpawn
       stdio: ['ignore', 'pipe', 'pipe'],
     });
   };
+}
+
+/** The log level of a task: the twin's own when it shows info lines, else info. */
+export function taskLogLevel(level: string | undefined): string {
+  return level !== undefined && ['trace', 'debug', 'info'].includes(level) ? level : 'info';
 }
 
 interface ControlContext {

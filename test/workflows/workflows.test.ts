@@ -90,7 +90,7 @@ describe('GitHub Actions workflows', () => {
     });
   });
 
-  it('deploy restores the model read before cdk deploy, only after cdk deploy itself failed and only when there was one', () => {
+  it('deploy restores the model read before cdk deploy, only after cdk deploy itself failed or was cancelled, and only when there was one', () => {
     const jobs = raw('deploy.yml').jobs as Record<
       string,
       { steps: { id?: string; if?: string; uses?: string; run?: string; env?: Record<string, string> }[] }
@@ -102,8 +102,9 @@ describe('GitHub Actions workflows', () => {
     expect(steps[deploy]!.id).toBe('deploy');
     expect(deploy).toBeLessThan(assume);
     expect(assume).toBeLessThan(restore);
+    // A cancelled run (by hand, or the job's timeout) leaves CloudFormation rolling back all the same.
     const condition =
-      "failure() && steps.deploy.outcome == 'failure' && steps.live.outputs.model-uri != 'none'";
+      "(failure() || cancelled()) && (steps.deploy.outcome == 'failure' || steps.deploy.outcome == 'cancelled') && steps.live.outputs.model-uri != 'none'";
     expect(steps[assume]!.if).toBe(condition);
     expect(steps[restore]!.if).toBe(condition);
     expect(steps[restore]!.env).toEqual({

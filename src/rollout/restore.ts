@@ -36,6 +36,9 @@ export const RESTORE_LOG_MESSAGES = {
   failed: 'restore failed',
 } as const;
 
+/** How far ahead of this clock a restored model's upload time may be (S3's and ours differ a little). */
+const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
 /** The value of the `slipway` field that makes an invocation a restore request. */
 export const RESTORE_REQUEST_KIND = 'restore-model';
 
@@ -74,7 +77,11 @@ export function isRestoreRequest(raw: unknown): boolean {
  *
  * @example parseRestoreRequest({ slipway: 'restore-model', modelUri: 's3://acme-models/runs/7/model.tar.gz' }, 'acme-models')
  */
-export function parseRestoreRequest(raw: unknown, modelsBucket: string): ParsedRestoreRequest {
+export function parseRestoreRequest(
+  raw: unknown,
+  modelsBucket: string,
+  now: Date = new Date(),
+): ParsedRestoreRequest {
   const parsed = RestoreRequestSchema.safeParse(raw);
   if (!parsed.success) {
     const problems = parsed.error.issues.map(
@@ -94,6 +101,13 @@ export function parseRestoreRequest(raw: unknown, modelsBucket: string): ParsedR
   }
   if (object.key !== ARTIFACT.tarball && !object.key.endsWith(`/${ARTIFACT.tarball}`)) {
     throw invalid(`modelUri: ${modelUri} does not name a ${ARTIFACT.tarball}`);
+  }
+  // The record orders every later upload against the model: one from the future would have each
+  // of them skipped as older than the live model.
+  if (record?.eventTime !== undefined && Date.parse(record.eventTime) > now.getTime() + MAX_CLOCK_SKEW_MS) {
+    throw invalid(
+      `record.eventTime: ${record.eventTime} is in the future; it is the time of the model's upload`,
+    );
   }
   return {
     model: { uri: modelUri, ...object, ...record },

@@ -89,6 +89,19 @@ describe('parseRestoreRequest', () => {
     expect(invalidMessage(request(overrides))).toContain(message);
   });
 
+  it('refuses an upload time in the future, which would make every later upload count as older', () => {
+    const now = new Date('2026-11-03T10:00:00Z');
+    const ahead = (minutes: number): RestoreRequest =>
+      request({ record: { ...RECORD, eventTime: new Date(now.getTime() + minutes * 60_000).toISOString() } });
+    expect(() => parseRestoreRequest(ahead(60), MODELS_BUCKET, now)).toThrow(
+      'not a valid restore request: record.eventTime: 2026-11-03T11:00:00.000Z is in the future',
+    );
+    // Clocks differ a little.
+    expect(parseRestoreRequest(ahead(4), MODELS_BUCKET, now).model.eventTime).toBe(
+      '2026-11-03T10:04:00.000Z',
+    );
+  });
+
   it('refuses a request that is not an object', () => {
     expect(invalidMessage('restore')).toMatch(/^not a valid restore request: \(request\): /);
   });

@@ -214,8 +214,8 @@ export class Supervisor {
   private readonly registered = new Set<string>();
   /** Replacements on their way, per deployment id (so a refill does not start them twice). */
   private readonly replacing = new Map<string, number>();
-  /** Deployments queued behind the one in progress, not started yet. */
-  private readonly queued = new Set<Deployment>();
+  /** The deployment waiting behind the one in progress, not started yet (a newer one replaces it). */
+  private queued: Deployment | undefined;
 
   constructor(options: SupervisorOptions) {
     this.options = options;
@@ -335,14 +335,13 @@ export class Supervisor {
       updatedAt: now,
     };
     // As ECS replaces a deployment with a newer one, only the newest of the waiting ones rolls out.
-    for (const waiting of this.queued) {
-      waiting.status = 'INACTIVE';
-      waiting.supersededBy = deployment.id;
-      this.finish(waiting, 'FAILED', `superseded by deployment ${deployment.id} before it started`);
-      this.options.log?.(`deployment ${waiting.id}: superseded by deployment ${deployment.id}`);
-    }
-    this.queued.clear();
-    this.queued.add(deployment);
+    const superseded = this.dropQueued(
+      `superseded by deployment ${deployment.id} before it started`,
+      deployment,
+    );
+    if (superseded)
+      this.options.log?.(`deployment ${superseded.id}: superseded by deployment ${deployment.id}`);
+    this.queued = deployment;
     this.deploymentList.unshift(deployment);
     this.trimHistory();
     this.changed();
@@ -414,19 +413,29 @@ export class Supervisor {
    */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const waiting of this.queued) {
-      waiting.status = 'INACTIVE';
-      this.finish(waiting, 'FAILED', INTERRUPTED_QUEUED_REASON);
-    }
-    this.queued.clear();
+    this.dropQueued(INTERRUPTED_QUEUED_REASON);
     await Promise.all([...this.taskMap.values()].map((t) => this.stopTask(t, 'service stopping', false)));
     await this.queue;
     this.changed();
   }
 
+  /**
+   * Ends the deployment waiting behind the one in progress, if there is one, as FAILED with
+   * `reason`, without starting it; returns it.
+   */
+  private dropQueued(reason: string, supersededBy?: Deployment): Deployment | undefined {
+    const waiting = this.queued;
+    if (waiting === undefined) return undefined;
+    this.queued = undefined;
+    waiting.status = 'INACTIVE';
+    if (supersededBy) waiting.supersededBy = supersededBy.id;
+    this.finish(waiting, 'FAILED', reason);
+    return waiting;
+  }
+
   /** Runs one deployment; `rollbackOf` is the deployment a rollback by hand goes back from. */
   private async roll(deployment: Deployment, rollbackOf?: Deployment): Promise<void> {
-    this.queued.delete(deployment);
+    if (this.queued === deployment) this.queued = undefined;
     // Superseded, or interrupted by a stop, while it waited.
     if (deployment.rolloutState !== 'IN_PROGRESS') return;
     const previous = this.deploymentList.find((d) => d.status === 'PRIMARY');

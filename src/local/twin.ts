@@ -251,7 +251,11 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       ...r,
       which: 'an interrupted',
     }));
-    if (newest) {
+    // The newest object, unless it is an interrupted upload replayed above (it would only be skipped
+    // as a duplicate of itself).
+    const replayed = (info: ObjectInfo): boolean =>
+      interrupted.some((r) => r.kind === 'upload' && r.info.uri === info.uri && r.info.etag === info.etag);
+    if (newest && !replayed(newest)) {
       pending.push({
         kind: 'upload',
         info: newest,

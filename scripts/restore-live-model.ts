@@ -19,6 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { CloudFormationClient, DescribeStacksCommand, type Stack } from '@aws-sdk/client-cloudformation';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { NO_MODEL_URI, STACK_OUTPUTS } from '../src/names.ts';
+import { pollUntil } from '../src/shared/poll.ts';
 import type { RolloutHandlerResult } from '../src/rollout/lambda.ts';
 import { ModelRecordSchema } from '../src/rollout/pinned-model.ts';
 import { RESTORE_REQUEST_KIND, type RestoreRequest } from '../src/rollout/restore.ts';
@@ -140,23 +141,27 @@ function parseRecord(text: string): RestoreRequest['record'] {
 /** The stack once no operation is in progress on it. */
 async function settledStack(options: RestoreLiveModelOptions, log: (line: string) => void): Promise<Stack> {
   const { stackName, cloudformation } = options;
-  const intervalMs = options.intervalMs ?? 15_000;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const timeoutMs = options.timeoutMs ?? 30 * 60_000;
-  // Counted in waits, not by the clock: each DescribeStacks call adds its own moment on top.
-  for (let waited = 0; ; waited += intervalMs) {
-    const { Stacks } = await cloudformation.send(new DescribeStacksCommand({ StackName: stackName }));
-    const stack = Stacks?.[0];
-    if (stack?.StackStatus === undefined) throw new RestoreFailed(`stack ${stackName} was not found`);
-    if (!stack.StackStatus.endsWith('_IN_PROGRESS')) return stack;
-    if (waited + intervalMs > timeoutMs) {
-      throw new RestoreFailed(
-        `stack ${stackName} is still ${stack.StackStatus}; once it settles, run: ${commandLine(options)}`,
-      );
-    }
-    log(`stack ${stackName} is ${stack.StackStatus}; waiting for it to settle`);
-    await sleep(intervalMs);
+  const { value: stack, settled } = await pollUntil(
+    async () => {
+      const { Stacks } = await cloudformation.send(new DescribeStacksCommand({ StackName: stackName }));
+      const found = Stacks?.[0];
+      if (found?.StackStatus === undefined) throw new RestoreFailed(`stack ${stackName} was not found`);
+      return found as Stack & { StackStatus: string };
+    },
+    (found) => !found.StackStatus.endsWith('_IN_PROGRESS'),
+    {
+      intervalMs: options.intervalMs ?? 15_000,
+      timeoutMs: options.timeoutMs ?? 30 * 60_000,
+      ...(options.sleep === undefined ? {} : { sleep: options.sleep }),
+      onWait: (found) => log(`stack ${stackName} is ${found.StackStatus}; waiting for it to settle`),
+    },
+  );
+  if (!settled) {
+    throw new RestoreFailed(
+      `stack ${stackName} is still ${stack.StackStatus}; once it settles, run: ${commandLine(options)}`,
+    );
   }
+  return stack;
 }
 
 function decodePayload(payload: Uint8Array | undefined): unknown {

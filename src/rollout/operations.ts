@@ -4,9 +4,11 @@
  * deploy.yml), status, rollback and follow (what the CLI calls).
  */
 import { decideRollout, type RolloutDecision, type RolloutPolicy } from './decision.ts';
+import { pollUntil } from '../shared/poll.ts';
 import type {
   DeployResult,
   DeployTarget,
+  DeploymentInfo,
   FollowOptions,
   FollowResult,
   PinnedModel,
@@ -168,22 +170,21 @@ export interface SteadyOptions {
  * `ROLLOUT_FOLLOW_TIMEOUT` naming the rollout that was still in progress at the deadline.
  */
 export async function waitUntilSteady(target: DeployTarget, options: SteadyOptions): Promise<ServiceStatus> {
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  // Counted in waits, so a test's sleep decides; each status read adds its own moment on top.
-  for (let waited = 0; ; waited += options.intervalMs) {
-    const status = await target.status();
-    const moving = status.deployments.find((d) => d.rolloutState === 'IN_PROGRESS');
-    if (moving === undefined) return status;
-    if (waited + options.intervalMs > options.timeoutMs) {
-      throw new RolloutError(
-        'ROLLOUT_FOLLOW_TIMEOUT',
-        `a rollout is still in progress after ${Math.round(options.timeoutMs / 1000)}s: deployment ${moving.id} ` +
-          `(${moving.model?.uri ?? 'no model'}, ${moving.runningCount}/${moving.desiredCount} tasks running)`,
-        { retryable: true },
-      );
-    }
-    await sleep(options.intervalMs);
-  }
+  const inProgress = (status: ServiceStatus): DeploymentInfo | undefined =>
+    status.deployments.find((d) => d.rolloutState === 'IN_PROGRESS');
+  const { value: status, settled } = await pollUntil(
+    () => target.status(),
+    (s) => inProgress(s) === undefined,
+    options,
+  );
+  const moving = inProgress(status);
+  if (settled || moving === undefined) return status;
+  throw new RolloutError(
+    'ROLLOUT_FOLLOW_TIMEOUT',
+    `a rollout is still in progress after ${Math.round(options.timeoutMs / 1000)}s: deployment ${moving.id} ` +
+      `(${moving.model?.uri ?? 'no model'}, ${moving.runningCount}/${moving.desiredCount} tasks running)`,
+    { retryable: true },
+  );
 }
 
 /** Which model each deployment of the service runs, and where each rollout stands. */

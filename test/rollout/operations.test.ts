@@ -131,10 +131,14 @@ describe('waitUntilSteady', () => {
   it('gives up at the timeout, naming the rollout still in progress', async () => {
     const bId = await deployAThenB();
 
+    const sleeps: number[] = [];
     const error = await waitUntilSteady(target, {
       intervalMs: 10_000,
       timeoutMs: 25_000,
-      sleep: () => Promise.resolve(),
+      sleep: (ms) => {
+        sleeps.push(ms);
+        return Promise.resolve();
+      },
     }).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RolloutError);
@@ -142,6 +146,8 @@ describe('waitUntilSteady', () => {
     expect((error as RolloutError).message).toBe(
       `a rollout is still in progress after 25s: deployment ${bId} (${B_URI}, 0/2 tasks running)`,
     );
+    // The last wait is cut to the timeout: a look at 25 s, not a give-up at 20 s.
+    expect(sleeps).toEqual([10_000, 10_000, 5_000]);
   });
 });
 

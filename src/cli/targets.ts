@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { DEFAULT_STACK_NAME } from '../names.ts';
 import { DEFAULT_STATE_DIR } from '../local/state-dir.ts';
 import type { DeployTarget, DeploymentInfo } from '../rollout/deploy-target.ts';
-import { cloudContext } from './cloud.ts';
 import type { CloudContext } from './cloud.ts';
 import { RemoteTwinTarget, TwinClient } from './twin-client.ts';
 
@@ -32,6 +31,8 @@ export type Where =
 /** Connects to the local twin, or reads the deployed stack with --cloud. */
 export async function resolveWhere(flags: WhereFlags): Promise<Where> {
   if (flags.cloud) {
+    // Loaded only for --cloud: the AWS clients cost a twin command most of its start-up.
+    const { cloudContext } = await import('./cloud.ts');
     const cloud = await cloudContext(flags.stack);
     return { kind: 'cloud', cloud, target: cloud.target };
   }

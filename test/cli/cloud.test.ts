@@ -123,7 +123,7 @@ describe('RolloutLog', () => {
     ]);
   });
 
-  it('leaves the CloudWatch Logs client out of what any command loads until it reads the log', async () => {
+  it('leaves the CloudWatch Logs client out of what any command loads until it reads the log, and the ECS and CloudFormation clients out of twin commands until --cloud', async () => {
     const commands = (await readdir('src/cli/commands')).map((file) => `src/cli/commands/${file}`);
     const { metafile } = await build({
       entryPoints: commands,
@@ -137,18 +137,31 @@ describe('RolloutLog', () => {
       logLevel: 'silent',
     });
 
-    // Each command's static imports, transitively: what loading it loads.
-    const loaded = new Set<string>();
-    const visit = (path: string): void => {
-      if (loaded.has(path)) return;
-      loaded.add(path);
-      for (const i of metafile.inputs[path]?.imports ?? []) if (i.kind === 'import-statement') visit(i.path);
+    // A command's static imports, transitively: what loading it loads.
+    const loadedBy = (command: string): Set<string> => {
+      const seen = new Set<string>();
+      const walk = (path: string): void => {
+        if (seen.has(path)) return;
+        seen.add(path);
+        for (const i of metafile.inputs[path]?.imports ?? []) if (i.kind === 'import-statement') walk(i.path);
+      };
+      walk(command);
+      return seen;
     };
-    for (const command of commands) visit(command);
+    const loaded = new Set(commands.flatMap((command) => [...loadedBy(command)]));
     const logsClient = '@aws-sdk/client-cloudwatch-logs';
 
     expect(loaded).toContain('src/cli/cloud.ts');
     expect(loaded).not.toContain(logsClient);
+
+    // The commands that also work on the twin load no ECS or CloudFormation client until --cloud.
+    for (const name of ['status', 'rollback', 'deploy', 'predict']) {
+      const modules = loadedBy(`src/cli/commands/${name}.ts`);
+      expect(modules.size, name).toBeGreaterThan(1);
+      for (const client of ['@aws-sdk/client-ecs', '@aws-sdk/client-cloudformation']) {
+        expect(modules.has(client), `${name} loads ${client}`).toBe(false);
+      }
+    }
     expect(metafile.inputs['src/cli/cloud.ts']?.imports).toContainEqual({
       path: logsClient,
       kind: 'dynamic-import',

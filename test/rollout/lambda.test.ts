@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-ecs';
 import { HeadObjectCommand, NotFound, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ENV } from '../../src/names.ts';
 import { RolloutError } from '../../src/rollout/errors.ts';
 import { handler, readRolloutConfig } from '../../src/rollout/lambda.ts';
@@ -22,39 +22,20 @@ import {
   taskDefinitionArn,
   type EcsWorld,
 } from './fixtures.ts';
+import { captureHandlerRuns } from './handler-harness.ts';
 
 const ecs = mockClient(ECSClient);
 const s3 = mockClient(S3Client);
 let world: EcsWorld;
-let stdout: MockInstance<typeof process.stdout.write>;
-let stderr: MockInstance<typeof process.stderr.write>;
-
-/** The JSON log lines the handler wrote (Powertools writes errors to stderr, the rest to stdout). */
-function logLines(): Record<string, unknown>[] {
-  return [...stdout.mock.calls, ...stderr.mock.calls]
-    .map((call) => String(call[0]))
-    .flatMap((chunk) => chunk.split('\n'))
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
+const { logLines } = captureHandlerRuns();
 
 beforeEach(() => {
   ecs.reset();
   s3.reset();
   world = simulateEcs(ecs);
-  vi.stubEnv('AWS_REGION', 'eu-west-1');
-  vi.stubEnv(ENV.cluster, CLUSTER);
-  vi.stubEnv(ENV.service, SERVICE);
-  vi.stubEnv(ENV.modelsBucket, MODELS_BUCKET);
-  vi.stubEnv(ENV.container, '');
-  stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
 });
 
 afterEach(() => {
-  stdout.mockRestore();
-  stderr.mockRestore();
-  vi.unstubAllEnvs();
   ecs.reset();
 });
 

@@ -1,7 +1,6 @@
 import { ECSClient, RegisterTaskDefinitionCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
-import { ENV } from '../../src/names.ts';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { PinnedModel, ServiceState } from '../../src/rollout/deploy-target.ts';
 import { RolloutError } from '../../src/rollout/errors.ts';
 import { handler } from '../../src/rollout/lambda.ts';
@@ -22,6 +21,7 @@ import {
   taskDefinitionArn,
   type EcsWorld,
 } from './fixtures.ts';
+import { captureHandlerRuns } from './handler-harness.ts';
 
 const KEY = 'runs/b/model.tar.gz';
 const URI = `s3://${MODELS_BUCKET}/${KEY}?versionId=vb`;
@@ -166,15 +166,7 @@ describe('decideRestore', () => {
 describe('the rollout Lambda, asked to restore after a failed code deploy', () => {
   const ecs = mockClient(ECSClient);
   let world: EcsWorld;
-  let stdout: MockInstance<typeof process.stdout.write>;
-  let stderr: MockInstance<typeof process.stderr.write>;
-
-  function logLines(): Record<string, unknown>[] {
-    return [...stdout.mock.calls, ...stderr.mock.calls]
-      .flatMap((call) => String(call[0]).split('\n'))
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
-  }
+  const { logLines } = captureHandlerRuns();
 
   function environmentOf(revision: number): Record<string, string | undefined> {
     const { taskDefinition } = world.taskDefinitions.get(taskDefinitionArn(revision))!;
@@ -186,19 +178,9 @@ describe('the rollout Lambda, asked to restore after a failed code deploy', () =
   beforeEach(() => {
     ecs.reset();
     world = simulateEcs(ecs);
-    vi.stubEnv('AWS_REGION', 'eu-west-1');
-    vi.stubEnv(ENV.cluster, CLUSTER);
-    vi.stubEnv(ENV.service, SERVICE);
-    vi.stubEnv(ENV.modelsBucket, MODELS_BUCKET);
-    vi.stubEnv(ENV.container, '');
-    stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
   });
 
   afterEach(() => {
-    stdout.mockRestore();
-    stderr.mockRestore();
-    vi.unstubAllEnvs();
     ecs.reset();
   });
 

@@ -118,18 +118,20 @@ describe('parseRestoreRequest', () => {
 describe('decideRestore', () => {
   const model: PinnedModel = parseRestoreRequest(request(), MODELS_BUCKET).model;
   const state = (live: PinnedModel | undefined): ServiceState => ({ revision: 'r', model: live });
+  /** The pin of another upload, runs/<name>/model.tar.gz (version v<name>), with its full record. */
+  const pinOf = (name: string, sequencer: string, eventTime: string): PinnedModel => ({
+    uri: `s3://${MODELS_BUCKET}/runs/${name}/model.tar.gz?versionId=v${name}`,
+    bucket: MODELS_BUCKET,
+    key: `runs/${name}/model.tar.gz`,
+    versionId: `v${name}`,
+    etag: 'fedcba9876543210fedcba9876543210',
+    sequencer,
+    eventTime,
+  });
 
   it('deploys over the no-model state and over an older model', () => {
     expect(decideRestore(model, state(undefined))).toEqual({ kind: 'deploy' });
-    const older = {
-      uri: `s3://${MODELS_BUCKET}/runs/a/model.tar.gz?versionId=va`,
-      bucket: MODELS_BUCKET,
-      key: 'runs/a/model.tar.gz',
-      versionId: 'va',
-      etag: 'fedcba9876543210fedcba9876543210',
-      sequencer: '0062E99A88DC400000',
-      eventTime: '2026-11-02T10:00:00Z',
-    };
+    const older = pinOf('a', '0062E99A88DC400000', '2026-11-02T10:00:00Z');
     expect(decideRestore(model, state(older))).toEqual({ kind: 'deploy' });
     // A model pinned with no record (by hand, or by the CDK app) cannot be newer.
     expect(decideRestore(model, state({ uri: older.uri }))).toEqual({ kind: 'deploy' });
@@ -146,15 +148,7 @@ describe('decideRestore', () => {
   });
 
   it('skips when an upload newer than the model rolled out since', () => {
-    const newer = {
-      uri: `s3://${MODELS_BUCKET}/runs/c/model.tar.gz?versionId=vc`,
-      bucket: MODELS_BUCKET,
-      key: 'runs/c/model.tar.gz',
-      versionId: 'vc',
-      etag: 'fedcba9876543210fedcba9876543210',
-      sequencer: '0062E99A88DC500000',
-      eventTime: '2026-11-04T10:00:00Z',
-    };
+    const newer = pinOf('c', '0062E99A88DC500000', '2026-11-04T10:00:00Z');
     expect(decideRestore(model, state(newer))).toEqual({
       kind: 'skip',
       reason: 'newer-live',

@@ -3,8 +3,8 @@
  * twin's event bus call), restore a model a failed code deploy took away (the Lambda, asked by
  * deploy.yml), status, rollback and follow (what the CLI calls).
  */
+import { pollUntil, type PollOptions } from '../shared/poll.ts';
 import { decideRollout, type RolloutDecision, type RolloutPolicy } from './decision.ts';
-import { pollUntil } from '../shared/poll.ts';
 import type {
   DeployResult,
   DeployTarget,
@@ -154,15 +154,8 @@ async function decideAndDeploy(
   });
 }
 
-/** Options of `waitUntilSteady`. */
-export interface SteadyOptions {
-  /** Time between two looks. */
-  readonly intervalMs: number;
-  /** Give up (with `ROLLOUT_FOLLOW_TIMEOUT`) after this long. */
-  readonly timeoutMs: number;
-  /** @default a timer */
-  readonly sleep?: (ms: number) => Promise<void>;
-}
+/** Options of `waitUntilSteady`: how often to look, and for how long (see `pollUntil`). */
+export type SteadyOptions = Omit<PollOptions<ServiceStatus>, 'onWait'>;
 
 /**
  * The service's status once no rollout is in progress (every deployment COMPLETED or FAILED): the
@@ -172,13 +165,13 @@ export interface SteadyOptions {
 export async function waitUntilSteady(target: DeployTarget, options: SteadyOptions): Promise<ServiceStatus> {
   const inProgress = (status: ServiceStatus): DeploymentInfo | undefined =>
     status.deployments.find((d) => d.rolloutState === 'IN_PROGRESS');
-  const { value: status, settled } = await pollUntil(
+  const { value: status } = await pollUntil(
     () => target.status(),
     (s) => inProgress(s) === undefined,
     options,
   );
   const moving = inProgress(status);
-  if (settled || moving === undefined) return status;
+  if (moving === undefined) return status;
   throw new RolloutError(
     'ROLLOUT_FOLLOW_TIMEOUT',
     `a rollout is still in progress after ${Math.round(options.timeoutMs / 1000)}s: deployment ${moving.id} ` +

@@ -577,24 +577,27 @@ export class Supervisor {
       output: [],
     };
     if (this.options.logDir) task.logFile = createWriteStream(join(this.options.logDir, `task-${id}.log`));
-    const capture = (chunk: Buffer): void => {
-      task.logFile?.write(chunk);
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) task.output.push(line.trim());
+    // Lines, not chunks: a line (the port announcement among them) may arrive split across reads.
+    const onLine = (line: string, fromStdout: boolean): void => {
+      const text = line.trim();
+      if (!text) return;
+      task.output.push(text);
       task.output.splice(0, Math.max(0, task.output.length - 30));
+      const port = fromStdout && task.port === undefined ? announcedPort(text) : undefined;
+      if (port === undefined) return;
+      task.port = port;
+      task.url = `http://127.0.0.1:${port}`;
+      this.options.log?.(`task ${id} listens on port ${port}`);
+      this.changed();
     };
-    // Lines, not chunks: the announcement may arrive split across reads.
-    if (child.stdout) {
-      createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', (line) => {
-        const port = task.port === undefined ? announcedPort(line.trim()) : undefined;
-        if (port === undefined) return;
-        task.port = port;
-        task.url = `http://127.0.0.1:${port}`;
-        this.options.log?.(`task ${id} listens on port ${port}`);
-        this.changed();
-      });
+    for (const [stream, fromStdout] of [
+      [child.stdout, true],
+      [child.stderr, false],
+    ] as const) {
+      if (!stream) continue;
+      stream.on('data', (chunk: Buffer) => task.logFile?.write(chunk));
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => onLine(line, fromStdout));
     }
-    child.stdout?.on('data', capture);
-    child.stderr?.on('data', capture);
     this.taskMap.set(id, task);
     void task.exited.then(() => this.onExit(task));
     this.options.log?.(`task ${id} started (pid ${child.pid ?? '?'}) for ${deployment.modelUri}`);

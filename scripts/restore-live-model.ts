@@ -20,6 +20,7 @@ import { CloudFormationClient, DescribeStacksCommand, type Stack } from '@aws-sd
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { NO_MODEL_URI, STACK_OUTPUTS } from '../src/names.ts';
 import { pollUntil } from '../src/shared/poll.ts';
+import { describeZodIssues } from '../src/shared/zod-issues.ts';
 import type { RolloutHandlerResult } from '../src/rollout/lambda.ts';
 import { ModelRecordSchema } from '../src/rollout/pinned-model.ts';
 import { RESTORE_REQUEST_KIND, type RestoreRequest } from '../src/rollout/restore.ts';
@@ -132,8 +133,9 @@ function parseRecord(text: string): RestoreRequest['record'] {
   }
   const parsed = ModelRecordSchema.safeParse(json);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(record)'}: ${i.message}`);
-    throw new RestoreFailed(`--model-record is not a model record: ${problems.join('; ')}`);
+    throw new RestoreFailed(
+      `--model-record is not a model record: ${describeZodIssues(parsed.error, 'record')}`,
+    );
   }
   return parsed.data;
 }

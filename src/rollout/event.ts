@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { SlipwayError } from '../errors.ts';
 import { isPinnableKey, pinnableVersionId } from '../shared/s3-pin.ts';
+import { describeZodIssues } from '../shared/zod-issues.ts';
 import { RolloutError } from './errors.ts';
 
 /**
@@ -164,12 +165,9 @@ export interface ParseModelEventOptions {
 export function parseModelEvent(raw: unknown, options: ParseModelEventOptions = {}): ModelEvent {
   const parsed = S3ObjectCreatedEventSchema.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map(
-      (issue) => `${issue.path.join('.') || '(event)'}: ${issue.message}`,
-    );
     throw new RolloutError(
       'ROLLOUT_EVENT_INVALID',
-      `not a valid S3 "Object Created" event: ${problems.join('; ')}`,
+      `not a valid S3 "Object Created" event: ${describeZodIssues(parsed.error, 'event')}`,
     );
   }
   const { detail, id, time } = parsed.data;

@@ -16,6 +16,7 @@
  */
 import { z } from 'zod';
 import { ARTIFACT } from '../names.ts';
+import { describeZodIssues } from '../shared/zod-issues.ts';
 import { compareToLive, type DeployableModel } from './decision.ts';
 import type { PinnedModel, ServiceState } from './deploy-target.ts';
 import { RolloutError } from './errors.ts';
@@ -84,10 +85,7 @@ export function parseRestoreRequest(
 ): ParsedRestoreRequest {
   const parsed = RestoreRequestSchema.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map(
-      (issue) => `${issue.path.join('.') || '(request)'}: ${issue.message}`,
-    );
-    throw invalid(problems.join('; '));
+    throw invalid(describeZodIssues(parsed.error, 'request'));
   }
   const { modelUri, record, reason } = parsed.data;
   const object = parseS3ModelUri(modelUri);
